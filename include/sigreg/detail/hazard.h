@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: MIT
+// Sigreg — per-thread hazard records and asymmetric fences (internal).
+//
+// Not part of the public API: names here may change in any release.
+// The design is described at the top of <sigreg/registry.h> and in
+// docs/ARCHITECTURE.md.
+#pragma once
+
+#include <sigreg/sigreg_export.h>
+
+#include <atomic>
+#include <cstdint>
+
+#if defined(__SANITIZE_THREAD__)
+#define SIGREG_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SIGREG_TSAN 1
+#endif
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SIGREG_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SIGREG_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SIGREG_NOINLINE __attribute__((noinline))
+#define SIGREG_COLD __attribute__((cold, noinline))
+#define SIGREG_TLS_INITIAL_EXEC __attribute__((tls_model("initial-exec")))
+#define SIGREG_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define SIGREG_ALWAYS_INLINE inline
+#define SIGREG_LIKELY(x) (x)
+#define SIGREG_UNLIKELY(x) (x)
+#define SIGREG_NOINLINE
+#define SIGREG_COLD
+#define SIGREG_TLS_INITIAL_EXEC
+#endif
+
+// Asymmetric fences: the reader side is a compiler-only barrier and the writer
+// side forces a full barrier on every CPU running one of our threads
+// (membarrier / FlushProcessWriteBuffers). Where no such system call is known,
+// or under ThreadSanitizer (which does not model it), both sides use
+// sequentially consistent operations instead. SIGREG_ASYMMETRIC_FENCES may be
+// predefined to 0 to force the portable variant.
+#ifndef SIGREG_ASYMMETRIC_FENCES
+#if defined(SIGREG_TSAN)
+#define SIGREG_ASYMMETRIC_FENCES 0
+#elif defined(__linux__) && (defined(__x86_64__) || defined(__i386__))
+#define SIGREG_ASYMMETRIC_FENCES 1
+#elif defined(_WIN32)
+#define SIGREG_ASYMMETRIC_FENCES 1
+#else
+#define SIGREG_ASYMMETRIC_FENCES 0
+#endif
+#endif
+
+namespace sigreg::detail {
+
+struct Node;
+
+/// Reader side of the asymmetric fence: orders a hazard store before the
+/// following loads.
+inline void lightFence() noexcept
+{
+#if SIGREG_ASYMMETRIC_FENCES
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+#else
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
+
+/// Writer side: after it returns, every hazard store that any thread made
+/// before its following light fence is visible to the caller, or that
+/// thread's loads after the light fence see everything the caller wrote
+/// before this call.
+SIGREG_CORE_EXPORT void heavyFence() noexcept;
+
+/// Memory orders of the hazard protocol. With asymmetric fences the plain
+/// release/acquire pairs are enough; otherwise the Dekker-style handshake
+/// needs sequential consistency (and ThreadSanitizer can follow it).
+#if SIGREG_ASYMMETRIC_FENCES
+inline constexpr std::memory_order kHazardStore = std::memory_order_release;
+inline constexpr std::memory_order kHazardLoad = std::memory_order_acquire;
+#else
+inline constexpr std::memory_order kHazardStore = std::memory_order_seq_cst;
+inline constexpr std::memory_order kHazardLoad = std::memory_order_seq_cst;
+#endif
+
+/// One nesting level of one thread's reads: the snapshot (or other shared
+/// object) being read, and the handler being called.
+struct HazardLevel {
+    std::atomic<const void *> object{nullptr};
+    std::atomic<const Node *> current{nullptr};
+};
+
+/// A chunk of extra levels for threads that nest notifications deeper than
+/// the inline levels of their record. Chunks are never freed while the
+/// process runs; they stay with the record and are reused by its next owner.
+struct LevelChunk {
+    static constexpr std::uint32_t kLevels = 32;
+    HazardLevel levels[kLevels];
+    std::atomic<LevelChunk *> next{nullptr};
+};
+
+/// Per-thread hazard record. Written only by its owning thread (the notify
+/// path), read by writers. Records are never freed: when a thread exits its
+/// record is marked free and handed to the next thread that needs one, so a
+/// writer scanning the list can never touch freed memory.
+struct alignas(64) ThreadRecord {
+    static constexpr std::uint32_t kInlineLevels = 8;
+
+    // Hot, owner-only part: the current nesting depth and the first levels.
+    std::uint32_t depth = 0;
+    HazardLevel levels[kInlineLevels];
+
+    // Cold part.
+    std::atomic<LevelChunk *> chunks{nullptr};
+    std::atomic<ThreadRecord *> next{nullptr};
+    std::atomic<bool> inUse{false};
+
+    /// The level for nesting depth `d`, `d >= kInlineLevels`. Allocates a
+    /// chunk the first time a record gets that deep.
+    SIGREG_CORE_EXPORT HazardLevel *deepLevel(std::uint32_t d);
+
+    /// Calls `f(level)` for every level of this record.
+    template <class F>
+    void forEachLevel(F &&f) const
+    {
+        for (const HazardLevel &l : levels)
+            f(l);
+        for (LevelChunk *c = chunks.load(std::memory_order_acquire); c;
+             c = c->next.load(std::memory_order_acquire)) {
+            for (const HazardLevel &l : c->levels)
+                f(l);
+        }
+    }
+
+    /// The calling thread's record, creating or reusing one on first use.
+    SIGREG_CORE_EXPORT static ThreadRecord *acquire();
+    /// Head of the process-wide list of records.
+    SIGREG_CORE_EXPORT static ThreadRecord *first() noexcept;
+};
+
+/// The calling thread's record, or null before its first notification.
+/// Defined once, in the compiled core library, so that every module of a
+/// process agrees on what "this thread" is.
+extern SIGREG_CORE_EXPORT constinit thread_local ThreadRecord *tl_record SIGREG_TLS_INITIAL_EXEC;
+
+/// Takes a hazard level for the calling thread; pair with `HazardScope`'s
+/// destructor. Inline because it sits on the notify path.
+class HazardScope {
+public:
+    SIGREG_ALWAYS_INLINE HazardScope() noexcept
+    {
+        ThreadRecord *rec = tl_record;
+        if (SIGREG_UNLIKELY(rec == nullptr))
+            rec = ThreadRecord::acquire();
+        m_rec = rec;
+        const std::uint32_t depth = rec->depth;
+        m_level = SIGREG_LIKELY(depth < ThreadRecord::kInlineLevels) ? &rec->levels[depth]
+                                                                     : rec->deepLevel(depth);
+        rec->depth = depth + 1;
+    }
+    SIGREG_ALWAYS_INLINE ~HazardScope()
+    {
+        m_level->current.store(nullptr, std::memory_order_release);
+        m_level->object.store(nullptr, std::memory_order_release);
+        --m_rec->depth;
+    }
+    HazardScope(const HazardScope &) = delete;
+    HazardScope &operator=(const HazardScope &) = delete;
+
+    /// Loads `src` and publishes it as this level's protected object; on
+    /// return the object cannot be reclaimed until the scope ends or another
+    /// object is protected.
+    template <class T>
+    SIGREG_ALWAYS_INLINE T *protect(const std::atomic<T *> &src) noexcept
+    {
+        T *p = src.load(std::memory_order_relaxed);
+        for (;;) {
+            m_level->object.store(p, kHazardStore);
+            lightFence();
+            T *q = src.load(kHazardLoad);
+            if (SIGREG_LIKELY(q == p))
+                return p;
+            p = q;
+        }
+    }
+
+    /// Announces that `node` is about to be called. A remover that saw the
+    /// announcement waits for the call to end.
+    SIGREG_ALWAYS_INLINE void announce(const Node *node) noexcept
+    {
+        m_level->current.store(node, kHazardStore);
+        lightFence();
+    }
+
+private:
+    ThreadRecord *m_rec;
+    HazardLevel *m_level;
+};
+
+} // namespace sigreg::detail

@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: MIT
+// Sigreg — the type-erased registry engine behind sigreg::Registry<E> (internal).
+#pragma once
+
+#include <sigreg/detail/hazard.h>
+#include <sigreg/handler_id.h>
+#include <sigreg/sigreg_export.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+namespace sigreg::detail {
+
+using InvokeFn = void (*)(const Node *, const void *event);
+using DestroyFn = void (*)(Node *) noexcept;
+
+/// The invoke function of a removed handler: does nothing.
+SIGREG_CORE_EXPORT void removedInvoke(const Node *, const void *) noexcept;
+
+/// One registered handler. Allocated once by `add`, shared by every snapshot
+/// that lists it, destroyed once no snapshot that lists it can still be read.
+struct Node {
+    /// Swapped to `removedInvoke` when the handler is removed, so that readers
+    /// still walking an older snapshot skip it.
+    std::atomic<InvokeFn> invoke;
+    DestroyFn destroy;
+    HandlerId id;
+    int priority = 0;
+    // Writer-side bookkeeping, guarded by the registry's mutex.
+    std::uint64_t removedVersion = 0;
+
+    Node(InvokeFn i, DestroyFn d) noexcept : invoke(i), destroy(d) {}
+};
+
+/// An immutable (apart from appends past `count`) snapshot of the handler
+/// list, sorted by priority, highest first, ties in registration order.
+struct Block {
+    /// Number of valid entries. Only grows, and only while the block is the
+    /// registry's current one (an append writes the entry, then publishes it
+    /// here with release).
+    std::atomic<std::uint32_t> count{0};
+    std::uint32_t capacity = 0;
+    /// Registry version at which this block was created.
+    std::uint64_t version = 0;
+
+    Node *const *entries() const noexcept { return reinterpret_cast<Node *const *>(this + 1); }
+    Node **entries() noexcept { return reinterpret_cast<Node **>(this + 1); }
+};
+static_assert(sizeof(Block) % alignof(Node *) == 0);
+
+/// A type-erased error handler.
+struct ErrorSink {
+    using CallFn = void (*)(const ErrorSink *, const HandlerFailure &);
+    CallFn call;
+    void (*destroy)(ErrorSink *) noexcept;
+};
+
+/// Operations collected by a batch, applied with one publication.
+struct BatchOps {
+    std::vector<Node *> adds;
+    std::vector<HandlerId> removes;
+};
+
+/// Liveness anchor shared between a registry and its guards.
+class SIGREG_CORE_EXPORT Anchor {
+public:
+    explicit Anchor(class RegistryCore *core) noexcept : m_core(core) {}
+    /// Removes `id` if the registry still exists.
+    bool remove(HandlerId id, bool wait) noexcept;
+    /// Called by the registry's destructor: no guard can reach it afterwards.
+    void kill() noexcept;
+
+private:
+    static constexpr std::uint32_t kDead = 0x80000000u;
+    std::atomic<std::uint32_t> m_state{0};
+    class RegistryCore *m_core;
+};
+
+class SIGREG_CORE_EXPORT RegistryCore {
+public:
+    RegistryCore() noexcept;
+    ~RegistryCore();
+    RegistryCore(const RegistryCore &) = delete;
+    RegistryCore &operator=(const RegistryCore &) = delete;
+
+    /// Calls every handler with `event`. Lock-free, allocation-free.
+    SIGREG_ALWAYS_INLINE void notify(const void *event) const noexcept
+    {
+        HazardScope scope;
+        const Block *block = scope.protect(m_head);
+        Node *const *it = block->entries();
+        Node *const *const end = it + block->count.load(std::memory_order_acquire);
+        for (; it != end; ++it) {
+            const Node *node = *it;
+            scope.announce(node);
+            const InvokeFn fn = node->invoke.load(std::memory_order_relaxed);
+            try {
+                fn(node, event);
+            } catch (const std::exception &e) {
+                reportFailure(node, e.what());
+            } catch (...) {
+                reportFailure(node, nullptr);
+            }
+        }
+    }
+
+    /// Takes ownership of `node` (also on failure) and registers it.
+    HandlerId add(Node *node, int priority);
+    bool remove(HandlerId id, bool wait);
+    std::size_t clear(bool wait);
+    bool contains(HandlerId id) const;
+    std::size_t size() const noexcept { return m_size.load(std::memory_order_relaxed); }
+
+    /// Allocates an id for a batch entry.
+    HandlerId reserveId() noexcept;
+    /// Applies adds (ids already reserved) and removes in one publication.
+    /// Returns the number of handlers removed.
+    std::size_t apply(BatchOps &ops, bool wait);
+
+    void setErrorSink(ErrorSink *sink);
+    std::uint64_t failureCount() const noexcept { return m_failures.load(std::memory_order_relaxed); }
+    std::uint64_t unhandledFailureCount() const noexcept
+    {
+        return m_unhandled.load(std::memory_order_relaxed);
+    }
+
+    std::shared_ptr<Anchor> anchor();
+
+    /// Number of retired snapshots and removed handlers not yet reclaimed
+    /// (for tests and diagnostics).
+    std::size_t pendingReclamation() const;
+
+private:
+    struct Retired {
+        const void *object;
+        bool isBlock;          // a Block, else an ErrorSink
+        std::uint64_t version; // creation version (blocks only)
+    };
+    struct Garbage;
+
+    SIGREG_COLD void reportFailure(const Node *node, const char *what) const noexcept;
+
+    void publish(Block *block, Garbage &garbage);
+    void reclaim(Garbage &garbage);
+    void markRemoved(Node *node);
+    static void waitUntilIdle(std::span<const Node *const> nodes) noexcept;
+    Node *findLive(HandlerId id) const noexcept;
+    Block *allocateBlock(std::uint32_t capacity);
+
+    // Read by every notify; written only on publication. Alone on its line.
+    alignas(64) std::atomic<Block *> m_head;
+
+    // Writer side, guarded by m_mutex (except m_size, which is read lock-free).
+    alignas(64) mutable std::mutex m_mutex;
+    std::atomic<std::size_t> m_size{0};
+    std::uint64_t m_nextId = 0;
+    std::uint64_t m_version = 0;
+    std::uint64_t m_retiredSinceFence = 0;
+    std::vector<Node *> m_live;    // live handlers, by id (ids only grow)
+    std::vector<Node *> m_removed; // removed, awaiting reclamation
+    std::vector<Retired> m_retired;
+    std::shared_ptr<Anchor> m_anchor;
+
+    // Failure path only.
+    alignas(64) std::atomic<ErrorSink *> m_errorSink{nullptr};
+    mutable std::atomic<std::uint64_t> m_failures{0};
+    mutable std::atomic<std::uint64_t> m_unhandled{0};
+};
+
+} // namespace sigreg::detail

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: MIT
+// Sigreg — RAII ownership of one registered handler.
+#pragma once
+
+#include <sigreg/handler_id.h>
+#include <sigreg/sigreg_export.h>
+
+#include <memory>
+
+namespace sigreg {
+
+namespace detail {
+class Anchor;
+}
+
+/// Owns one registered handler and removes it when destroyed.
+///
+/// Obtained from `Registry<E>::addGuarded()` or `Registry<E>::guard()`.
+/// Move-only. A guard may outlive its registry: it then does nothing.
+/// Destroying a guard has the effect of `Registry<E>::remove()` (it waits
+/// until the handler is not running on another thread); `resetNoWait()` has
+/// the effect of `removeNoWait()`.
+///
+/// Safety: a guard object is not itself synchronised (like any value type),
+/// but guards of one registry may be used from different threads at once,
+/// and concurrently with the registry's destruction.
+class [[nodiscard]] SIGREG_CORE_EXPORT Guard {
+public:
+    /// An empty guard that owns nothing.
+    Guard() noexcept = default;
+    Guard(std::shared_ptr<detail::Anchor> anchor, HandlerId id) noexcept;
+    Guard(Guard &&other) noexcept;
+    /// Removes the currently owned handler (waiting), then takes `other`'s.
+    Guard &operator=(Guard &&other) noexcept;
+    Guard(const Guard &) = delete;
+    Guard &operator=(const Guard &) = delete;
+    ~Guard();
+
+    /// The owned handler's id; invalid for an empty guard.
+    [[nodiscard]] HandlerId id() const noexcept { return m_id; }
+    /// True while the guard owns a handler (whether or not its registry still exists).
+    [[nodiscard]] bool isActive() const noexcept { return m_id.isValid(); }
+    explicit operator bool() const noexcept { return isActive(); }
+
+    /// Effect: gives up ownership; the handler stays registered.
+    /// Returns its id (for a later `Registry<E>::remove()`).
+    HandlerId release() noexcept;
+
+    /// Effect: removes the handler now, waiting until it is not running on
+    /// another thread (see `Registry<E>::remove()`), and empties the guard.
+    /// Returns true if this call removed it (false if it was already removed
+    /// by id, the registry is gone, or the guard was empty).
+    bool reset() noexcept;
+
+    /// Effect: as `reset()` but does not wait for calls in flight on other
+    /// threads (see `Registry<E>::removeNoWait()`).
+    bool resetNoWait() noexcept;
+
+private:
+    bool dispose(bool wait) noexcept;
+
+    std::shared_ptr<detail::Anchor> m_anchor;
+    HandlerId m_id;
+};
+
+} // namespace sigreg

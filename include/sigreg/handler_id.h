@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: MIT
+// Sigreg — handler identifiers and failure reports.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <string_view>
+
+namespace sigreg {
+
+/// Identifies one registered handler inside one registry.
+///
+/// Ids come from a per-registry 64-bit counter that starts at 1 and is never
+/// rewound, not even by `clear()`: an id is never reused, so a stale id can never
+/// remove somebody else's handler. Ids of different registries are unrelated.
+/// A default-constructed id is invalid (`isValid() == false`).
+class HandlerId {
+public:
+    constexpr HandlerId() noexcept = default;
+    constexpr explicit HandlerId(std::uint64_t value) noexcept : m_value(value) {}
+
+    [[nodiscard]] constexpr std::uint64_t value() const noexcept { return m_value; }
+    [[nodiscard]] constexpr bool isValid() const noexcept { return m_value != 0; }
+
+    friend constexpr bool operator==(HandlerId, HandlerId) noexcept = default;
+    friend constexpr auto operator<=>(HandlerId, HandlerId) noexcept = default;
+
+private:
+    std::uint64_t m_value = 0;
+};
+
+/// What an error handler receives when a handler throws.
+///
+/// Passed by reference for the duration of the error-handler call only.
+struct HandlerFailure {
+    /// The handler that threw.
+    HandlerId handler;
+    /// The exception, as caught; never null.
+    std::exception_ptr exception;
+    /// `what()` of the exception when it derives from `std::exception`, else null.
+    const char *what = nullptr;
+
+    /// `what()` when available, otherwise a fixed description.
+    [[nodiscard]] std::string_view message() const noexcept
+    {
+        return what ? std::string_view(what)
+                    : std::string_view("unknown exception (not derived from std::exception)");
+    }
+};
+
+} // namespace sigreg
+
+template <>
+struct std::hash<sigreg::HandlerId> {
+    std::size_t operator()(sigreg::HandlerId id) const noexcept
+    {
+        return std::hash<std::uint64_t>{}(id.value());
+    }
+};

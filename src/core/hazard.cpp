@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+// Sigreg — per-thread hazard records and the writer side of the asymmetric fence.
+#include <sigreg/detail/hazard.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+
+#if defined(__linux__)
+#include <linux/membarrier.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#elif defined(_WIN32)
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#endif
+
+namespace sigreg::detail {
+
+constinit thread_local ThreadRecord *tl_record SIGREG_TLS_INITIAL_EXEC = nullptr;
+
+namespace {
+
+std::atomic<ThreadRecord *> g_records{nullptr};
+
+/// Hands the thread's record back when the thread exits.
+struct RecordReleaser {
+    ThreadRecord *rec = nullptr;
+    ~RecordReleaser()
+    {
+        if (!rec)
+            return;
+        tl_record = nullptr;
+        rec->depth = 0;
+        rec->inUse.store(false, std::memory_order_release);
+    }
+};
+thread_local RecordReleaser tl_releaser;
+
+#if SIGREG_ASYMMETRIC_FENCES && defined(__linux__)
+bool registerMembarrier() noexcept
+{
+    return syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+/// Fallback for kernels without expedited membarrier (before 4.14): revoking
+/// write access to a page this process has written makes the kernel
+/// shoot down that mapping on every CPU that ran one of our threads, which
+/// serialises those CPUs. Valid on x86, where the shootdown is an interrupt.
+void mprotectFence() noexcept
+{
+    static std::mutex mutex;
+    static void *page = [] {
+        void *p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return p == MAP_FAILED ? nullptr : p;
+    }();
+    std::lock_guard lock(mutex);
+    if (!page || mprotect(page, 4096, PROT_READ | PROT_WRITE) != 0) {
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        return;
+    }
+    // Touch the page so it is mapped, then revoke access to force the IPIs.
+    std::atomic_ref<int>(*static_cast<int *>(page)).fetch_add(1, std::memory_order_seq_cst);
+    mprotect(page, 4096, PROT_READ);
+}
+#endif
+
+} // namespace
+
+void heavyFence() noexcept
+{
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#if SIGREG_ASYMMETRIC_FENCES && defined(__linux__)
+    static const bool membarrier = registerMembarrier();
+    if (!membarrier || syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
+        mprotectFence();
+#elif SIGREG_ASYMMETRIC_FENCES && defined(_WIN32)
+    FlushProcessWriteBuffers();
+#endif
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+ThreadRecord *ThreadRecord::first() noexcept
+{
+    return g_records.load(std::memory_order_acquire);
+}
+
+ThreadRecord *ThreadRecord::acquire()
+{
+    ThreadRecord *rec = nullptr;
+    for (ThreadRecord *r = first(); r; r = r->next.load(std::memory_order_acquire)) {
+        bool expected = false;
+        if (!r->inUse.load(std::memory_order_relaxed)
+            && r->inUse.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
+            rec = r;
+            break;
+        }
+    }
+    if (!rec) {
+        // Records live as long as the process: writers may be scanning them.
+        rec = new ThreadRecord;
+        rec->inUse.store(true, std::memory_order_relaxed);
+        ThreadRecord *head = g_records.load(std::memory_order_relaxed);
+        do {
+            rec->next.store(head, std::memory_order_relaxed);
+        } while (!g_records.compare_exchange_weak(head, rec, std::memory_order_release,
+                                                  std::memory_order_relaxed));
+    }
+    tl_record = rec;
+    tl_releaser.rec = rec;
+    return rec;
+}
+
+HazardLevel *ThreadRecord::deepLevel(std::uint32_t d)
+{
+    std::uint32_t index = d - kInlineLevels;
+    std::atomic<LevelChunk *> *link = &chunks;
+    for (;;) {
+        LevelChunk *chunk = link->load(std::memory_order_relaxed);
+        if (!chunk) {
+            chunk = new LevelChunk;
+            link->store(chunk, std::memory_order_release);
+        }
+        if (index < LevelChunk::kLevels)
+            return &chunk->levels[index];
+        index -= LevelChunk::kLevels;
+        link = &chunk->next;
+    }
+}
+
+} // namespace sigreg::detail

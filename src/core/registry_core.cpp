@@ -1,0 +1,458 @@
+// SPDX-License-Identifier: MIT
+// Sigreg — writer side of the registry engine: copy-then-swap publication,
+// removal that waits for running calls, and hazard-based reclamation.
+#include <sigreg/detail/registry_core.h>
+
+#include <algorithm>
+#include <cassert>
+#include <limits>
+#include <new>
+#include <stdexcept>
+#include <thread>
+
+namespace sigreg::detail {
+
+namespace {
+
+// The snapshot of an empty registry. Shared by all registries, never freed and
+// never appended to (its capacity is zero), so a new registry allocates nothing.
+alignas(64) Block g_emptyBlock;
+
+// Publication order of m_head / m_errorSink: release is enough with
+// asymmetric fences (the heavy fence comes later); the symmetric protocol
+// needs the store in the single total order.
+constexpr std::memory_order kPublish =
+    SIGREG_ASYMMETRIC_FENCES ? std::memory_order_release : std::memory_order_seq_cst;
+
+// Retired objects accumulate until this many are waiting; a removal reclaims
+// at once anyway (it has to fence for its wait).
+constexpr std::size_t kRetireLimit = 4;
+
+constexpr std::align_val_t kBlockAlign{64};
+
+void freeBlock(const Block *b) noexcept
+{
+    if (b != &g_emptyBlock)
+        ::operator delete(const_cast<Block *>(b), kBlockAlign);
+}
+
+std::uint32_t grownCapacity(std::size_t needed)
+{
+    if (needed > std::numeric_limits<std::uint32_t>::max() / 2)
+        throw std::length_error("sigreg::Registry: too many handlers");
+    return static_cast<std::uint32_t>(std::max<std::size_t>(8, needed * 2));
+}
+
+/// Spin, then yield, then sleep: the wait in a removal is as long as a
+/// handler call, usually nanoseconds, but a handler may block.
+class Backoff {
+public:
+    void pause() noexcept
+    {
+        if (m_round < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else if (m_round < 128) {
+            std::this_thread::yield();
+        } else {
+            std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+        ++m_round;
+    }
+
+private:
+    unsigned m_round = 0;
+};
+
+bool byId(const Node *a, const Node *b) noexcept
+{
+    return a->id < b->id;
+}
+
+} // namespace
+
+void removedInvoke(const Node *, const void *) noexcept {}
+
+/// User-visible destructors (handlers, error sinks) that must run after the
+/// registry's mutex is released, since they may call back into the registry.
+struct RegistryCore::Garbage {
+    std::vector<Node *> nodes;
+    std::vector<ErrorSink *> sinks;
+    Garbage() = default;
+    Garbage(const Garbage &) = delete;
+    Garbage &operator=(const Garbage &) = delete;
+    ~Garbage()
+    {
+        for (Node *n : nodes)
+            n->destroy(n);
+        for (ErrorSink *s : sinks)
+            s->destroy(s);
+    }
+};
+
+RegistryCore::RegistryCore() noexcept : m_head(&g_emptyBlock) {}
+
+RegistryCore::~RegistryCore()
+{
+    if (m_anchor)
+        m_anchor->kill();
+    // By contract nobody notifies a registry that is being destroyed, so
+    // everything can go without consulting hazards.
+    Garbage garbage;
+    freeBlock(m_head.load(std::memory_order_relaxed));
+    for (const Retired &r : m_retired) {
+        if (r.isBlock)
+            freeBlock(static_cast<const Block *>(r.object));
+        else
+            garbage.sinks.push_back(const_cast<ErrorSink *>(static_cast<const ErrorSink *>(r.object)));
+    }
+    garbage.nodes = std::move(m_live);
+    garbage.nodes.insert(garbage.nodes.end(), m_removed.begin(), m_removed.end());
+    if (ErrorSink *s = m_errorSink.load(std::memory_order_relaxed))
+        garbage.sinks.push_back(s);
+}
+
+Block *RegistryCore::allocateBlock(std::uint32_t capacity)
+{
+    void *mem = ::operator new(sizeof(Block) + std::size_t(capacity) * sizeof(Node *), kBlockAlign);
+    Block *b = new (mem) Block;
+    b->capacity = capacity;
+    return b;
+}
+
+void RegistryCore::publish(Block *block, Garbage &garbage)
+{
+    if (block != &g_emptyBlock)
+        block->version = m_version + 1;
+    ++m_version;
+    Block *old = m_head.exchange(block, kPublish);
+    if (old != &g_emptyBlock) {
+        m_retired.push_back(Retired{old, true, old->version});
+        ++m_retiredSinceFence;
+    }
+    if (m_retired.size() >= kRetireLimit)
+        reclaim(garbage);
+}
+
+void RegistryCore::reclaim(Garbage &garbage)
+{
+    if (m_retired.empty() && m_removed.empty())
+        return;
+    if (m_retiredSinceFence != 0) {
+        heavyFence();
+        m_retiredSinceFence = 0;
+    }
+    // Every object any thread is reading right now, own thread included (a
+    // handler of ours may be running further up this very stack).
+    std::vector<const void *> hazards;
+    for (ThreadRecord *rec = ThreadRecord::first(); rec; rec = rec->next.load(std::memory_order_acquire)) {
+        rec->forEachLevel([&](const HazardLevel &level) {
+            if (const void *p = level.object.load(kHazardLoad))
+                hazards.push_back(p);
+        });
+    }
+    std::sort(hazards.begin(), hazards.end());
+
+    std::uint64_t oldestKept = std::numeric_limits<std::uint64_t>::max();
+    std::erase_if(m_retired, [&](const Retired &r) {
+        if (std::binary_search(hazards.begin(), hazards.end(), r.object)) {
+            if (r.isBlock)
+                oldestKept = std::min(oldestKept, r.version);
+            return false;
+        }
+        if (r.isBlock)
+            freeBlock(static_cast<const Block *>(r.object));
+        else
+            garbage.sinks.push_back(const_cast<ErrorSink *>(static_cast<const ErrorSink *>(r.object)));
+        return true;
+    });
+    // A node removed at version v is listed only by blocks created before v.
+    std::erase_if(m_removed, [&](Node *n) {
+        if (n->removedVersion > oldestKept)
+            return false;
+        garbage.nodes.push_back(n);
+        return true;
+    });
+}
+
+void RegistryCore::markRemoved(Node *node)
+{
+    // Readers that load the invoke function after the next heavy fence skip
+    // the handler; a reader that loaded it before has announced the node and
+    // is waited for.
+    node->invoke.store(&removedInvoke, kHazardStore);
+}
+
+void RegistryCore::waitUntilIdle(std::span<const Node *const> nodes) noexcept
+{
+    const ThreadRecord *self = tl_record;
+    for (ThreadRecord *rec = ThreadRecord::first(); rec; rec = rec->next.load(std::memory_order_acquire)) {
+        if (rec == self)
+            continue; // calls running on this thread complete normally
+        rec->forEachLevel([&](const HazardLevel &level) {
+            Backoff backoff;
+            while (std::binary_search(nodes.begin(), nodes.end(), level.current.load(kHazardLoad)))
+                backoff.pause();
+        });
+    }
+}
+
+Node *RegistryCore::findLive(HandlerId id) const noexcept
+{
+    auto it = std::lower_bound(m_live.begin(), m_live.end(), id,
+                               [](const Node *n, HandlerId key) { return n->id < key; });
+    return it != m_live.end() && (*it)->id == id ? *it : nullptr;
+}
+
+HandlerId RegistryCore::reserveId() noexcept
+{
+    std::lock_guard lock(m_mutex);
+    return HandlerId(++m_nextId);
+}
+
+HandlerId RegistryCore::add(Node *node, int priority)
+{
+    std::unique_ptr<Node, void (*)(Node *)> owned(node, [](Node *n) { n->destroy(n); });
+    Garbage garbage;
+    std::lock_guard lock(m_mutex);
+    m_live.reserve(m_live.size() + 1);
+    node->id = HandlerId(++m_nextId);
+    node->priority = priority;
+
+    Block *cur = m_head.load(std::memory_order_relaxed);
+    const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
+    Node **e = cur->entries();
+    if (n < cur->capacity && (n == 0 || e[n - 1]->priority >= priority)) {
+        // Append in place: readers of this block loaded a count <= n and never
+        // look at slot n; the release store publishes it to later readers.
+        e[n] = node;
+        cur->count.store(n + 1, std::memory_order_release);
+    } else {
+        // First position whose priority is lower: ties stay in registration order.
+        Node **pos = std::upper_bound(e, e + n, priority,
+                                      [](int p, const Node *x) { return p > x->priority; });
+        Block *b = allocateBlock(grownCapacity(std::size_t(n) + 1));
+        Node **out = std::copy(e, pos, b->entries());
+        *out++ = node;
+        std::copy(pos, e + n, out);
+        b->count.store(n + 1, std::memory_order_relaxed);
+        publish(b, garbage);
+    }
+    owned.release();
+    m_live.push_back(node);
+    m_size.store(m_live.size(), std::memory_order_relaxed);
+    return node->id;
+}
+
+bool RegistryCore::remove(HandlerId id, bool wait)
+{
+    Garbage garbage;
+    Node *node = nullptr;
+    {
+        std::lock_guard lock(m_mutex);
+        node = findLive(id);
+        if (!node)
+            return false;
+        m_removed.reserve(m_removed.size() + 1);
+        const Block *cur = m_head.load(std::memory_order_relaxed);
+        const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
+        // Keep slack so that the next append does not reallocate.
+        Block *b = allocateBlock(std::max<std::uint32_t>(8, n + n / 2));
+        Node *const *e = cur->entries();
+        Node **out = std::remove_copy(e, e + n, b->entries(), node);
+        b->count.store(static_cast<std::uint32_t>(out - b->entries()), std::memory_order_relaxed);
+
+        markRemoved(node);
+        m_live.erase(std::lower_bound(m_live.begin(), m_live.end(), node, byId));
+        m_size.store(m_live.size(), std::memory_order_relaxed);
+        publish(b, garbage);
+        node->removedVersion = m_version;
+        m_removed.push_back(node);
+        if (wait) {
+            heavyFence();
+            m_retiredSinceFence = 0;
+        }
+    }
+    if (wait) {
+        const Node *const one[] = {node};
+        waitUntilIdle(one);
+    }
+    std::lock_guard lock(m_mutex);
+    reclaim(garbage);
+    return true;
+}
+
+std::size_t RegistryCore::clear(bool wait)
+{
+    Garbage garbage;
+    std::vector<const Node *> removed;
+    {
+        std::lock_guard lock(m_mutex);
+        if (m_live.empty())
+            return 0;
+        m_removed.reserve(m_removed.size() + m_live.size());
+        removed.assign(m_live.begin(), m_live.end());
+        for (Node *n : m_live)
+            markRemoved(n);
+        publish(&g_emptyBlock, garbage);
+        for (Node *n : m_live) {
+            n->removedVersion = m_version;
+            m_removed.push_back(n);
+        }
+        m_live.clear();
+        m_size.store(0, std::memory_order_relaxed);
+        if (wait) {
+            heavyFence();
+            m_retiredSinceFence = 0;
+        }
+    }
+    if (wait) {
+        std::sort(removed.begin(), removed.end());
+        waitUntilIdle(removed);
+    }
+    std::lock_guard lock(m_mutex);
+    reclaim(garbage);
+    return removed.size();
+}
+
+std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
+{
+    Garbage garbage;
+    std::vector<const Node *> removed;
+    {
+        std::lock_guard lock(m_mutex);
+        // Allocate everything first: nothing below may fail half-way.
+        m_live.reserve(m_live.size() + ops.adds.size());
+        m_removed.reserve(m_removed.size() + ops.removes.size());
+        std::sort(ops.removes.begin(), ops.removes.end());
+        ops.removes.erase(std::unique(ops.removes.begin(), ops.removes.end()), ops.removes.end());
+        for (HandlerId id : ops.removes) {
+            if (Node *n = findLive(id))
+                removed.push_back(n);
+        }
+        std::sort(removed.begin(), removed.end());
+
+        // New handlers: by priority, ties in id (registration) order.
+        std::stable_sort(ops.adds.begin(), ops.adds.end(), [](const Node *a, const Node *b) {
+            return a->priority > b->priority || (a->priority == b->priority && a->id < b->id);
+        });
+        const Block *cur = m_head.load(std::memory_order_relaxed);
+        const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
+        const std::size_t total = n - removed.size() + ops.adds.size();
+        if (ops.adds.empty() && removed.empty())
+            return 0;
+        Block *b = allocateBlock(grownCapacity(total));
+        Node **out = b->entries();
+        Node *const *e = cur->entries();
+        auto add = ops.adds.begin();
+        for (std::uint32_t i = 0; i < n; ++i) {
+            if (std::binary_search(removed.begin(), removed.end(), e[i]))
+                continue;
+            // Existing handlers precede new ones of equal priority.
+            while (add != ops.adds.end() && (*add)->priority > e[i]->priority)
+                *out++ = *add++;
+            *out++ = e[i];
+        }
+        out = std::copy(add, ops.adds.end(), out);
+        b->count.store(static_cast<std::uint32_t>(out - b->entries()), std::memory_order_relaxed);
+
+        for (const Node *r : removed)
+            markRemoved(const_cast<Node *>(r));
+        std::erase_if(m_live, [&](Node *x) { return std::binary_search(removed.begin(), removed.end(), x); });
+        const auto mid = m_live.insert(m_live.end(), ops.adds.begin(), ops.adds.end());
+        std::sort(mid, m_live.end(), byId);
+        std::inplace_merge(m_live.begin(), mid, m_live.end(), byId);
+        ops.adds.clear(); // owned by the registry now
+        m_size.store(m_live.size(), std::memory_order_relaxed);
+        publish(b, garbage);
+        for (const Node *r : removed) {
+            const_cast<Node *>(r)->removedVersion = m_version;
+            m_removed.push_back(const_cast<Node *>(r));
+        }
+        if (wait && !removed.empty()) {
+            heavyFence();
+            m_retiredSinceFence = 0;
+        }
+    }
+    if (wait && !removed.empty())
+        waitUntilIdle(removed);
+    std::lock_guard lock(m_mutex);
+    reclaim(garbage);
+    return removed.size();
+}
+
+bool RegistryCore::contains(HandlerId id) const
+{
+    std::lock_guard lock(m_mutex);
+    return findLive(id) != nullptr;
+}
+
+void RegistryCore::setErrorSink(ErrorSink *sink)
+{
+    Garbage garbage;
+    std::lock_guard lock(m_mutex);
+    m_retired.reserve(m_retired.size() + 1);
+    if (ErrorSink *old = m_errorSink.exchange(sink, kPublish)) {
+        m_retired.push_back(Retired{old, false, 0});
+        ++m_retiredSinceFence;
+        reclaim(garbage);
+    }
+}
+
+std::shared_ptr<Anchor> RegistryCore::anchor()
+{
+    std::lock_guard lock(m_mutex);
+    if (!m_anchor)
+        m_anchor = std::make_shared<Anchor>(this);
+    return m_anchor;
+}
+
+std::size_t RegistryCore::pendingReclamation() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_retired.size() + m_removed.size();
+}
+
+void RegistryCore::reportFailure(const Node *node, const char *what) const noexcept
+{
+    m_failures.fetch_add(1, std::memory_order_relaxed);
+    const HandlerFailure failure{node->id, std::current_exception(), what};
+    HazardScope scope;
+    const ErrorSink *sink = scope.protect(m_errorSink);
+    if (!sink) {
+        m_unhandled.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    try {
+        sink->call(sink, failure);
+    } catch (...) {
+        m_unhandled.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+bool Anchor::remove(HandlerId id, bool wait) noexcept
+{
+    std::uint32_t s = m_state.load(std::memory_order_acquire);
+    do {
+        if (s & kDead)
+            return false;
+    } while (!m_state.compare_exchange_weak(s, s + 1, std::memory_order_acquire));
+    // Allocation failure while removing cannot be reported from a destructor:
+    // std::terminate (noexcept) is the honest outcome.
+    const bool removed = m_core->remove(id, wait);
+    if (m_state.fetch_sub(1, std::memory_order_acq_rel) == (kDead | 1u))
+        m_state.notify_all();
+    return removed;
+}
+
+void Anchor::kill() noexcept
+{
+    std::uint32_t s = m_state.fetch_or(kDead, std::memory_order_acq_rel) | kDead;
+    while (s != kDead) {
+        m_state.wait(s, std::memory_order_acquire);
+        s = m_state.load(std::memory_order_acquire);
+    }
+}
+
+} // namespace sigreg::detail
