@@ -24,17 +24,17 @@ class Anchor;
 /// Safety: a guard object is not itself synchronised (like any value type),
 /// but guards of one registry may be used from different threads at once,
 /// and concurrently with the registry's destruction.
-class [[nodiscard]] SIGREG_CORE_EXPORT Guard {
+class [[nodiscard]] Guard {
 public:
     /// An empty guard that owns nothing.
     Guard() noexcept = default;
-    Guard(std::shared_ptr<detail::Anchor> anchor, HandlerId id) noexcept;
-    Guard(Guard &&other) noexcept;
+    SIGREG_CORE_EXPORT Guard(std::shared_ptr<detail::Anchor> anchor, HandlerId id) noexcept;
+    SIGREG_CORE_EXPORT Guard(Guard &&other) noexcept;
     /// Removes the currently owned handler (waiting), then takes `other`'s.
-    Guard &operator=(Guard &&other) noexcept;
+    SIGREG_CORE_EXPORT Guard &operator=(Guard &&other) noexcept;
     Guard(const Guard &) = delete;
     Guard &operator=(const Guard &) = delete;
-    ~Guard();
+    SIGREG_CORE_EXPORT ~Guard();
 
     /// The owned handler's id; invalid for an empty guard.
     [[nodiscard]] HandlerId id() const noexcept { return m_id; }
@@ -44,17 +44,17 @@ public:
 
     /// Effect: gives up ownership; the handler stays registered.
     /// Returns its id (for a later `Registry<E>::remove()`).
-    HandlerId release() noexcept;
+    SIGREG_CORE_EXPORT HandlerId release() noexcept;
 
     /// Effect: removes the handler now, waiting until it is not running on
     /// another thread (see `Registry<E>::remove()`), and empties the guard.
     /// Returns true if this call removed it (false if it was already removed
     /// by id, the registry is gone, or the guard was empty).
-    bool reset() noexcept;
+    SIGREG_CORE_EXPORT bool reset() noexcept;
 
     /// Effect: as `reset()` but does not wait for calls in flight on other
     /// threads (see `Registry<E>::removeNoWait()`).
-    bool resetNoWait() noexcept;
+    SIGREG_CORE_EXPORT bool resetNoWait() noexcept;
 
 private:
     bool dispose(bool wait) noexcept;

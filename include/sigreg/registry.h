@@ -340,7 +340,7 @@ public:
     template <class F>
     HandlerId add(int priority, F &&f)
     {
-        m_ops.adds.reserve(m_ops.adds.size() + 1);
+        detail::reserveFor(m_ops.adds, 1);
         detail::Node *node = detail::makeNode<E>(std::forward<F>(f));
         node->priority = priority;
         node->id = m_core->reserveId();

@@ -6,6 +6,12 @@
 #include <cstdint>
 #include <mutex>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define SIGREG_HAVE_PTHREAD_KEY 1
+#endif
+#include <cstdlib>
+
 #if defined(__linux__)
 #include <linux/membarrier.h>
 #include <sys/mman.h>
@@ -24,19 +30,49 @@ namespace {
 
 std::atomic<ThreadRecord *> g_records{nullptr};
 
-/// Hands the thread's record back when the thread exits.
+/// Hands a thread's record back when the thread exits.
+void releaseRecord(void *p) noexcept
+{
+    auto *rec = static_cast<ThreadRecord *>(p);
+    tl_record = nullptr;
+    rec->inUse.store(false, std::memory_order_release);
+}
+
+#if defined(SIGREG_HAVE_PTHREAD_KEY)
+// A pthread key rather than a thread_local object with a destructor: glibc's
+// registration of thread_local destructors allocates on every new thread,
+// while pthread_setspecific on one of the first keys does not. Key
+// destructors also run after the thread's C++ thread_local destructors, so
+// those may still notify.
+pthread_key_t recordKey() noexcept
+{
+    static const pthread_key_t key = [] {
+        pthread_key_t k;
+        if (pthread_key_create(&k, releaseRecord) != 0)
+            std::abort();
+        return k;
+    }();
+    return key;
+}
+void releaseAtThreadExit(ThreadRecord *rec) noexcept
+{
+    pthread_setspecific(recordKey(), rec);
+}
+#else
 struct RecordReleaser {
     ThreadRecord *rec = nullptr;
     ~RecordReleaser()
     {
-        if (!rec)
-            return;
-        tl_record = nullptr;
-        rec->depth = 0;
-        rec->inUse.store(false, std::memory_order_release);
+        if (rec)
+            releaseRecord(rec);
     }
 };
 thread_local RecordReleaser tl_releaser;
+void releaseAtThreadExit(ThreadRecord *rec) noexcept
+{
+    tl_releaser.rec = rec;
+}
+#endif
 
 #if SIGREG_ASYMMETRIC_FENCES && defined(__linux__)
 bool registerMembarrier() noexcept
@@ -108,13 +144,16 @@ ThreadRecord *ThreadRecord::acquire()
                                                   std::memory_order_relaxed));
     }
     tl_record = rec;
-    tl_releaser.rec = rec;
+    releaseAtThreadExit(rec);
     return rec;
 }
 
-HazardLevel *ThreadRecord::deepLevel(std::uint32_t d)
+HazardLevel *ThreadRecord::nestedLevel()
 {
-    std::uint32_t index = d - kInlineLevels;
+    for (std::uint32_t i = 1; i < kInlineLevels; ++i) {
+        if (!levels[i].object.load(std::memory_order_relaxed))
+            return &levels[i];
+    }
     std::atomic<LevelChunk *> *link = &chunks;
     for (;;) {
         LevelChunk *chunk = link->load(std::memory_order_relaxed);
@@ -122,9 +161,10 @@ HazardLevel *ThreadRecord::deepLevel(std::uint32_t d)
             chunk = new LevelChunk;
             link->store(chunk, std::memory_order_release);
         }
-        if (index < LevelChunk::kLevels)
-            return &chunk->levels[index];
-        index -= LevelChunk::kLevels;
+        for (HazardLevel &l : chunk->levels) {
+            if (!l.object.load(std::memory_order_relaxed))
+                return &l;
+        }
         link = &chunk->next;
     }
 }

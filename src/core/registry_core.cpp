@@ -65,6 +65,12 @@ private:
     unsigned m_round = 0;
 };
 
+void destroySink(const void *p) noexcept
+{
+    auto *s = const_cast<ErrorSink *>(static_cast<const ErrorSink *>(p));
+    s->destroy(s);
+}
+
 bool byId(const Node *a, const Node *b) noexcept
 {
     return a->id < b->id;
@@ -98,19 +104,20 @@ RegistryCore::~RegistryCore()
     if (m_anchor)
         m_anchor->kill();
     // By contract nobody notifies a registry that is being destroyed, so
-    // everything can go without consulting hazards.
-    Garbage garbage;
+    // everything can go without consulting hazards. Nothing here allocates.
     freeBlock(m_head.load(std::memory_order_relaxed));
     for (const Retired &r : m_retired) {
         if (r.isBlock)
             freeBlock(static_cast<const Block *>(r.object));
         else
-            garbage.sinks.push_back(const_cast<ErrorSink *>(static_cast<const ErrorSink *>(r.object)));
+            destroySink(r.object);
     }
-    garbage.nodes = std::move(m_live);
-    garbage.nodes.insert(garbage.nodes.end(), m_removed.begin(), m_removed.end());
+    for (Node *n : m_live)
+        n->destroy(n);
+    for (Node *n : m_removed)
+        n->destroy(n);
     if (ErrorSink *s = m_errorSink.load(std::memory_order_relaxed))
-        garbage.sinks.push_back(s);
+        s->destroy(s);
 }
 
 Block *RegistryCore::allocateBlock(std::uint32_t capacity)
@@ -121,6 +128,8 @@ Block *RegistryCore::allocateBlock(std::uint32_t capacity)
     return b;
 }
 
+// Never throws: every writer reserves room in m_retired before it changes
+// anything (strong guarantee for the writers up to the publication).
 void RegistryCore::publish(Block *block, Garbage &garbage)
 {
     if (block != &g_emptyBlock)
@@ -135,22 +144,31 @@ void RegistryCore::publish(Block *block, Garbage &garbage)
         reclaim(garbage);
 }
 
-void RegistryCore::reclaim(Garbage &garbage)
+// Never throws and never leaves the lists half-edited: if it cannot get the
+// memory it needs, nothing is reclaimed this time (a later call retries).
+void RegistryCore::reclaim(Garbage &garbage) noexcept
 {
     if (m_retired.empty() && m_removed.empty())
         return;
-    if (m_retiredSinceFence != 0) {
-        heavyFence();
-        m_retiredSinceFence = 0;
-    }
     // Every object any thread is reading right now, own thread included (a
     // handler of ours may be running further up this very stack).
     std::vector<const void *> hazards;
-    for (ThreadRecord *rec = ThreadRecord::first(); rec; rec = rec->next.load(std::memory_order_acquire)) {
-        rec->forEachLevel([&](const HazardLevel &level) {
-            if (const void *p = level.object.load(kHazardLoad))
-                hazards.push_back(p);
-        });
+    try {
+        garbage.nodes.reserve(garbage.nodes.size() + m_removed.size());
+        garbage.sinks.reserve(garbage.sinks.size() + m_retired.size());
+        hazards.reserve(64);
+        if (m_retiredSinceFence != 0) {
+            heavyFence();
+            m_retiredSinceFence = 0;
+        }
+        for (ThreadRecord *rec = ThreadRecord::first(); rec; rec = rec->next.load(std::memory_order_acquire)) {
+            rec->forEachLevel([&](const HazardLevel &level) {
+                if (const void *p = level.object.load(kHazardLoad))
+                    hazards.push_back(p);
+            });
+        }
+    } catch (const std::bad_alloc &) {
+        return;
     }
     std::sort(hazards.begin(), hazards.end());
 
@@ -192,8 +210,12 @@ void RegistryCore::waitUntilIdle(std::span<const Node *const> nodes) noexcept
             continue; // calls running on this thread complete normally
         rec->forEachLevel([&](const HazardLevel &level) {
             Backoff backoff;
-            while (std::binary_search(nodes.begin(), nodes.end(), level.current.load(kHazardLoad)))
+            for (;;) {
+                const Node *running = level.current.load(kHazardLoad);
+                if (!std::binary_search(nodes.begin(), nodes.end(), running) || !level.mayBeRunning(running))
+                    break;
                 backoff.pause();
+            }
         });
     }
 }
@@ -205,19 +227,16 @@ Node *RegistryCore::findLive(HandlerId id) const noexcept
     return it != m_live.end() && (*it)->id == id ? *it : nullptr;
 }
 
-HandlerId RegistryCore::reserveId() noexcept
-{
-    std::lock_guard lock(m_mutex);
-    return HandlerId(++m_nextId);
-}
-
 HandlerId RegistryCore::add(Node *node, int priority)
 {
     std::unique_ptr<Node, void (*)(Node *)> owned(node, [](Node *n) { n->destroy(n); });
     Garbage garbage;
     std::lock_guard lock(m_mutex);
-    m_live.reserve(m_live.size() + 1);
-    node->id = HandlerId(++m_nextId);
+    reserveFor(m_live, 1);
+    reserveFor(m_retired, 1);
+    // Taken under the mutex, so m_live stays sorted by id: any id reserved
+    // earlier by a batch is smaller, and batches merge theirs in on commit.
+    node->id = reserveId();
     node->priority = priority;
 
     Block *cur = m_head.load(std::memory_order_relaxed);
@@ -254,7 +273,8 @@ bool RegistryCore::remove(HandlerId id, bool wait)
         node = findLive(id);
         if (!node)
             return false;
-        m_removed.reserve(m_removed.size() + 1);
+        reserveFor(m_removed, 1);
+        reserveFor(m_retired, 1);
         const Block *cur = m_head.load(std::memory_order_relaxed);
         const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
         // Keep slack so that the next append does not reallocate.
@@ -291,7 +311,8 @@ std::size_t RegistryCore::clear(bool wait)
         std::lock_guard lock(m_mutex);
         if (m_live.empty())
             return 0;
-        m_removed.reserve(m_removed.size() + m_live.size());
+        reserveFor(m_removed, m_live.size());
+        reserveFor(m_retired, 1);
         removed.assign(m_live.begin(), m_live.end());
         for (Node *n : m_live)
             markRemoved(n);
@@ -323,8 +344,9 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
     {
         std::lock_guard lock(m_mutex);
         // Allocate everything first: nothing below may fail half-way.
-        m_live.reserve(m_live.size() + ops.adds.size());
-        m_removed.reserve(m_removed.size() + ops.removes.size());
+        reserveFor(m_live, ops.adds.size());
+        reserveFor(m_removed, ops.removes.size());
+        reserveFor(m_retired, 1);
         std::sort(ops.removes.begin(), ops.removes.end());
         ops.removes.erase(std::unique(ops.removes.begin(), ops.removes.end()), ops.removes.end());
         for (HandlerId id : ops.removes) {
@@ -333,10 +355,10 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
         }
         std::sort(removed.begin(), removed.end());
 
-        // New handlers: by priority, ties in id (registration) order.
-        std::stable_sort(ops.adds.begin(), ops.adds.end(), [](const Node *a, const Node *b) {
-            return a->priority > b->priority || (a->priority == b->priority && a->id < b->id);
-        });
+        // New handlers arrive in id order (one thread fills a batch); sort them
+        // by priority, stable so that ties keep registration order.
+        std::stable_sort(ops.adds.begin(), ops.adds.end(),
+                         [](const Node *a, const Node *b) { return a->priority > b->priority; });
         const Block *cur = m_head.load(std::memory_order_relaxed);
         const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
         const std::size_t total = n - removed.size() + ops.adds.size();
@@ -360,6 +382,7 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
         for (const Node *r : removed)
             markRemoved(const_cast<Node *>(r));
         std::erase_if(m_live, [&](Node *x) { return std::binary_search(removed.begin(), removed.end(), x); });
+        // A concurrent add() may have taken a larger id than some of ours.
         const auto mid = m_live.insert(m_live.end(), ops.adds.begin(), ops.adds.end());
         std::sort(mid, m_live.end(), byId);
         std::inplace_merge(m_live.begin(), mid, m_live.end(), byId);
@@ -390,9 +413,15 @@ bool RegistryCore::contains(HandlerId id) const
 
 void RegistryCore::setErrorSink(ErrorSink *sink)
 {
+    // Owns `sink` until it is published, also if making room fails.
+    std::unique_ptr<ErrorSink, void (*)(ErrorSink *)> owned(sink, [](ErrorSink *p) {
+        if (p)
+            p->destroy(p);
+    });
     Garbage garbage;
     std::lock_guard lock(m_mutex);
-    m_retired.reserve(m_retired.size() + 1);
+    reserveFor(m_retired, 1);
+    owned.release();
     if (ErrorSink *old = m_errorSink.exchange(sink, kPublish)) {
         m_retired.push_back(Retired{old, false, 0});
         ++m_retiredSinceFence;

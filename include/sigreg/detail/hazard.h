@@ -85,11 +85,19 @@ inline constexpr std::memory_order kHazardStore = std::memory_order_seq_cst;
 inline constexpr std::memory_order kHazardLoad = std::memory_order_seq_cst;
 #endif
 
-/// One nesting level of one thread's reads: the snapshot (or other shared
-/// object) being read, and the handler being called.
+/// One nesting level of one thread's reads: the handler being called and the
+/// snapshot (or other shared object) being read.
+///
+/// The level is in use while `object` is non-null. `current` is meaningful
+/// only then: it is not cleared when a read ends (one store less per notify),
+/// and a new read overwrites it before it calls any handler. `current` comes
+/// first so that the level's address is also the announcement's address.
 struct HazardLevel {
-    std::atomic<const void *> object{nullptr};
     std::atomic<const Node *> current{nullptr};
+    std::atomic<const void *> object{nullptr};
+
+    /// True if this level's thread may be inside `node` right now.
+    bool mayBeRunning(const Node *node) const noexcept;
 };
 
 /// A chunk of extra levels for threads that nest notifications deeper than
@@ -105,11 +113,15 @@ struct LevelChunk {
 /// path), read by writers. Records are never freed: when a thread exits its
 /// record is marked free and handed to the next thread that needs one, so a
 /// writer scanning the list can never touch freed memory.
+///
+/// A level is in use exactly while its `object` slot is non-null, so there is
+/// no depth counter: the outermost notify checks that level 0 is free (a load
+/// that only feeds a well-predicted branch), nested ones look for the next
+/// free level. A counter would put a store-to-load dependency on every notify.
 struct alignas(64) ThreadRecord {
     static constexpr std::uint32_t kInlineLevels = 8;
 
-    // Hot, owner-only part: the current nesting depth and the first levels.
-    std::uint32_t depth = 0;
+    // Hot, owner-written part.
     HazardLevel levels[kInlineLevels];
 
     // Cold part.
@@ -117,9 +129,9 @@ struct alignas(64) ThreadRecord {
     std::atomic<ThreadRecord *> next{nullptr};
     std::atomic<bool> inUse{false};
 
-    /// The level for nesting depth `d`, `d >= kInlineLevels`. Allocates a
-    /// chunk the first time a record gets that deep.
-    SIGREG_CORE_EXPORT HazardLevel *deepLevel(std::uint32_t d);
+    /// A free level other than level 0, for nested reads. Allocates a chunk
+    /// the first time a record nests deeper than its inline levels.
+    SIGREG_CORE_EXPORT HazardLevel *nestedLevel();
 
     /// Calls `f(level)` for every level of this record.
     template <class F>
@@ -154,24 +166,28 @@ public:
         ThreadRecord *rec = tl_record;
         if (SIGREG_UNLIKELY(rec == nullptr))
             rec = ThreadRecord::acquire();
-        m_rec = rec;
-        const std::uint32_t depth = rec->depth;
-        m_level = SIGREG_LIKELY(depth < ThreadRecord::kInlineLevels) ? &rec->levels[depth]
-                                                                     : rec->deepLevel(depth);
-        rec->depth = depth + 1;
+        m_level = &rec->levels[0];
+        if (SIGREG_UNLIKELY(m_level->object.load(std::memory_order_relaxed) != nullptr))
+            m_level = rec->nestedLevel();
     }
     SIGREG_ALWAYS_INLINE ~HazardScope()
     {
-        m_level->current.store(nullptr, std::memory_order_release);
-        m_level->object.store(nullptr, std::memory_order_release);
-        --m_rec->depth;
+        HazardLevel *level = m_level;
+#if defined(__GNUC__) || defined(__clang__)
+        // Keeps the compiler from holding &level->object in a register of its
+        // own across the handler loop: with the caller's loop state that is
+        // one register too many and costs two spills per notify.
+        asm("" : "+r"(level));
+#endif
+        level->object.store(nullptr, std::memory_order_release);
     }
     HazardScope(const HazardScope &) = delete;
     HazardScope &operator=(const HazardScope &) = delete;
 
     /// Loads `src` and publishes it as this level's protected object; on
     /// return the object cannot be reclaimed until the scope ends or another
-    /// object is protected.
+    /// object is protected. A scope must protect a non-null object before it
+    /// runs anything that may nest (a null slot marks the level free).
     template <class T>
     SIGREG_ALWAYS_INLINE T *protect(const std::atomic<T *> &src) noexcept
     {
@@ -195,8 +211,15 @@ public:
     }
 
 private:
-    ThreadRecord *m_rec;
     HazardLevel *m_level;
 };
+
+inline bool HazardLevel::mayBeRunning(const Node *node) const noexcept
+{
+    // `current` first: if it names the node and the level is still in use
+    // afterwards, the thread is in that call (or between reads, about to
+    // overwrite a stale `current` without running user code: a short wait).
+    return current.load(kHazardLoad) == node && object.load(kHazardLoad) != nullptr;
+}
 
 } // namespace sigreg::detail

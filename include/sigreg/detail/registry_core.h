@@ -6,6 +6,7 @@
 #include <sigreg/handler_id.h>
 #include <sigreg/sigreg_export.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -60,6 +61,15 @@ struct ErrorSink {
     CallFn call;
     void (*destroy)(ErrorSink *) noexcept;
 };
+
+/// Makes room for `extra` more elements with geometric growth (a plain
+/// `reserve(size() + 1)` would reallocate on every call: quadratic).
+template <class V>
+void reserveFor(V &v, std::size_t extra)
+{
+    if (v.capacity() - v.size() < extra)
+        v.reserve(std::max(v.size() + extra, 2 * v.capacity()));
+}
 
 /// Operations collected by a batch, applied with one publication.
 struct BatchOps {
@@ -117,12 +127,16 @@ public:
     bool contains(HandlerId id) const;
     std::size_t size() const noexcept { return m_size.load(std::memory_order_relaxed); }
 
-    /// Allocates an id for a batch entry.
-    HandlerId reserveId() noexcept;
+    /// Allocates an id for a batch entry. Lock-free.
+    HandlerId reserveId() noexcept
+    {
+        return HandlerId(m_nextId.fetch_add(1, std::memory_order_relaxed) + 1);
+    }
     /// Applies adds (ids already reserved) and removes in one publication.
     /// Returns the number of handlers removed.
     std::size_t apply(BatchOps &ops, bool wait);
 
+    /// Takes ownership of `sink` (also when it throws std::bad_alloc).
     void setErrorSink(ErrorSink *sink);
     std::uint64_t failureCount() const noexcept { return m_failures.load(std::memory_order_relaxed); }
     std::uint64_t unhandledFailureCount() const noexcept
@@ -147,7 +161,7 @@ private:
     SIGREG_COLD void reportFailure(const Node *node, const char *what) const noexcept;
 
     void publish(Block *block, Garbage &garbage);
-    void reclaim(Garbage &garbage);
+    void reclaim(Garbage &garbage) noexcept;
     void markRemoved(Node *node);
     static void waitUntilIdle(std::span<const Node *const> nodes) noexcept;
     Node *findLive(HandlerId id) const noexcept;
@@ -159,7 +173,7 @@ private:
     // Writer side, guarded by m_mutex (except m_size, which is read lock-free).
     alignas(64) mutable std::mutex m_mutex;
     std::atomic<std::size_t> m_size{0};
-    std::uint64_t m_nextId = 0;
+    std::atomic<std::uint64_t> m_nextId{0}; // last id handed out
     std::uint64_t m_version = 0;
     std::uint64_t m_retiredSinceFence = 0;
     std::vector<Node *> m_live;    // live handlers, by id (ids only grow)
