@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Sigreg quick start on Debian 12: installs what is missing, then
+#   scripts/quickstart.sh demo   builds and runs the demo
+#   scripts/quickstart.sh test   builds everything and runs all tests (CTest)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode="${1:-}"
+case "$mode" in
+    demo|test) ;;
+    *) echo "usage: $0 demo|test" >&2; exit 2 ;;
+esac
+
+# Debian packages the build needs. Boost and libsigc++ are only peers in the
+# benchmark; they are optional for CMake but installed here so that the
+# benchmark compares against every peer.
+packages=(
+    build-essential cmake ninja-build pkg-config
+    qt6-base-dev
+    libbenchmark-dev libboost-dev libsigc++-3.0-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "quickstart: installing ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+jobs="$(nproc 2>/dev/null || echo 2)"
+cmake --preset release
+if [ "$mode" = demo ]; then
+    cmake --build --preset release --target sigreg-demo -j "$jobs"
+    ./build/release/examples/demo/sigreg-demo
+else
+    cmake --build --preset release -j "$jobs"
+    ctest --preset release -j "$jobs"
+fi
