@@ -137,7 +137,7 @@ template <class F>
 struct ErrorSinkFor final : ErrorSink {
     F fn;
     template <class G>
-    explicit ErrorSinkFor(G &&g) : ErrorSink{&call, &destroy}, fn(std::forward<G>(g))
+    explicit ErrorSinkFor(G &&g) : ErrorSink{&call, &destroy, nullptr}, fn(std::forward<G>(g))
     {
     }
     static void call(const ErrorSink *s, const HandlerFailure &f)

@@ -128,7 +128,7 @@ ThreadRecord *ThreadRecord::acquire()
     for (ThreadRecord *r = first(); r; r = r->next.load(std::memory_order_acquire)) {
         bool expected = false;
         if (!r->inUse.load(std::memory_order_relaxed)
-            && r->inUse.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
+            && r->inUse.compare_exchange_strong(expected, true, std::memory_order_seq_cst)) {
             rec = r;
             break;
         }
@@ -136,13 +136,17 @@ ThreadRecord *ThreadRecord::acquire()
     if (!rec) {
         // Records live as long as the process: writers may be scanning them.
         rec = new ThreadRecord;
-        rec->inUse.store(true, std::memory_order_relaxed);
+        rec->inUse.store(true, std::memory_order_seq_cst);
         ThreadRecord *head = g_records.load(std::memory_order_relaxed);
         do {
             rec->next.store(head, std::memory_order_relaxed);
         } while (!g_records.compare_exchange_weak(head, rec, std::memory_order_release,
                                                   std::memory_order_relaxed));
     }
+    // Pairs with the fence in the writers' fenceAgainstReaders(): a writer that
+    // does not see this record in use skips the heavy fence, so this thread's
+    // first read must see what that writer published.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     tl_record = rec;
     releaseAtThreadExit(rec);
     return rec;

@@ -65,6 +65,26 @@ private:
     unsigned m_round = 0;
 };
 
+/// The heavy fence, skipped when no other thread has a hazard record in use.
+///
+/// A thread takes its record with a sequentially consistent exchange followed
+/// by a full fence before its first read (ThreadRecord::acquire). So if, after
+/// this full fence, no record but the caller's is in use, every thread that
+/// reads later sees everything written before this call, and no thread is
+/// reading now: the system-wide barrier has nothing to order. This keeps the
+/// common single-notifier case (a GUI thread) free of the system call.
+void fenceAgainstReaders() noexcept
+{
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    const ThreadRecord *self = tl_record;
+    for (ThreadRecord *rec = ThreadRecord::first(); rec; rec = rec->next.load(std::memory_order_acquire)) {
+        if (rec != self && rec->inUse.load(std::memory_order_seq_cst)) {
+            heavyFence();
+            return;
+        }
+    }
+}
+
 void destroySink(const void *p) noexcept
 {
     auto *s = const_cast<ErrorSink *>(static_cast<const ErrorSink *>(p));
@@ -82,18 +102,35 @@ void removedInvoke(const Node *, const void *) noexcept {}
 
 /// User-visible destructors (handlers, error sinks) that must run after the
 /// registry's mutex is released, since they may call back into the registry.
+/// Intrusive lists: collecting garbage never allocates (and so never fails).
 struct RegistryCore::Garbage {
-    std::vector<Node *> nodes;
-    std::vector<ErrorSink *> sinks;
+    Node *nodes = nullptr;
+    ErrorSink *sinks = nullptr;
+
+    void add(Node *n) noexcept
+    {
+        n->nextGarbage = nodes;
+        nodes = n;
+    }
+    void add(ErrorSink *s) noexcept
+    {
+        s->nextGarbage = sinks;
+        sinks = s;
+    }
+
     Garbage() = default;
     Garbage(const Garbage &) = delete;
     Garbage &operator=(const Garbage &) = delete;
     ~Garbage()
     {
-        for (Node *n : nodes)
+        while (Node *n = nodes) {
+            nodes = n->nextGarbage;
             n->destroy(n);
-        for (ErrorSink *s : sinks)
+        }
+        while (ErrorSink *s = sinks) {
+            sinks = s->nextGarbage;
             s->destroy(s);
+        }
     }
 };
 
@@ -152,13 +189,11 @@ void RegistryCore::reclaim(Garbage &garbage) noexcept
         return;
     // Every object any thread is reading right now, own thread included (a
     // handler of ours may be running further up this very stack).
-    std::vector<const void *> hazards;
+    std::vector<const void *> &hazards = m_hazards;
+    hazards.clear();
     try {
-        garbage.nodes.reserve(garbage.nodes.size() + m_removed.size());
-        garbage.sinks.reserve(garbage.sinks.size() + m_retired.size());
-        hazards.reserve(64);
         if (m_retiredSinceFence != 0) {
-            heavyFence();
+            fenceAgainstReaders();
             m_retiredSinceFence = 0;
         }
         for (ThreadRecord *rec = ThreadRecord::first(); rec; rec = rec->next.load(std::memory_order_acquire)) {
@@ -182,14 +217,14 @@ void RegistryCore::reclaim(Garbage &garbage) noexcept
         if (r.isBlock)
             freeBlock(static_cast<const Block *>(r.object));
         else
-            garbage.sinks.push_back(const_cast<ErrorSink *>(static_cast<const ErrorSink *>(r.object)));
+            garbage.add(const_cast<ErrorSink *>(static_cast<const ErrorSink *>(r.object)));
         return true;
     });
     // A node removed at version v is listed only by blocks created before v.
     std::erase_if(m_removed, [&](Node *n) {
         if (n->removedVersion > oldestKept)
             return false;
-        garbage.nodes.push_back(n);
+        garbage.add(n);
         return true;
     });
 }
@@ -290,7 +325,7 @@ bool RegistryCore::remove(HandlerId id, bool wait)
         node->removedVersion = m_version;
         m_removed.push_back(node);
         if (wait) {
-            heavyFence();
+            fenceAgainstReaders();
             m_retiredSinceFence = 0;
         }
     }
@@ -324,7 +359,7 @@ std::size_t RegistryCore::clear(bool wait)
         m_live.clear();
         m_size.store(0, std::memory_order_relaxed);
         if (wait) {
-            heavyFence();
+            fenceAgainstReaders();
             m_retiredSinceFence = 0;
         }
     }
@@ -394,7 +429,7 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
             m_removed.push_back(const_cast<Node *>(r));
         }
         if (wait && !removed.empty()) {
-            heavyFence();
+            fenceAgainstReaders();
             m_retiredSinceFence = 0;
         }
     }

@@ -93,8 +93,8 @@ inline constexpr std::memory_order kHazardLoad = std::memory_order_seq_cst;
 /// and a new read overwrites it before it calls any handler. `current` comes
 /// first so that the level's address is also the announcement's address.
 struct HazardLevel {
-    std::atomic<const Node *> current{nullptr};
     std::atomic<const void *> object{nullptr};
+    std::atomic<const Node *> current{nullptr};
 
     /// True if this level's thread may be inside `node` right now.
     bool mayBeRunning(const Node *node) const noexcept;

@@ -35,6 +35,7 @@ struct Node {
     int priority = 0;
     // Writer-side bookkeeping, guarded by the registry's mutex.
     std::uint64_t removedVersion = 0;
+    Node *nextGarbage = nullptr; // intrusive list: destruction after unlock
 
     Node(InvokeFn i, DestroyFn d) noexcept : invoke(i), destroy(d) {}
 };
@@ -60,6 +61,7 @@ struct ErrorSink {
     using CallFn = void (*)(const ErrorSink *, const HandlerFailure &);
     CallFn call;
     void (*destroy)(ErrorSink *) noexcept;
+    ErrorSink *nextGarbage = nullptr; // writer-side, see Node::nextGarbage
 };
 
 /// Makes room for `extra` more elements with geometric growth (a plain
@@ -179,6 +181,7 @@ private:
     std::vector<Node *> m_live;    // live handlers, by id (ids only grow)
     std::vector<Node *> m_removed; // removed, awaiting reclamation
     std::vector<Retired> m_retired;
+    std::vector<const void *> m_hazards; // reclaim() scratch, kept to avoid reallocation
     std::shared_ptr<Anchor> m_anchor;
 
     // Failure path only.
