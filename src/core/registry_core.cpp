@@ -488,6 +488,10 @@ void RegistryCore::reportFailure(const Node *node, const char *what) const noexc
         m_unhandled.fetch_add(1, std::memory_order_relaxed);
         return;
     }
+    // This level's `current` may still name a handler from an earlier read;
+    // clear it before user code runs, or a remover of that handler would
+    // wait for this error handler.
+    scope.announce(nullptr);
     try {
         sink->call(sink, failure);
     } catch (...) {

@@ -202,7 +202,9 @@ public:
         }
     }
 
-    /// Announces that `node` is about to be called. A remover that saw the
+    /// Announces that `node` is about to be called. Every scope must announce
+    /// (a node, or null) before it runs user code: `current` is not cleared
+    /// between reads. A remover that saw the
     /// announcement waits for the call to end.
     SIGREG_ALWAYS_INLINE void announce(const Node *node) noexcept
     {
