@@ -1,0 +1,1020 @@
+// SPDX-License-Identifier: MIT
+// Qt Test suite for the multi-threaded guarantees of sigreg::Registry<E>:
+//   * of several concurrent removals of one id exactly one returns true;
+//   * when remove() returns true the handler is not running elsewhere and is
+//     never called again (stress test with notifiers, churn and one-shots);
+//   * every notify reaches every handler registered for its whole duration
+//     exactly once, in order per notifying thread;
+//   * remove() waits for a running call, removeNoWait() does not, and
+//     remove(X) waits for calls of X only (not for other callbacks);
+//   * handlers removing themselves on two threads at once do not deadlock;
+//   * guards racing with the destruction of their registry are harmless.
+//
+// Every test is bounded: loops run a fixed number of iterations or until a
+// steady_clock deadline. No assertion measures time. The only sleep makes a
+// scenario likely (a remover already waiting) and never decides a result; the
+// only deadlines are generous watchdogs (seconds, for operations that take
+// microseconds) that turn a wrong wait into a failure instead of a hang.
+// QtTest macros are used on the main thread only, after worker threads have
+// been joined (failures inside threads are counted in atomics).
+
+#include <sigreg/registry.h>
+
+#include <QtTest/QTest>
+
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <latch>
+#include <iterator>
+#include <memory>
+#include <numeric>
+#include <optional>
+#include <random>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kUnderTsan = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kUnderTsan = true;
+#else
+constexpr bool kUnderTsan = false;
+#endif
+#else
+constexpr bool kUnderTsan = false;
+#endif
+
+// Iteration counts: smaller under TSan, which slows everything ~10x.
+constexpr int scaled(int normal, int tsan) { return kUnderTsan ? tsan : normal; }
+
+using Clock = std::chrono::steady_clock;
+using sigreg::Guard;
+using sigreg::HandlerId;
+
+struct Event {
+    int value = 0;
+};
+using Reg = sigreg::Registry<Event>;
+
+// How long we wait for something that must happen unless the library
+// deadlocks. Generous: only reached on failure.
+constexpr auto kWatchdog = 30s;
+
+/// Polls `pred` until it holds or `timeout` passes; returns whether it held.
+template <class Pred>
+bool waitFor(Pred pred, std::chrono::nanoseconds timeout = kWatchdog)
+{
+    const auto deadline = Clock::now() + timeout;
+    for (int round = 0; !pred(); ++round) {
+        if (Clock::now() > deadline)
+            return false;
+        if (round < 100)
+            std::this_thread::yield();
+        else
+            std::this_thread::sleep_for(50us); // leave the (two) cores to the workers
+    }
+    return true;
+}
+
+/// Aborts with a message: used where the alternative is a hung test.
+[[noreturn]] void deadlocked(const char *what)
+{
+    std::fprintf(stderr, "FATAL: %s did not finish within the watchdog time: deadlock?\n", what);
+    std::fflush(stderr);
+    std::abort();
+}
+
+/// Spins (yielding) until `flag` is set: a handler that blocks.
+void spinUntilSet(const std::atomic<bool> &flag)
+{
+    while (!flag.load(std::memory_order_acquire))
+        std::this_thread::yield();
+}
+
+} // namespace
+
+class tst_RegistryConcurrency : public QObject {
+    Q_OBJECT
+
+private Q_SLOTS:
+    void concurrentRemoveOfOneId_data();
+    void concurrentRemoveOfOneId();
+    void stress();
+    void removeWaitsForRunningHandler_data();
+    void removeWaitsForRunningHandler();
+    void removeNoWaitDoesNotWait_data();
+    void removeNoWaitDoesNotWait();
+    void removeDoesNotWaitForUnrelatedCallbacks_data();
+    void removeDoesNotWaitForUnrelatedCallbacks();
+    void simultaneousSelfRemovalDoesNotDeadlock_data();
+    void simultaneousSelfRemovalDoesNotDeadlock();
+    void guardRacesWithRegistryDestruction_data();
+    void guardRacesWithRegistryDestruction();
+};
+
+// ===========================================================================
+// a. concurrent removal of one id
+// ===========================================================================
+
+void tst_RegistryConcurrency::concurrentRemoveOfOneId_data()
+{
+    QTest::addColumn<QString>("how");
+    QTest::addColumn<bool>("withNotifier");
+    for (bool notifier : {false, true}) {
+        const char *suffix = notifier ? ", while notifying" : "";
+        QTest::addRow("remove%s", suffix) << "remove" << notifier;
+        QTest::addRow("removeNoWait%s", suffix) << "removeNoWait" << notifier;
+        QTest::addRow("guard reset%s", suffix) << "guard" << notifier;
+        QTest::addRow("mixed%s", suffix) << "mixed" << notifier;
+    }
+}
+
+void tst_RegistryConcurrency::concurrentRemoveOfOneId()
+{
+    QFETCH(QString, how);
+    QFETCH(bool, withNotifier);
+    constexpr int kThreads = 8;
+    const int kRounds = scaled(200, 60);
+
+    // Per-handler state, owned here so that it outlives every call.
+    struct State {
+        std::atomic<bool> removedWaiting{false}; // set after a *waiting* removal returned true
+        std::atomic<std::uint64_t> calls{0};
+    };
+    std::deque<State> states;
+    std::atomic<std::uint64_t> violations{0};
+    std::atomic<std::uint64_t> currentId{0};
+    std::atomic<State *> currentState{nullptr};
+    std::atomic<int> winners{0};
+    std::atomic<bool> stop{false};
+    std::vector<int> winnersPerRound;
+    winnersPerRound.reserve(std::size_t(kRounds));
+
+    enum Kind { Remove, RemoveNoWait, GuardReset };
+    auto kindFor = [&](int thread) {
+        if (how == "remove")
+            return Remove;
+        if (how == "removeNoWait")
+            return RemoveNoWait;
+        if (how == "guard")
+            return GuardReset;
+        return Kind(thread % 3);
+    };
+
+    Reg reg;
+    std::barrier sync(kThreads + 1);
+    std::vector<std::thread> removers;
+    for (int t = 0; t < kThreads; ++t) {
+        removers.emplace_back([&, t] {
+            const Kind kind = kindFor(t);
+            for (int round = 0; round < kRounds; ++round) {
+                sync.arrive_and_wait(); // the round's id is published
+                const HandlerId id(currentId.load());
+                bool won = false;
+                switch (kind) {
+                case Remove:
+                    won = reg.remove(id);
+                    break;
+                case RemoveNoWait:
+                    won = reg.removeNoWait(id);
+                    break;
+                case GuardReset: {
+                    Guard g = reg.guard(id);
+                    won = g.reset();
+                    break;
+                }
+                }
+                if (won) {
+                    winners.fetch_add(1);
+                    if (kind != RemoveNoWait)
+                        currentState.load()->removedWaiting.store(true);
+                }
+                sync.arrive_and_wait(); // round done
+            }
+        });
+    }
+    std::thread notifier;
+    if (withNotifier) {
+        notifier = std::thread([&] {
+            while (!stop.load(std::memory_order_relaxed))
+                reg.notify(Event{});
+        });
+    }
+
+    for (int round = 0; round < kRounds; ++round) {
+        State &s = states.emplace_back();
+        currentState.store(&s);
+        currentId.store(reg.add([&s, &violations](const Event &) {
+                               if (s.removedWaiting.load())
+                                   violations.fetch_add(1); // called after remove() returned
+                               s.calls.fetch_add(1);
+                           }).value());
+        winners.store(0);
+        sync.arrive_and_wait();
+        sync.arrive_and_wait();
+        winnersPerRound.push_back(winners.load());
+    }
+    stop.store(true);
+    if (notifier.joinable())
+        notifier.join();
+    for (std::thread &t : removers)
+        t.join();
+
+    for (int round = 0; round < kRounds; ++round) {
+        if (winnersPerRound[std::size_t(round)] != 1)
+            QFAIL(qPrintable(QStringLiteral("round %1: %2 removals reported true, expected exactly 1")
+                                 .arg(round)
+                                 .arg(winnersPerRound[std::size_t(round)])));
+    }
+    QCOMPARE(violations.load(), std::uint64_t(0));
+    QVERIFY(reg.empty());
+    // Nothing notifies any more: the next removal reclaims everything.
+    QVERIFY(reg.remove(reg.add([](const Event &) {})));
+    QCOMPARE(reg.pendingReclamation(), std::size_t(0));
+}
+
+// ===========================================================================
+// b. stress: notifiers, churn, one-shots, guards, batches, errors
+// ===========================================================================
+
+namespace {
+
+struct StressEvent {
+    int thread;
+    std::uint64_t seq;
+};
+using StressReg = sigreg::Registry<StressEvent>;
+
+constexpr int kNotifiers = 4;
+constexpr int kChurners = 2;
+
+/// Per stable handler, per notifying thread: written only by that thread.
+struct alignas(64) StableSlot {
+    std::uint64_t count = 0;
+    std::uint64_t disorder = 0; // sequence numbers seen out of order / twice / skipped
+};
+struct StableState {
+    StableSlot slots[kNotifiers];
+};
+
+/// State of one churn handler, shared between the churn thread and the
+/// handler (by shared_ptr: it lives until both are done with it).
+struct ChurnState {
+    explicit ChurnState(std::atomic<long> *l) : live(l) { live->fetch_add(1); }
+    ~ChurnState() { live->fetch_sub(1); }
+    ChurnState(const ChurnState &) = delete;
+    ChurnState &operator=(const ChurnState &) = delete;
+
+    std::atomic<long> *live;
+    /// Set right after a waiting removal (remove, guard reset/destruction,
+    /// batch commit) returned: from then on the handler must never run.
+    std::atomic<bool> removed{false};
+    std::atomic<std::uint64_t> id{0}; // for one-shots: their own id
+    std::atomic<std::uint64_t> calls{0};
+};
+
+struct Shared {
+    std::atomic<std::uint64_t> violations{0};      // a call after its remove() returned
+    std::atomic<std::uint64_t> wrongResults{0};    // a remove/commit result that contradicts ownership
+    std::atomic<std::uint64_t> thrown{0};          // exceptions thrown by handlers
+    std::atomic<std::uint64_t> handled{0};         // calls of any installed error handler
+    std::atomic<std::uint64_t> oneShotsFired{0};   // one-shots that removed themselves
+    std::atomic<std::uint64_t> churnOps{0};
+    std::atomic<std::uint64_t> relayed{0};         // nested notifications delivered
+    std::atomic<long> liveStates{0};               // ChurnState objects alive
+};
+
+} // namespace
+
+void tst_RegistryConcurrency::stress()
+{
+    // Declared before the registries: handlers reference these.
+    Shared sh;
+    std::vector<StableState> stable(3);
+    const int stablePriorities[] = {5, 0, -5};
+    std::uint64_t notifies[kNotifiers] = {};
+    const auto churnTime = 1000ms; // the churn threads' deadline; notifiers stop right after
+
+    sigreg::Registry<int> side; // target of nested notifications from inside handlers
+    side.add([&sh](const int &) { sh.relayed.fetch_add(1, std::memory_order_relaxed); });
+
+    StressReg reg;
+    reg.setErrorHandler([&sh](const sigreg::HandlerFailure &) { sh.handled.fetch_add(1); });
+
+    // (ii) stable handlers, registered before any notifier starts.
+    std::vector<HandlerId> stableIds;
+    for (std::size_t h = 0; h < stable.size(); ++h) {
+        StableState *st = &stable[h];
+        stableIds.push_back(reg.add(stablePriorities[h], [st](const StressEvent &e) {
+            StableSlot &slot = st->slots[e.thread];
+            if (e.seq != slot.count)
+                ++slot.disorder;
+            ++slot.count;
+        }));
+    }
+
+    enum class Kind { Checked, NoWait, Throwing, OneShot, Relay };
+    struct Owned {
+        HandlerId id;
+        std::shared_ptr<ChurnState> state;
+        Kind kind;
+    };
+    struct OwnedGuard {
+        Guard guard;
+        std::shared_ptr<ChurnState> state;
+    };
+
+    // Handler bodies. Each checks invariant (i) first.
+    auto makeChecked = [&sh](std::shared_ptr<ChurnState> s) {
+        return [s = std::move(s), &sh](const StressEvent &) {
+            if (s->removed.load())
+                sh.violations.fetch_add(1);
+            s->calls.fetch_add(1, std::memory_order_relaxed);
+        };
+    };
+    auto makeThrowing = [&sh](std::shared_ptr<ChurnState> s) {
+        return [s = std::move(s), &sh](const StressEvent &) {
+            if (s->removed.load())
+                sh.violations.fetch_add(1);
+            if ((s->calls.fetch_add(1, std::memory_order_relaxed) & 15) == 0) {
+                sh.thrown.fetch_add(1);
+                throw std::runtime_error("churn handler failure");
+            }
+        };
+    };
+    auto makeOneShot = [&sh, &reg](std::shared_ptr<ChurnState> s) {
+        // Removes itself on its first call (on whichever notifier gets there
+        // first; several may be inside at once).
+        return [s = std::move(s), &sh, &reg](const StressEvent &) {
+            if (s->removed.load())
+                sh.violations.fetch_add(1);
+            s->calls.fetch_add(1, std::memory_order_relaxed);
+            const std::uint64_t id = s->id.load();
+            if (id != 0 && reg.remove(HandlerId(id))) {
+                s->removed.store(true);
+                sh.oneShotsFired.fetch_add(1);
+            }
+        };
+    };
+    auto makeRelay = [&sh, &side](std::shared_ptr<ChurnState> s) {
+        return [s = std::move(s), &sh, &side](const StressEvent &e) {
+            if (s->removed.load())
+                sh.violations.fetch_add(1);
+            s->calls.fetch_add(1, std::memory_order_relaxed);
+            side.notify(static_cast<int>(e.seq));
+        };
+    };
+
+    std::atomic<bool> stop{false};
+    std::latch start(kNotifiers + kChurners + 1);
+
+    std::vector<std::thread> notifiers;
+    for (int t = 0; t < kNotifiers; ++t) {
+        notifiers.emplace_back([&, t] {
+            start.arrive_and_wait();
+            std::uint64_t seq = 0;
+            while (!stop.load(std::memory_order_relaxed))
+                reg.notify(StressEvent{t, seq++});
+            notifies[t] = seq; // read after join
+        });
+    }
+
+    const auto deadline = Clock::now() + churnTime;
+    std::vector<std::thread> churners;
+    for (int c = 0; c < kChurners; ++c) {
+        churners.emplace_back([&, c] {
+            std::minstd_rand rng(std::uint32_t(1234 + c));
+            auto pick = [&rng](int n) { return int(rng() % std::uint32_t(n)); };
+            auto newState = [&sh] { return std::make_shared<ChurnState>(&sh.liveStates); };
+            std::vector<Owned> owned;
+            std::vector<OwnedGuard> guards;
+
+            auto addOne = [&](Kind kind) {
+                auto s = newState();
+                const int prio = pick(13) - 6;
+                HandlerId id;
+                switch (kind) {
+                case Kind::Checked:
+                case Kind::NoWait:
+                    id = reg.add(prio, makeChecked(s));
+                    break;
+                case Kind::Throwing:
+                    id = reg.add(prio, makeThrowing(s));
+                    break;
+                case Kind::OneShot:
+                    id = reg.add(prio, makeOneShot(s));
+                    s->id.store(id.value());
+                    break;
+                case Kind::Relay:
+                    id = reg.add(prio, makeRelay(s));
+                    break;
+                }
+                owned.push_back(Owned{id, std::move(s), kind});
+            };
+            // Removes owned[i] the way its kind asks for; checks the result.
+            auto removeAt = [&](std::size_t i) {
+                Owned o = std::move(owned[i]);
+                owned[i] = std::move(owned.back());
+                owned.pop_back();
+                switch (o.kind) {
+                case Kind::NoWait:
+                    // Returns without waiting: a call may still be running, so
+                    // invariant (i) is not checked for these.
+                    if (!reg.removeNoWait(o.id))
+                        sh.wrongResults.fetch_add(1);
+                    break;
+                case Kind::OneShot:
+                    // Either we or the handler itself removes it.
+                    if (reg.remove(o.id))
+                        o.state->removed.store(true);
+                    break;
+                default:
+                    if (!reg.remove(o.id))
+                        sh.wrongResults.fetch_add(1); // nobody else removes our handlers
+                    o.state->removed.store(true);
+                    break;
+                }
+            };
+            auto dropGuardAt = [&](std::size_t i, int how) {
+                OwnedGuard g = std::move(guards[i]);
+                guards[i] = std::move(guards.back());
+                guards.pop_back();
+                switch (how) {
+                case 0:
+                    if (!g.guard.reset())
+                        sh.wrongResults.fetch_add(1);
+                    g.state->removed.store(true);
+                    break;
+                case 1:
+                    if (!g.guard.resetNoWait())
+                        sh.wrongResults.fetch_add(1);
+                    break; // no waiting: (i) not checked
+                default:
+                    {
+                        Guard dying = std::move(g.guard); // its destructor removes, waiting
+                    }
+                    g.state->removed.store(true);
+                    break;
+                }
+            };
+
+            start.arrive_and_wait();
+            while (Clock::now() < deadline) {
+                sh.churnOps.fetch_add(1, std::memory_order_relaxed);
+                const bool full = owned.size() + guards.size() > 24;
+                switch (full ? 4 + pick(3) : pick(10)) {
+                case 0:
+                    addOne(Kind::Checked);
+                    break;
+                case 1:
+                    addOne(pick(2) ? Kind::NoWait : Kind::Throwing);
+                    break;
+                case 2:
+                    addOne(pick(3) ? Kind::OneShot : Kind::Relay);
+                    break;
+                case 3: {
+                    auto s = newState();
+                    guards.push_back(OwnedGuard{reg.addGuarded(pick(13) - 6, makeChecked(s)), s});
+                    break;
+                }
+                case 4:
+                case 5:
+                    if (!owned.empty())
+                        removeAt(std::size_t(pick(int(owned.size()))));
+                    break;
+                case 6:
+                    if (!guards.empty())
+                        dropGuardAt(std::size_t(pick(int(guards.size()))), pick(3));
+                    break;
+                case 7: {
+                    // A batch: a few adds and the removal of up to two owned
+                    // Checked handlers, published at once.
+                    auto batch = reg.batch();
+                    std::vector<Owned> batchAdds;
+                    const int adds = 1 + pick(3);
+                    for (int i = 0; i < adds; ++i) {
+                        auto s = newState();
+                        batchAdds.push_back(Owned{batch.add(pick(13) - 6, makeChecked(s)), s, Kind::Checked});
+                    }
+                    std::vector<std::shared_ptr<ChurnState>> batchRemoved;
+                    for (std::size_t i = 0; i < owned.size() && batchRemoved.size() < 2;) {
+                        if (owned[i].kind == Kind::Checked) {
+                            batch.remove(owned[i].id);
+                            batchRemoved.push_back(owned[i].state);
+                            owned[i] = std::move(owned.back());
+                            owned.pop_back();
+                        } else {
+                            ++i;
+                        }
+                    }
+                    const sigreg::BatchResult r = batch.commit();
+                    if (r.added != std::size_t(adds) || r.removed != batchRemoved.size())
+                        sh.wrongResults.fetch_add(1);
+                    for (auto &s : batchRemoved)
+                        s->removed.store(true);
+                    for (Owned &o : batchAdds)
+                        owned.push_back(std::move(o));
+                    break;
+                }
+                case 8: {
+                    // Take a second owner through reg.guard(id), then let it go.
+                    if (!owned.empty()) {
+                        const std::size_t i = std::size_t(pick(int(owned.size())));
+                        if (owned[i].kind == Kind::Checked) {
+                            Owned o = std::move(owned[i]);
+                            owned[i] = std::move(owned.back());
+                            owned.pop_back();
+                            {
+                                Guard g = reg.guard(o.id);
+                            }
+                            o.state->removed.store(true);
+                        }
+                    }
+                    break;
+                }
+                default:
+                    // Replace the error handler while failures are reported.
+                    reg.setErrorHandler([&sh](const sigreg::HandlerFailure &) { sh.handled.fetch_add(1); });
+                    break;
+                }
+            }
+            // Clean up everything this thread still owns.
+            while (!owned.empty())
+                removeAt(owned.size() - 1);
+            while (!guards.empty())
+                dropGuardAt(guards.size() - 1, 0);
+        });
+    }
+
+    start.arrive_and_wait();
+    // Churners stop at their deadline; the watchdog catches a deadlock.
+    std::atomic<int> churnersDone{0};
+    std::thread joiner([&] {
+        for (std::thread &t : churners)
+            t.join();
+        churnersDone.store(1);
+    });
+    if (!waitFor([&] { return churnersDone.load() == 1; }, churnTime + kWatchdog))
+        deadlocked("stress: churn threads");
+    joiner.join();
+    stop.store(true);
+    for (std::thread &t : notifiers)
+        t.join();
+
+    qDebug("stress: %llu notifies, %llu churn operations, %llu one-shots fired, %llu failures reported, %llu nested",
+           static_cast<unsigned long long>(std::accumulate(std::begin(notifies), std::end(notifies), std::uint64_t(0))),
+           static_cast<unsigned long long>(sh.churnOps.load()),
+           static_cast<unsigned long long>(sh.oneShotsFired.load()),
+           static_cast<unsigned long long>(sh.thrown.load()),
+           static_cast<unsigned long long>(sh.relayed.load()));
+
+    // --- invariants ---
+    QCOMPARE(sh.violations.load(), std::uint64_t(0)); // (i)
+    QCOMPARE(sh.wrongResults.load(), std::uint64_t(0));
+    for (std::size_t h = 0; h < stable.size(); ++h) { // (ii)
+        for (int t = 0; t < kNotifiers; ++t) {
+            const StableSlot &slot = stable[h].slots[t];
+            if (slot.count != notifies[t] || slot.disorder != 0)
+                QFAIL(qPrintable(QStringLiteral("stable handler %1, notifier %2: %3 calls for %4 notifies, %5 out of order")
+                                     .arg(h)
+                                     .arg(t)
+                                     .arg(slot.count)
+                                     .arg(notifies[t])
+                                     .arg(slot.disorder)));
+        }
+    }
+    // The test exercised what it claims to.
+    for (std::uint64_t n : notifies)
+        QVERIFY(n > 0);
+    QVERIFY(sh.churnOps.load() > 100);
+    QVERIFY(sh.oneShotsFired.load() > 0);
+    // Every failure was reported to an error handler, including while it was
+    // being replaced.
+    QCOMPARE(reg.failureCount(), sh.thrown.load());
+    QCOMPARE(sh.handled.load(), sh.thrown.load());
+    QCOMPARE(reg.unhandledFailureCount(), std::uint64_t(0));
+
+    // Only the stable handlers are left; once nothing notifies, removing them
+    // reclaims every churn handler (and with it its state).
+    QCOMPARE(reg.size(), stable.size());
+    for (HandlerId id : stableIds)
+        QVERIFY(reg.remove(id));
+    QVERIFY(reg.empty());
+    QCOMPARE(reg.pendingReclamation(), std::size_t(0));
+    QCOMPARE(sh.liveStates.load(), 0L);
+}
+
+// ===========================================================================
+// c. remove() waits for a running call; removeNoWait() does not
+// ===========================================================================
+
+namespace {
+
+/// A handler that blocks until released, and whose destructor records
+/// whether it ran before the call finished.
+struct BlockingHandler {
+    struct Flags {
+        std::atomic<int> calls{0};
+        std::atomic<bool> entered{false};
+        std::atomic<bool> release{false};
+        std::atomic<bool> finished{false};
+        std::atomic<int> destroyed{0};
+        std::atomic<bool> destroyedBeforeFinished{false};
+    };
+    Flags *f;
+    explicit BlockingHandler(Flags *flags) : f(flags) {}
+    BlockingHandler(BlockingHandler &&o) noexcept : f(std::exchange(o.f, nullptr)) {}
+    BlockingHandler(const BlockingHandler &) = delete;
+    ~BlockingHandler()
+    {
+        if (!f)
+            return;
+        if (f->calls.load() > 0 && !f->finished.load())
+            f->destroyedBeforeFinished.store(true);
+        f->destroyed.fetch_add(1);
+    }
+    void operator()(const Event &) const
+    {
+        f->calls.fetch_add(1);
+        f->entered.store(true);
+        spinUntilSet(f->release);
+        f->finished.store(true);
+    }
+};
+
+} // namespace
+
+void tst_RegistryConcurrency::removeWaitsForRunningHandler_data()
+{
+    QTest::addColumn<QString>("how");
+    QTest::newRow("remove") << "remove";
+    QTest::newRow("clear") << "clear";
+    QTest::newRow("batch commit") << "batch";
+    QTest::newRow("Guard::reset") << "guard reset";
+    QTest::newRow("Guard destructor") << "guard destructor";
+    QTest::newRow("move-assign over guard") << "guard assign";
+}
+
+void tst_RegistryConcurrency::removeWaitsForRunningHandler()
+{
+    QFETCH(QString, how);
+    BlockingHandler::Flags flags;
+    Reg reg;
+    std::optional<Guard> guard;
+    HandlerId id;
+    if (how.startsWith("guard")) {
+        guard.emplace(reg.addGuarded(BlockingHandler(&flags)));
+        id = guard->id();
+    } else {
+        id = reg.add(BlockingHandler(&flags));
+    }
+    int others = 0;
+    reg.add(-1, [&others](const Event &) { ++others; }); // runs on the notifier thread only
+
+    std::thread notifier([&] { reg.notify(Event{}); }); // thread A: enters the handler
+    if (!waitFor([&] { return flags.entered.load(); }))
+        deadlocked("notifier entering the handler");
+
+    std::atomic<bool> removerStarted{false}, removerReturned{false}, finishedAtReturn{false};
+    std::atomic<bool> removed{false};
+    std::thread remover([&] { // thread B
+        removerStarted.store(true);
+        bool r = false;
+        if (how == "remove") {
+            r = reg.remove(id);
+        } else if (how == "clear") {
+            r = reg.clear() == 2;
+        } else if (how == "batch") {
+            auto batch = reg.batch();
+            batch.remove(id);
+            r = batch.commit().removed == 1;
+        } else if (how == "guard reset") {
+            r = guard->reset();
+        } else if (how == "guard destructor") {
+            guard.reset();
+            r = true;
+        } else {
+            *guard = Guard();
+            r = true;
+        }
+        // Read before announcing the return: if the handler were still
+        // running, `finished` would be false here.
+        finishedAtReturn.store(flags.finished.load());
+        removed.store(r);
+        removerReturned.store(true);
+    });
+
+    // Let B get into its wait. This only makes the interesting interleaving
+    // likely; no assertion depends on the sleep being long enough.
+    if (!waitFor([&] { return removerStarted.load(); }))
+        deadlocked("remover start");
+    std::this_thread::sleep_for(kUnderTsan ? 50ms : 20ms);
+    // The handler is still blocked (nobody released it): a remover that has
+    // returned already did not wait.
+    const bool returnedWhileBlocked = removerReturned.load();
+    flags.release.store(true); // the third party (this thread) releases the handler
+
+    notifier.join();
+    remover.join();
+    QVERIFY2(!returnedWhileBlocked, "removal returned while the handler was still running");
+    QVERIFY2(finishedAtReturn.load(), "removal returned before the handler finished");
+    QVERIFY(removed.load());
+    QVERIFY(!flags.destroyedBeforeFinished.load());
+    QCOMPARE(flags.calls.load(), 1);
+
+    // Never called again.
+    reg.notify(Event{});
+    QCOMPARE(flags.calls.load(), 1);
+    QVERIFY(!reg.contains(id));
+    reg.clear();
+    QCOMPARE(reg.pendingReclamation(), std::size_t(0));
+    QCOMPARE(flags.destroyed.load(), 1);
+}
+
+void tst_RegistryConcurrency::removeNoWaitDoesNotWait_data()
+{
+    QTest::addColumn<bool>("viaGuard");
+    QTest::newRow("removeNoWait") << false;
+    QTest::newRow("Guard::resetNoWait") << true;
+}
+
+void tst_RegistryConcurrency::removeNoWaitDoesNotWait()
+{
+    QFETCH(bool, viaGuard);
+    BlockingHandler::Flags flags;
+    Reg reg;
+    std::optional<Guard> guard;
+    HandlerId id;
+    if (viaGuard) {
+        guard.emplace(reg.addGuarded(BlockingHandler(&flags)));
+        id = guard->id();
+    } else {
+        id = reg.add(BlockingHandler(&flags));
+    }
+
+    std::thread notifier([&] { reg.notify(Event{}); });
+    if (!waitFor([&] { return flags.entered.load(); }))
+        deadlocked("notifier entering the handler");
+
+    std::atomic<bool> returned{false}, finishedAtReturn{true}, result{false};
+    std::thread remover([&] {
+        const bool r = viaGuard ? guard->resetNoWait() : reg.removeNoWait(id);
+        finishedAtReturn.store(flags.finished.load());
+        result.store(r);
+        returned.store(true);
+    });
+    // The handler is released only after the remover returned (or, if the
+    // library wrongly waits, after the watchdog): returning while the handler
+    // is blocked proves that it did not wait.
+    const bool returnedWhileBlocked = waitFor([&] { return returned.load(); }, kUnderTsan ? 20s : 10s);
+    const int destroyedWhileRunning = flags.destroyed.load(); // still running: must be 0
+    flags.release.store(true);
+    remover.join();
+    notifier.join();
+
+    QVERIFY2(returnedWhileBlocked, "removeNoWait waited for the running handler");
+    QVERIFY(!finishedAtReturn.load());
+    QVERIFY(result.load());
+    QCOMPARE(destroyedWhileRunning, 0);
+    QVERIFY(!flags.destroyedBeforeFinished.load());
+    reg.notify(Event{});
+    QCOMPARE(flags.calls.load(), 1); // never started again
+    // With nothing running any more, the next removal reclaims it.
+    QVERIFY(reg.remove(reg.add([](const Event &) {})));
+    QCOMPARE(reg.pendingReclamation(), std::size_t(0));
+    QCOMPARE(flags.destroyed.load(), 1);
+}
+
+// ===========================================================================
+// c2. remove(X) waits for calls of X only
+// ===========================================================================
+
+void tst_RegistryConcurrency::removeDoesNotWaitForUnrelatedCallbacks_data()
+{
+    QTest::addColumn<QString>("blocker");
+    // Thread A first runs X (in a nested notification), then, in the same
+    // outer notify, blocks in a callback that is not X:
+    QTest::newRow("a later handler") << "handler";
+    QTest::newRow("the error handler") << "error handler";
+    QTest::newRow("a handler of a nested notify") << "nested handler";
+}
+
+void tst_RegistryConcurrency::removeDoesNotWaitForUnrelatedCallbacks()
+{
+    // X is not running when B removes it; A is busy in another callback until
+    // it sees B's remove(X) return (or gives up at a deadline, so that a
+    // wrong wait shows up as a failure instead of a hang). remove(X) must
+    // return while A is still busy: it may wait for running calls of X only.
+    QFETCH(QString, blocker);
+    std::atomic<bool> blockerEntered{false}, removeReturned{false}, sawRemoveReturn{false};
+    std::atomic<int> xCalls{0};
+    const auto patience = kUnderTsan ? 10s : 3s; // spent only if remove() wrongly waits
+    auto block = [&] {
+        blockerEntered.store(true);
+        sawRemoveReturn.store(waitFor([&] { return removeReturned.load(); }, patience));
+    };
+
+    sigreg::Registry<int> side; // X lives here and runs nested (level 1)
+    Reg reg;                    // A notifies this one (level 0)
+    const HandlerId x = side.add([&](const int &) { xCalls.fetch_add(1); });
+    sigreg::Registry<int> third;
+    third.add([&](const int &) { block(); });
+    reg.setErrorHandler([&](const sigreg::HandlerFailure &) {
+        if (blocker == "error handler")
+            block();
+    });
+    reg.add(2, [&](const Event &) { side.notify(1); }); // runs X, returns
+    reg.add(1, [&](const Event &) {
+        if (blocker == "handler")
+            block();
+        else if (blocker == "nested handler")
+            third.notify(3); // the same nesting level X used
+        else
+            throw std::runtime_error("reported to the error handler");
+    });
+
+    std::thread a([&] { reg.notify(Event{}); });
+    if (!waitFor([&] { return blockerEntered.load(); }))
+        deadlocked("thread A reaching the blocking callback");
+    QCOMPARE(xCalls.load(), 1); // X ran and returned
+    const bool removed = side.remove(x); // thread B (this one)
+    removeReturned.store(true);
+    a.join();
+
+    QVERIFY(removed);
+    QVERIFY2(sawRemoveReturn.load(),
+             qPrintable(QStringLiteral("remove(X) waited for %1 on another thread, which is not X").arg(blocker)));
+    side.notify(0);
+    QCOMPARE(xCalls.load(), 1);
+}
+
+// ===========================================================================
+// d. two handlers removing themselves at the same time on two threads
+// ===========================================================================
+
+void tst_RegistryConcurrency::simultaneousSelfRemovalDoesNotDeadlock_data()
+{
+    QTest::addColumn<QString>("how");
+    QTest::newRow("remove") << "remove";
+    QTest::newRow("Guard::reset") << "guard reset";
+    QTest::newRow("Guard destructor") << "guard destructor";
+    QTest::newRow("clear") << "clear"; // both clear at once: one removes both, the other nothing
+}
+
+void tst_RegistryConcurrency::simultaneousSelfRemovalDoesNotDeadlock()
+{
+    // Threads 0 and 1 notify one registry; handler X acts only on thread 0's
+    // events, Y only on thread 1's. Both wait on a latch, so both are inside
+    // their handler at once, then each removes itself. Each removal waits for
+    // other threads to leave *its* handler only; neither thread is in the
+    // other's handler, so neither waits for the other.
+    QFETCH(QString, how);
+    const int kIterations = scaled(200, 40);
+    for (int it = 0; it < kIterations; ++it) {
+        Reg reg;
+        std::latch bothInside(2);
+        std::optional<Guard> guards[2];
+        HandlerId ids[2];
+        std::atomic<int> calls[2] = {0, 0};
+        std::atomic<int> removedOk[2] = {0, 0};
+        std::atomic<int> done{0};
+        for (int me = 0; me < 2; ++me) {
+            auto body = [&, me](const Event &e) {
+                if (e.value != me)
+                    return;
+                calls[me].fetch_add(1);
+                bothInside.arrive_and_wait();
+                bool ok = false;
+                if (how == "remove") {
+                    ok = reg.remove(ids[me]);
+                } else if (how == "guard reset") {
+                    ok = guards[me]->reset();
+                } else if (how == "guard destructor") {
+                    guards[me].reset();
+                    ok = true;
+                } else {
+                    removedOk[me].fetch_add(int(reg.clear())); // counts handlers, not calls
+                    return;
+                }
+                if (ok)
+                    removedOk[me].fetch_add(1);
+            };
+            if (how.startsWith("guard")) {
+                guards[me].emplace(reg.addGuarded(body));
+                ids[me] = guards[me]->id();
+            } else {
+                ids[me] = reg.add(body);
+            }
+        }
+        std::thread threads[2];
+        for (int me = 0; me < 2; ++me) {
+            threads[me] = std::thread([&, me] {
+                reg.notify(Event{me});
+                done.fetch_add(1);
+            });
+        }
+        if (!waitFor([&] { return done.load() == 2; }))
+            deadlocked("simultaneous self-removal");
+        for (std::thread &t : threads)
+            t.join();
+
+        if (how == "clear") {
+            QCOMPARE(removedOk[0].load() + removedOk[1].load(), 2);
+        } else {
+            QCOMPARE(removedOk[0].load(), 1);
+            QCOMPARE(removedOk[1].load(), 1);
+        }
+        QVERIFY(reg.empty());
+        reg.notify(Event{0});
+        reg.notify(Event{1});
+        QCOMPARE(calls[0].load(), 1); // one-shot: never again
+        QCOMPARE(calls[1].load(), 1);
+    }
+}
+
+// ===========================================================================
+// e. guards racing with the destruction of their registry
+// ===========================================================================
+
+void tst_RegistryConcurrency::guardRacesWithRegistryDestruction_data()
+{
+    QTest::addColumn<QString>("how");
+    QTest::newRow("destructor") << "destructor";
+    QTest::newRow("reset") << "reset";
+    QTest::newRow("resetNoWait") << "resetNoWait";
+    QTest::newRow("move-assign") << "assign";
+}
+
+void tst_RegistryConcurrency::guardRacesWithRegistryDestruction()
+{
+    // A guard's removal and the registry's destruction start at the same
+    // time on two threads. Whatever wins, every handler is destroyed exactly
+    // once and nothing touches a dead registry (ASan/TSan watch that).
+    QFETCH(QString, how);
+    const int kIterations = scaled(2000, 300);
+    constexpr int kGuards = 4;
+
+    struct Counter {
+        std::atomic<int> *destroyed;
+        explicit Counter(std::atomic<int> *d) : destroyed(d) {}
+        Counter(Counter &&o) noexcept : destroyed(std::exchange(o.destroyed, nullptr)) {}
+        Counter(const Counter &) = delete;
+        ~Counter()
+        {
+            if (destroyed)
+                destroyed->fetch_add(1);
+        }
+        void operator()(const Event &) const {}
+    };
+
+    std::atomic<int> destroyed{0};
+    std::atomic<int> resetTrue{0};
+    std::unique_ptr<Reg> reg;
+    std::vector<Guard> guards;
+    std::barrier sync(2);
+    std::thread worker([&] {
+        for (int it = 0; it < kIterations; ++it) {
+            sync.arrive_and_wait(); // guards are ready
+            for (Guard &g : guards) {
+                if (how == "reset") {
+                    if (g.reset())
+                        resetTrue.fetch_add(1);
+                } else if (how == "resetNoWait") {
+                    if (g.resetNoWait())
+                        resetTrue.fetch_add(1);
+                } else if (how == "assign") {
+                    g = Guard();
+                }
+            }
+            guards.clear(); // destructors (no-ops for emptied guards)
+            sync.arrive_and_wait(); // done
+        }
+    });
+    for (int it = 0; it < kIterations; ++it) {
+        reg = std::make_unique<Reg>();
+        for (int g = 0; g < kGuards; ++g)
+            guards.push_back(reg->addGuarded(Counter(&destroyed)));
+        reg->add(Counter(&destroyed)); // one without a guard
+        reg->notify(Event{});
+        sync.arrive_and_wait();
+        reg.reset(); // races with the worker's guard removals
+        sync.arrive_and_wait();
+    }
+    worker.join();
+    QCOMPARE(destroyed.load(), kIterations * (kGuards + 1));
+    QVERIFY(resetTrue.load() <= kIterations * kGuards);
+}
+
+QTEST_GUILESS_MAIN(tst_RegistryConcurrency)
+#include "tst_concurrency.moc"
