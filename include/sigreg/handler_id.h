@@ -2,7 +2,6 @@
 // Sigreg — handler identifiers and failure reports.
 #pragma once
 
-#include <compare>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -24,8 +23,14 @@ public:
     [[nodiscard]] constexpr std::uint64_t value() const noexcept { return m_value; }
     [[nodiscard]] constexpr bool isValid() const noexcept { return m_value != 0; }
 
-    friend constexpr bool operator==(HandlerId, HandlerId) noexcept = default;
-    friend constexpr auto operator<=>(HandlerId, HandlerId) noexcept = default;
+    // Spelled out rather than `<=>`: Qt 6.4's moc cannot parse <compare>,
+    // and Qt users include this header in moc-processed files.
+    friend constexpr bool operator==(HandlerId a, HandlerId b) noexcept { return a.m_value == b.m_value; }
+    friend constexpr bool operator!=(HandlerId a, HandlerId b) noexcept { return a.m_value != b.m_value; }
+    friend constexpr bool operator<(HandlerId a, HandlerId b) noexcept { return a.m_value < b.m_value; }
+    friend constexpr bool operator>(HandlerId a, HandlerId b) noexcept { return a.m_value > b.m_value; }
+    friend constexpr bool operator<=(HandlerId a, HandlerId b) noexcept { return a.m_value <= b.m_value; }
+    friend constexpr bool operator>=(HandlerId a, HandlerId b) noexcept { return a.m_value >= b.m_value; }
 
 private:
     std::uint64_t m_value = 0;

@@ -85,7 +85,6 @@
 #include <sigreg/guard.h>
 #include <sigreg/handler_id.h>
 
-#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <functional>

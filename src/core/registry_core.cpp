@@ -222,7 +222,9 @@ void RegistryCore::reclaim(Garbage &garbage) noexcept
     });
     // A node removed at version v is listed only by blocks created before v.
     std::erase_if(m_removed, [&](Node *n) {
-        if (n->removedVersion > oldestKept)
+        // A pinned node is still being waited for by address: freeing it
+        // could let a new handler take the address and prolong that wait.
+        if (n->waitPins != 0 || n->removedVersion > oldestKept)
             return false;
         garbage.add(n);
         return true;
@@ -325,6 +327,7 @@ bool RegistryCore::remove(HandlerId id, bool wait)
         node->removedVersion = m_version;
         m_removed.push_back(node);
         if (wait) {
+            ++node->waitPins;
             fenceAgainstReaders();
             m_retiredSinceFence = 0;
         }
@@ -334,6 +337,8 @@ bool RegistryCore::remove(HandlerId id, bool wait)
         waitUntilIdle(one);
     }
     std::lock_guard lock(m_mutex);
+    if (wait)
+        --node->waitPins;
     reclaim(garbage);
     return true;
 }
@@ -354,6 +359,7 @@ std::size_t RegistryCore::clear(bool wait)
         publish(&g_emptyBlock, garbage);
         for (Node *n : m_live) {
             n->removedVersion = m_version;
+            n->waitPins += wait ? 1 : 0;
             m_removed.push_back(n);
         }
         m_live.clear();
@@ -368,6 +374,10 @@ std::size_t RegistryCore::clear(bool wait)
         waitUntilIdle(removed);
     }
     std::lock_guard lock(m_mutex);
+    if (wait) {
+        for (const Node *n : removed)
+            --const_cast<Node *>(n)->waitPins;
+    }
     reclaim(garbage);
     return removed.size();
 }
@@ -426,6 +436,7 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
         publish(b, garbage);
         for (const Node *r : removed) {
             const_cast<Node *>(r)->removedVersion = m_version;
+            const_cast<Node *>(r)->waitPins += wait ? 1 : 0;
             m_removed.push_back(const_cast<Node *>(r));
         }
         if (wait && !removed.empty()) {
@@ -436,6 +447,10 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
     if (wait && !removed.empty())
         waitUntilIdle(removed);
     std::lock_guard lock(m_mutex);
+    if (wait) {
+        for (const Node *n : removed)
+            --const_cast<Node *>(n)->waitPins;
+    }
     reclaim(garbage);
     return removed.size();
 }

@@ -36,6 +36,7 @@ struct Node {
     // Writer-side bookkeeping, guarded by the registry's mutex.
     std::uint64_t removedVersion = 0;
     Node *nextGarbage = nullptr; // intrusive list: destruction after unlock
+    std::uint32_t waitPins = 0;   // removers waiting on this node: not reclaimed meanwhile
 
     Node(InvokeFn i, DestroyFn d) noexcept : invoke(i), destroy(d) {}
 };
