@@ -118,7 +118,10 @@ struct LevelChunk {
 /// no depth counter: the outermost notify checks that level 0 is free (a load
 /// that only feeds a well-predicted branch), nested ones look for the next
 /// free level. A counter would put a store-to-load dependency on every notify.
-struct alignas(64) ThreadRecord {
+///
+/// 128-byte alignment: Intel's spatial prefetcher moves cache lines in pairs,
+/// so two threads' records in neighbouring 64-byte lines could still contend.
+struct alignas(128) ThreadRecord {
     static constexpr std::uint32_t kInlineLevels = 8;
 
     // Hot, owner-written part.
