@@ -301,6 +301,28 @@ HandlerId RegistryCore::add(Node *node, int priority)
     return node->id;
 }
 
+void RegistryCore::prepareWait(std::span<const Node *const> removed) noexcept
+{
+    // Pinned: not reclaimed (so its address not reused) while we wait by address.
+    for (const Node *n : removed)
+        ++const_cast<Node *>(n)->waitPins;
+    // Orders the invoke-function swap before reading the announcements.
+    fenceAgainstReaders();
+    m_retiredSinceFence = 0;
+}
+
+void RegistryCore::finishRemoval(std::span<const Node *const> removed, bool wait, Garbage &garbage)
+{
+    if (wait && !removed.empty())
+        waitUntilIdle(removed);
+    std::lock_guard lock(m_mutex);
+    if (wait) {
+        for (const Node *n : removed)
+            --const_cast<Node *>(n)->waitPins;
+    }
+    reclaim(garbage);
+}
+
 bool RegistryCore::remove(HandlerId id, bool wait)
 {
     Garbage garbage;
@@ -326,20 +348,12 @@ bool RegistryCore::remove(HandlerId id, bool wait)
         publish(b, garbage);
         node->removedVersion = m_version;
         m_removed.push_back(node);
-        if (wait) {
-            ++node->waitPins;
-            fenceAgainstReaders();
-            m_retiredSinceFence = 0;
-        }
-    }
-    if (wait) {
         const Node *const one[] = {node};
-        waitUntilIdle(one);
+        if (wait)
+            prepareWait(one);
     }
-    std::lock_guard lock(m_mutex);
-    if (wait)
-        --node->waitPins;
-    reclaim(garbage);
+    const Node *const one[] = {node};
+    finishRemoval(one, wait, garbage);
     return true;
 }
 
@@ -359,26 +373,15 @@ std::size_t RegistryCore::clear(bool wait)
         publish(&g_emptyBlock, garbage);
         for (Node *n : m_live) {
             n->removedVersion = m_version;
-            n->waitPins += wait ? 1 : 0;
             m_removed.push_back(n);
         }
         m_live.clear();
         m_size.store(0, std::memory_order_relaxed);
-        if (wait) {
-            fenceAgainstReaders();
-            m_retiredSinceFence = 0;
-        }
-    }
-    if (wait) {
         std::sort(removed.begin(), removed.end());
-        waitUntilIdle(removed);
+        if (wait)
+            prepareWait(removed);
     }
-    std::lock_guard lock(m_mutex);
-    if (wait) {
-        for (const Node *n : removed)
-            --const_cast<Node *>(n)->waitPins;
-    }
-    reclaim(garbage);
+    finishRemoval(removed, wait, garbage);
     return removed.size();
 }
 
@@ -436,22 +439,12 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
         publish(b, garbage);
         for (const Node *r : removed) {
             const_cast<Node *>(r)->removedVersion = m_version;
-            const_cast<Node *>(r)->waitPins += wait ? 1 : 0;
             m_removed.push_back(const_cast<Node *>(r));
         }
-        if (wait && !removed.empty()) {
-            fenceAgainstReaders();
-            m_retiredSinceFence = 0;
-        }
+        if (wait)
+            prepareWait(removed);
     }
-    if (wait && !removed.empty())
-        waitUntilIdle(removed);
-    std::lock_guard lock(m_mutex);
-    if (wait) {
-        for (const Node *n : removed)
-            --const_cast<Node *>(n)->waitPins;
-    }
-    reclaim(garbage);
+    finishRemoval(removed, wait, garbage);
     return removed.size();
 }
 

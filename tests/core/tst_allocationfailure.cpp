@@ -33,62 +33,27 @@
 #include <utility>
 #include <vector>
 
+#include "../support/replace_new.h"
+
 namespace {
 
 /// Allocations left before the armed failure; negative: disarmed.
 constinit thread_local long t_failCountdown = -1;
 
-void *allocate(std::size_t size, std::size_t align) noexcept
+} // namespace
+
+// Fails the armed allocation (one failure per arming).
+bool sigreg_test::beforeAllocation() noexcept
 {
     if (t_failCountdown == 0) {
-        t_failCountdown = -1; // one failure per arming
-        return nullptr;
+        t_failCountdown = -1;
+        return false;
     }
     if (t_failCountdown > 0)
         --t_failCountdown;
-    if (size == 0)
-        size = 1;
-    if (align <= alignof(std::max_align_t))
-        return std::malloc(size);
-    void *p = nullptr;
-    return posix_memalign(&p, std::max(align, sizeof(void *)), size) == 0 ? p : nullptr;
+    return true;
 }
 
-void *allocateOrThrow(std::size_t size, std::size_t align)
-{
-    if (void *p = allocate(size, align))
-        return p;
-    throw std::bad_alloc();
-}
-
-} // namespace
-
-void *operator new(std::size_t n) { return allocateOrThrow(n, 0); }
-void *operator new[](std::size_t n) { return allocateOrThrow(n, 0); }
-void *operator new(std::size_t n, std::align_val_t a) { return allocateOrThrow(n, std::size_t(a)); }
-void *operator new[](std::size_t n, std::align_val_t a) { return allocateOrThrow(n, std::size_t(a)); }
-void *operator new(std::size_t n, const std::nothrow_t &) noexcept { return allocate(n, 0); }
-void *operator new[](std::size_t n, const std::nothrow_t &) noexcept { return allocate(n, 0); }
-void *operator new(std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept
-{
-    return allocate(n, std::size_t(a));
-}
-void *operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept
-{
-    return allocate(n, std::size_t(a));
-}
-void operator delete(void *p) noexcept { std::free(p); }
-void operator delete[](void *p) noexcept { std::free(p); }
-void operator delete(void *p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::size_t) noexcept { std::free(p); }
-void operator delete(void *p, const std::nothrow_t &) noexcept { std::free(p); }
-void operator delete[](void *p, const std::nothrow_t &) noexcept { std::free(p); }
-void operator delete(void *p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void *p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept { std::free(p); }
-void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept { std::free(p); }
 
 namespace {
 

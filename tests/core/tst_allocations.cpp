@@ -29,6 +29,8 @@
 #include <thread>
 #include <vector>
 
+#include "../support/replace_new.h"
+
 namespace {
 
 std::atomic<std::uint64_t> g_allocations{0};
@@ -40,58 +42,15 @@ void countOne() noexcept
     g_allocations.fetch_add(1, std::memory_order_relaxed);
 }
 
-void *countedAlloc(std::size_t size) noexcept
-{
-    countOne();
-    return std::malloc(size == 0 ? 1 : size);
-}
-
-void *countedAlignedAlloc(std::size_t size, std::align_val_t align) noexcept
-{
-    countOne();
-    const std::size_t a = std::max(static_cast<std::size_t>(align), sizeof(void *));
-    void *p = nullptr;
-    if (posix_memalign(&p, a, size == 0 ? a : size) != 0)
-        return nullptr;
-    return p;
-}
-
-void *orThrow(void *p)
-{
-    if (!p)
-        throw std::bad_alloc();
-    return p;
-}
-
 } // namespace
 
-// --- replaced global allocation functions (all of them) -------------------
-void *operator new(std::size_t n) { return orThrow(countedAlloc(n)); }
-void *operator new[](std::size_t n) { return orThrow(countedAlloc(n)); }
-void *operator new(std::size_t n, const std::nothrow_t &) noexcept { return countedAlloc(n); }
-void *operator new[](std::size_t n, const std::nothrow_t &) noexcept { return countedAlloc(n); }
-void *operator new(std::size_t n, std::align_val_t a) { return orThrow(countedAlignedAlloc(n, a)); }
-void *operator new[](std::size_t n, std::align_val_t a) { return orThrow(countedAlignedAlloc(n, a)); }
-void *operator new(std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept
+// Every allocation is counted, none fails.
+bool sigreg_test::beforeAllocation() noexcept
 {
-    return countedAlignedAlloc(n, a);
+    countOne();
+    return true;
 }
-void *operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept
-{
-    return countedAlignedAlloc(n, a);
-}
-void operator delete(void *p) noexcept { std::free(p); }
-void operator delete[](void *p) noexcept { std::free(p); }
-void operator delete(void *p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::size_t) noexcept { std::free(p); }
-void operator delete(void *p, const std::nothrow_t &) noexcept { std::free(p); }
-void operator delete[](void *p, const std::nothrow_t &) noexcept { std::free(p); }
-void operator delete(void *p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void *p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept { std::free(p); }
-void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept { std::free(p); }
+
 
 namespace {
 

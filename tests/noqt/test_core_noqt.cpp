@@ -23,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include "../support/replace_new.h"
+
 // ---------------------------------------------------------------------------
 // A minimal check facility.
 // ---------------------------------------------------------------------------
@@ -49,46 +51,18 @@ void check(bool ok, const char *expr, const char *file, int line)
 // ---------------------------------------------------------------------------
 namespace {
 std::atomic<long> g_news{0};
-
-void *allocate(std::size_t n, std::size_t align = 0) noexcept
-{
-    g_news.fetch_add(1, std::memory_order_relaxed);
-    if (n == 0)
-        n = 1;
-    if (align <= alignof(std::max_align_t))
-        return std::malloc(n);
-    void *p = nullptr;
-    return posix_memalign(&p, align, n) == 0 ? p : nullptr;
-}
-void *allocateOrThrow(std::size_t n, std::size_t align = 0)
-{
-    void *p = allocate(n, align);
-    if (!p)
-        throw std::bad_alloc();
-    return p;
-}
 } // namespace
 
-void *operator new(std::size_t n) { return allocateOrThrow(n); }
-void *operator new[](std::size_t n) { return allocateOrThrow(n); }
-void *operator new(std::size_t n, std::align_val_t a) { return allocateOrThrow(n, std::size_t(a)); }
-void *operator new[](std::size_t n, std::align_val_t a) { return allocateOrThrow(n, std::size_t(a)); }
-void *operator new(std::size_t n, const std::nothrow_t &) noexcept { return allocate(n); }
-void *operator new[](std::size_t n, const std::nothrow_t &) noexcept { return allocate(n); }
-void *operator new(std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept { return allocate(n, std::size_t(a)); }
-void *operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t &) noexcept { return allocate(n, std::size_t(a)); }
-void operator delete(void *p) noexcept { std::free(p); }
-void operator delete[](void *p) noexcept { std::free(p); }
-void operator delete(void *p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::size_t) noexcept { std::free(p); }
-void operator delete(void *p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void *p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void *p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void *p, const std::nothrow_t &) noexcept { std::free(p); }
-void operator delete[](void *p, const std::nothrow_t &) noexcept { std::free(p); }
-void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept { std::free(p); }
-void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept { std::free(p); }
+bool sigreg_test::beforeAllocation() noexcept
+{
+    g_news.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
+namespace {
+
+} // namespace
+
 
 namespace {
 

@@ -167,6 +167,11 @@ private:
     void reclaim(Garbage &garbage) noexcept;
     void markRemoved(Node *node);
     static void waitUntilIdle(std::span<const Node *const> nodes) noexcept;
+    /// Under the mutex, after publishing a snapshot without `removed`
+    /// (sorted by address): pins them and fences.
+    void prepareWait(std::span<const Node *const> removed) noexcept;
+    /// Without the mutex: waits for `removed` if asked, unpins, reclaims.
+    void finishRemoval(std::span<const Node *const> removed, bool wait, Garbage &garbage);
     Node *findLive(HandlerId id) const noexcept;
     Block *allocateBlock(std::uint32_t capacity);
 
