@@ -159,7 +159,9 @@ RegistryCore::~RegistryCore()
 
 Block *RegistryCore::allocateBlock(std::uint32_t capacity)
 {
-    void *mem = ::operator new(sizeof(Block) + std::size_t(capacity) * sizeof(Node *), kBlockAlign);
+    // Entries are node pointers, stored after the header.
+    void *mem = ::operator new(sizeof(Block) + std::size_t(capacity) * sizeof(Node *), // NOLINT(bugprone-sizeof-expression)
+                               kBlockAlign);
     Block *b = new (mem) Block;
     b->capacity = capacity;
     return b;
@@ -295,8 +297,7 @@ HandlerId RegistryCore::add(Node *node, int priority)
         b->count.store(n + 1, std::memory_order_relaxed);
         publish(b, garbage);
     }
-    owned.release();
-    m_live.push_back(node);
+    m_live.push_back(owned.release()); // capacity reserved above: cannot throw
     m_size.store(m_live.size(), std::memory_order_relaxed);
     return node->id;
 }
@@ -464,8 +465,7 @@ void RegistryCore::setErrorSink(ErrorSink *sink)
     Garbage garbage;
     std::lock_guard lock(m_mutex);
     reserveFor(m_retired, 1);
-    owned.release();
-    if (ErrorSink *old = m_errorSink.exchange(sink, kPublish)) {
+    if (ErrorSink *old = m_errorSink.exchange(owned.release(), kPublish)) {
         m_retired.push_back(Retired{old, false, 0});
         ++m_retiredSinceFence;
         reclaim(garbage);
