@@ -106,7 +106,7 @@ void mprotectFence() noexcept
 
 void heavyFence() noexcept
 {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    protocolFence();
 #if SIGREG_ASYMMETRIC_FENCES && defined(__linux__)
     static const bool membarrier = registerMembarrier();
     if (!membarrier || syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
@@ -114,7 +114,7 @@ void heavyFence() noexcept
 #elif SIGREG_ASYMMETRIC_FENCES && defined(_WIN32)
     FlushProcessWriteBuffers();
 #endif
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    protocolFence();
 }
 
 ThreadRecord *ThreadRecord::first() noexcept
@@ -146,7 +146,7 @@ ThreadRecord *ThreadRecord::acquire()
     // Pairs with the fence in the writers' fenceAgainstReaders(): a writer that
     // does not see this record in use skips the heavy fence, so this thread's
     // first read must see what that writer published.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    protocolFence();
     tl_record = rec;
     releaseAtThreadExit(rec);
     return rec;

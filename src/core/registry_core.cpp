@@ -75,7 +75,7 @@ private:
 /// common single-notifier case (a GUI thread) free of the system call.
 void fenceAgainstReaders() noexcept
 {
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    protocolFence();
     const ThreadRecord *self = tl_record;
     for (ThreadRecord *rec = ThreadRecord::first(); rec; rec = rec->next.load(std::memory_order_acquire)) {
         if (rec != self && rec->inUse.load(std::memory_order_seq_cst)) {

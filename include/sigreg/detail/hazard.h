@@ -58,12 +58,21 @@ namespace sigreg::detail {
 struct Node;
 
 /// Reader side of the asymmetric fence: orders a hazard store before the
-/// following loads.
+/// following loads. In the symmetric protocol every hazard operation is
+/// sequentially consistent, which orders them without any fence (and keeps
+/// the protocol visible to ThreadSanitizer, which does not model fences).
 inline void lightFence() noexcept
 {
 #if SIGREG_ASYMMETRIC_FENCES
     std::atomic_signal_fence(std::memory_order_seq_cst);
-#else
+#endif
+}
+
+/// A full fence in the asymmetric protocol, where it pairs with another full
+/// fence; nothing in the symmetric one (see lightFence()).
+inline void protocolFence() noexcept
+{
+#if SIGREG_ASYMMETRIC_FENCES
     std::atomic_thread_fence(std::memory_order_seq_cst);
 #endif
 }

@@ -112,7 +112,7 @@ public:
         for (; it != end; ++it) {
             const Node *node = *it;
             scope.announce(node);
-            const InvokeFn fn = node->invoke.load(std::memory_order_relaxed);
+            const InvokeFn fn = node->invoke.load(kHazardLoad);
             try {
                 fn(node, event);
             } catch (const std::exception &e) {
