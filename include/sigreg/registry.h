@@ -7,9 +7,10 @@
 //
 // What it guarantees
 // ------------------
-// * notify() never takes a lock, never allocates (after a thread's first
-//   notification, which takes a per-thread record once), and writes only cache
-//   lines private to the calling thread. Any number of threads may notify one
+// * notify() never takes a lock, never allocates, and writes only cache lines
+//   private to the calling thread. (Exceptions, once per thread: its first
+//   notification takes a per-thread record, and the first time it nests
+//   notifications more than eight deep it adds a chunk of levels to it.) Any number of threads may notify one
 //   registry at once, also from inside handlers, to any nesting depth.
 // * Handlers run in priority order (higher first), ties in registration order.
 //   Every handler of one notify() receives the same `const E&`.
