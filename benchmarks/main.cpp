@@ -10,10 +10,42 @@
 
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
+namespace sigreg_bench {
+void registerContentionBenchmarks(int maxThreads);
+}
+
+namespace {
+
+/// Takes `--sigreg_contention_threads=N` out of argv (Google Benchmark would
+/// reject it). Returns N, or 0 when absent.
+int takeContentionFlag(int &argc, char **argv)
+{
+    constexpr const char *kFlag = "--sigreg_contention_threads=";
+    int threads = 0;
+    int out = 1;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strncmp(argv[i], kFlag, std::strlen(kFlag)) == 0)
+            threads = std::atoi(argv[i] + std::strlen(kFlag));
+        else
+            argv[out++] = argv[i];
+    }
+    argc = out;
+    return threads;
+}
+
+} // namespace
+
+// Usage, beyond Google Benchmark's own flags:
+//   --sigreg_contention_threads=16   also run BM_NotifyContended_* with 4, 8, 16 threads
+//                                    (for machines with at least that many cores)
 int main(int argc, char **argv)
 {
+    if (const int threads = takeContentionFlag(argc, argv); threads >= 4)
+        sigreg_bench::registerContentionBenchmarks(threads);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv))
         return 1;
