@@ -4,7 +4,7 @@
 #include <sigreg/detail/registry_core.h>
 
 #include <algorithm>
-#include <cassert>
+#include <chrono>
 #include <limits>
 #include <new>
 #include <stdexcept>
