@@ -50,9 +50,10 @@
 // Reclamation
 // -----------
 // A replaced block is retired. Reclamation (after removals, and when four
-// objects are waiting) runs one heavy fence, collects every thread's hazard
-// slots — the calling thread's own included — and frees each retired block no
-// slot holds. A node removed at version v is listed only by blocks created
+// objects are waiting) runs one heavy fence (skipped when no other thread
+// holds a hazard record, e.g. when only one thread ever notifies), collects
+// every thread's hazard slots — the calling thread's own included — and frees
+// each retired block no slot holds. A node removed at version v is listed only by blocks created
 // before v; it is destroyed once no such block remains. Destructors of
 // handlers run outside the registry's mutex, so they may use the registry.
 // Memory held is therefore bounded by: the current block, at most four

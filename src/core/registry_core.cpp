@@ -249,12 +249,12 @@ void RegistryCore::waitUntilIdle(std::span<const Node *const> nodes) noexcept
             continue; // calls running on this thread complete normally
         rec->forEachLevel([&](const HazardLevel &level) {
             Backoff backoff;
-            for (;;) {
-                const Node *running = level.current.load(kHazardLoad);
-                if (!std::binary_search(nodes.begin(), nodes.end(), running) || !level.mayBeRunning(running))
-                    break;
+            // `current` first, then `object`: if the level names one of the nodes
+            // and is still in use afterwards, the thread is in that call (or
+            // about to overwrite a stale `current` without running user code).
+            while (std::binary_search(nodes.begin(), nodes.end(), level.current.load(kHazardLoad))
+                   && level.object.load(kHazardLoad) != nullptr)
                 backoff.pause();
-            }
         });
     }
 }
@@ -328,6 +328,7 @@ bool RegistryCore::remove(HandlerId id, bool wait)
 {
     Garbage garbage;
     Node *node = nullptr;
+    const Node *removed[1] = {};
     {
         std::lock_guard lock(m_mutex);
         node = findLive(id);
@@ -349,12 +350,11 @@ bool RegistryCore::remove(HandlerId id, bool wait)
         publish(b, garbage);
         node->removedVersion = m_version;
         m_removed.push_back(node);
-        const Node *const one[] = {node};
+        removed[0] = node;
         if (wait)
-            prepareWait(one);
+            prepareWait(removed);
     }
-    const Node *const one[] = {node};
-    finishRemoval(one, wait, garbage);
+    finishRemoval(removed, wait, garbage);
     return true;
 }
 

@@ -99,14 +99,13 @@ inline constexpr std::memory_order kHazardLoad = std::memory_order_seq_cst;
 ///
 /// The level is in use while `object` is non-null. `current` is meaningful
 /// only then: it is not cleared when a read ends (one store less per notify),
-/// and a new read overwrites it before it calls any handler. `current` comes
-/// first so that the level's address is also the announcement's address.
+/// and a new read overwrites it before it calls any handler (so every scope
+/// that runs user code announces first). Field order matters for speed, not
+/// correctness: with `object` first the 1-handler notify measured fastest
+/// (see docs/PERFORMANCE.md on layout sensitivity).
 struct HazardLevel {
     std::atomic<const void *> object{nullptr};
     std::atomic<const Node *> current{nullptr};
-
-    /// True if this level's thread may be inside `node` right now.
-    bool mayBeRunning(const Node *node) const noexcept;
 };
 
 /// A chunk of extra levels for threads that nest notifications deeper than
@@ -227,13 +226,5 @@ public:
 private:
     HazardLevel *m_level;
 };
-
-inline bool HazardLevel::mayBeRunning(const Node *node) const noexcept
-{
-    // `current` first: if it names the node and the level is still in use
-    // afterwards, the thread is in that call (or between reads, about to
-    // overwrite a stale `current` without running user code: a short wait).
-    return current.load(kHazardLoad) == node && object.load(kHazardLoad) != nullptr;
-}
 
 } // namespace sigreg::detail
