@@ -180,4 +180,20 @@ HazardLevel *ThreadRecord::nestedLevel()
     }
 }
 
+void withdrawAnnouncement(const Node *node) noexcept
+{
+    ThreadRecord *rec = tl_record;
+    if (!rec)
+        return;
+    // A withdrawn level keeps its `object` (the snapshot stays protected);
+    // only the per-handler announcement goes, with the same ordering as
+    // HazardScope::announce().
+    rec->forEachLevel([&](const HazardLevel &level) {
+        auto &l = const_cast<HazardLevel &>(level);
+        if (l.object.load(std::memory_order_relaxed) && l.current.load(std::memory_order_relaxed) == node)
+            l.current.store(nullptr, kHazardStore);
+    });
+    lightFence();
+}
+
 } // namespace sigreg::detail

@@ -270,43 +270,58 @@ HandlerId RegistryCore::add(Node *node, int priority)
 {
     std::unique_ptr<Node, void (*)(Node *)> owned(node, [](Node *n) { n->destroy(n); });
     Garbage garbage;
-    std::lock_guard lock(m_mutex);
-    reserveFor(m_live, 1);
-    reserveFor(m_retired, 1);
-    // Taken under the mutex, so m_live stays sorted by id: any id reserved
-    // earlier by a batch is smaller, and batches merge theirs in on commit.
-    node->id = reserveId();
-    node->priority = priority;
+    HandlerId id;
+    {
+        std::lock_guard lock(m_mutex);
+        reserveFor(m_live, 1);
+        reserveFor(m_retired, 1);
+        // Taken under the mutex, so m_live stays sorted by id: any id reserved
+        // earlier by a batch is smaller, and batches merge theirs in on commit.
+        // A node may come with an id reserved earlier (see reserveId()).
+        if (!node->id.isValid())
+            node->id = reserveId();
+        node->priority = priority;
 
-    Block *cur = m_head.load(std::memory_order_relaxed);
-    const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
-    Node **e = cur->entries();
-    if (n < cur->capacity && (n == 0 || e[n - 1]->priority >= priority)) {
-        // Append in place: readers of this block loaded a count <= n and never
-        // look at slot n; the release store publishes it to later readers.
-        e[n] = node;
-        cur->count.store(n + 1, std::memory_order_release);
-    } else {
-        // First position whose priority is lower: ties stay in registration order.
-        Node **pos = std::upper_bound(e, e + n, priority,
-                                      [](int p, const Node *x) { return p > x->priority; });
-        Block *b = allocateBlock(grownCapacity(std::size_t(n) + 1));
-        Node **out = std::copy(e, pos, b->entries());
-        *out++ = node;
-        std::copy(pos, e + n, out);
-        b->count.store(n + 1, std::memory_order_relaxed);
-        publish(b, garbage);
+        Block *cur = m_head.load(std::memory_order_relaxed);
+        const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
+        Node **e = cur->entries();
+        if (n < cur->capacity && (n == 0 || e[n - 1]->priority >= priority)) {
+            // Append in place: readers of this block loaded a count <= n and never
+            // look at slot n; the release store publishes it to later readers.
+            e[n] = node;
+            cur->count.store(n + 1, std::memory_order_release);
+        } else {
+            // First position whose priority is lower: ties stay in registration order.
+            Node **pos = std::upper_bound(e, e + n, priority,
+                                          [](int p, const Node *x) { return p > x->priority; });
+            Block *b = allocateBlock(grownCapacity(std::size_t(n) + 1));
+            Node **out = std::copy(e, pos, b->entries());
+            *out++ = node;
+            std::copy(pos, e + n, out);
+            b->count.store(n + 1, std::memory_order_relaxed);
+            publish(b, garbage);
+        }
+        // Capacity reserved above: cannot throw.
+        if (m_live.empty() || m_live.back()->id < node->id)
+            m_live.push_back(owned.release());
+        else
+            m_live.insert(std::lower_bound(m_live.begin(), m_live.end(), node, byId), owned.release());
+        m_size.store(m_live.size(), std::memory_order_relaxed);
+        id = node->id;
     }
-    m_live.push_back(owned.release()); // capacity reserved above: cannot throw
-    m_size.store(m_live.size(), std::memory_order_relaxed);
-    return node->id;
+    if (m_observer)
+        m_observer(m_observerContext);
+    return id;
 }
 
-void RegistryCore::prepareWait(std::span<const Node *const> removed) noexcept
+void RegistryCore::prepareWait(std::span<const Node *const> removed, bool wait) noexcept
 {
-    // Pinned: not reclaimed (so its address not reused) while we wait by address.
+    // Pinned: not reclaimed (so its address not reused, and its removal hook
+    // still callable) until finishRemoval() is done with it.
     for (const Node *n : removed)
         ++const_cast<Node *>(n)->waitPins;
+    if (!wait)
+        return;
     // Orders the invoke-function swap before reading the announcements.
     fenceAgainstReaders();
     m_retiredSinceFence = 0;
@@ -316,12 +331,18 @@ void RegistryCore::finishRemoval(std::span<const Node *const> removed, bool wait
 {
     if (wait && !removed.empty())
         waitUntilIdle(removed);
-    std::lock_guard lock(m_mutex);
-    if (wait) {
+    for (const Node *n : removed) {
+        if (n->removed)
+            n->removed(const_cast<Node *>(n), wait);
+    }
+    {
+        std::lock_guard lock(m_mutex);
         for (const Node *n : removed)
             --const_cast<Node *>(n)->waitPins;
+        reclaim(garbage);
     }
-    reclaim(garbage);
+    if (m_observer && !removed.empty())
+        m_observer(m_observerContext);
 }
 
 bool RegistryCore::remove(HandlerId id, bool wait)
@@ -351,8 +372,7 @@ bool RegistryCore::remove(HandlerId id, bool wait)
         node->removedVersion = m_version;
         m_removed.push_back(node);
         removed[0] = node;
-        if (wait)
-            prepareWait(removed);
+        prepareWait(removed, wait);
     }
     finishRemoval(removed, wait, garbage);
     return true;
@@ -379,8 +399,7 @@ std::size_t RegistryCore::clear(bool wait)
         m_live.clear();
         m_size.store(0, std::memory_order_relaxed);
         std::sort(removed.begin(), removed.end());
-        if (wait)
-            prepareWait(removed);
+        prepareWait(removed, wait);
     }
     finishRemoval(removed, wait, garbage);
     return removed.size();
@@ -390,6 +409,7 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
 {
     Garbage garbage;
     std::vector<const Node *> removed;
+    bool added = false;
     {
         std::lock_guard lock(m_mutex);
         // Allocate everything first: nothing below may fail half-way.
@@ -435,6 +455,7 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
         const auto mid = m_live.insert(m_live.end(), ops.adds.begin(), ops.adds.end());
         std::sort(mid, m_live.end(), byId);
         std::inplace_merge(m_live.begin(), mid, m_live.end(), byId);
+        added = !ops.adds.empty();
         ops.adds.clear(); // owned by the registry now
         m_size.store(m_live.size(), std::memory_order_relaxed);
         publish(b, garbage);
@@ -442,10 +463,11 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
             const_cast<Node *>(r)->removedVersion = m_version;
             m_removed.push_back(const_cast<Node *>(r));
         }
-        if (wait)
-            prepareWait(removed);
+        prepareWait(removed, wait);
     }
     finishRemoval(removed, wait, garbage);
+    if (m_observer && removed.empty() && added)
+        m_observer(m_observerContext);
     return removed.size();
 }
 

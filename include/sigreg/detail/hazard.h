@@ -168,6 +168,12 @@ struct alignas(128) ThreadRecord {
 /// process agrees on what "this thread" is.
 extern SIGREG_CORE_EXPORT constinit thread_local ThreadRecord *tl_record SIGREG_TLS_INITIAL_EXEC;
 
+/// Withdraws the calling thread's announcement of `node` (a handler it is
+/// running right now): removers stop waiting for this call. Only for a
+/// handler that hands its work to another thread and merely waits for it
+/// (the work is then tracked there), and that does not touch `node` again.
+SIGREG_CORE_EXPORT void withdrawAnnouncement(const Node *node) noexcept;
+
 /// Takes a hazard level for the calling thread; pair with `HazardScope`'s
 /// destructor. Inline because it sits on the notify path.
 class HazardScope {

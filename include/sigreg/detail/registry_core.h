@@ -20,6 +20,12 @@ namespace sigreg::detail {
 
 using InvokeFn = void (*)(const Node *, const void *event);
 using DestroyFn = void (*)(Node *) noexcept;
+/// Called once on the thread that removed the handler, after the removal is
+/// published (and, for a waiting removal, after the wait), outside the
+/// registry's mutex. `wait` tells which kind of removal it was.
+using RemovedFn = void (*)(Node *, bool wait) noexcept;
+/// Called after a writer changed the number of handlers, outside the mutex.
+using ObserverFn = void (*)(void *context) noexcept;
 
 /// The invoke function of a removed handler: does nothing.
 SIGREG_CORE_EXPORT void removedInvoke(const Node *, const void *) noexcept;
@@ -31,6 +37,8 @@ struct Node {
     /// still walking an older snapshot skip it.
     std::atomic<InvokeFn> invoke;
     DestroyFn destroy;
+    /// Optional removal hook (layers above the core keep per-handler state).
+    RemovedFn removed = nullptr;
     HandlerId id;
     int priority = 0;
     // Writer-side bookkeeping, guarded by the registry's mutex.
@@ -123,7 +131,8 @@ public:
         }
     }
 
-    /// Takes ownership of `node` (also on failure) and registers it.
+    /// Takes ownership of `node` (also on failure) and registers it, with
+    /// `node->id` if that is valid (reserved with reserveId()), else a new id.
     HandlerId add(Node *node, int priority);
     bool remove(HandlerId id, bool wait);
     std::size_t clear(bool wait);
@@ -149,6 +158,14 @@ public:
 
     std::shared_ptr<Anchor> anchor();
 
+    /// Installs a callback run after every change of size() made by a writer
+    /// (not during destruction). Set it before the registry is shared.
+    void setObserver(ObserverFn fn, void *context) noexcept
+    {
+        m_observer = fn;
+        m_observerContext = context;
+    }
+
     /// Number of retired snapshots and removed handlers not yet reclaimed
     /// (for tests and diagnostics).
     std::size_t pendingReclamation() const;
@@ -169,7 +186,7 @@ private:
     static void waitUntilIdle(std::span<const Node *const> nodes) noexcept;
     /// Under the mutex, after publishing a snapshot without `removed`
     /// (sorted by address): pins them and fences.
-    void prepareWait(std::span<const Node *const> removed) noexcept;
+    void prepareWait(std::span<const Node *const> removed, bool wait) noexcept;
     /// Without the mutex: waits for `removed` if asked, unpins, reclaims.
     void finishRemoval(std::span<const Node *const> removed, bool wait, Garbage &garbage);
     Node *findLive(HandlerId id) const noexcept;
@@ -189,6 +206,8 @@ private:
     std::vector<Retired> m_retired;
     std::vector<const void *> m_hazards; // reclaim() scratch, kept to avoid reallocation
     std::shared_ptr<Anchor> m_anchor;
+    ObserverFn m_observer = nullptr;
+    void *m_observerContext = nullptr;
 
     // Failure path only.
     alignas(64) std::atomic<ErrorSink *> m_errorSink{nullptr};

@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: MIT
+// Sigreg Qt — type-erased dispatch machinery behind sigreg::QtRegistry<E> (internal).
+//
+// Templates stay thin: they only know how to copy an event and call a
+// handler. Everything else (mailboxes, pooling, gating, async joins) is
+// compiled once, in the Sigreg::Qt library.
+#pragma once
+
+#include <sigreg/detail/registry_core.h>
+#include <sigreg/handler_id.h>
+#include <sigreg/sigreg_qt_export.h>
+
+#include <QtCore/qnamespace.h>
+#include <QtCore/QFuture>
+#include <QtCore/QMetaObject>
+#include <QtCore/QObject>
+#include <QtCore/QPointer>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+
+QT_BEGIN_NAMESPACE
+class QThread;
+QT_END_NAMESPACE
+
+namespace sigreg {
+class QtRegistryBase;
+}
+
+namespace sigreg::qtdetail {
+
+// ---------------------------------------------------------------- pooling
+/// Fixed-size blocks (size classes of 64 bytes up to 1 KiB, 64-byte aligned)
+/// recycled across threads: marshalled events and their tasks allocate
+/// nothing in steady state. Larger requests go to operator new.
+SIGREG_QT_EXPORT void *poolAllocate(std::size_t bytes);
+SIGREG_QT_EXPORT void poolFree(void *block, std::size_t bytes) noexcept;
+inline constexpr std::size_t kPoolAlign = 64;
+
+// ---------------------------------------------------------------- parcels
+/// One shared copy of an event, made at most once per notify and handed to
+/// every queued and asynchronous handler of that notify.
+struct Parcel {
+    std::atomic<std::uint32_t> refs{1};
+    void (*destroy)(Parcel *) noexcept;
+    const void *event = nullptr;
+
+    void ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+    void deref() noexcept
+    {
+        if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
+            destroy(this);
+    }
+};
+using MakeParcelFn = Parcel *(*)(const void *event);
+
+template <class E>
+struct ParcelOf final : Parcel {
+    static_assert(alignof(E) <= kPoolAlign,
+                  "sigreg::QtRegistry<E>: events aligned to more than 64 bytes cannot be queued");
+    E value;
+
+    explicit ParcelOf(const E &e) : value(e)
+    {
+        destroy = &destroyFn;
+        event = &value;
+    }
+    static Parcel *make(const void *e)
+    {
+        void *mem = poolAllocate(sizeof(ParcelOf));
+        try {
+            return new (mem) ParcelOf(*static_cast<const E *>(e));
+        } catch (...) {
+            poolFree(mem, sizeof(ParcelOf));
+            throw;
+        }
+    }
+    static void destroyFn(Parcel *p) noexcept
+    {
+        auto *self = static_cast<ParcelOf *>(p);
+        self->~ParcelOf();
+        poolFree(self, sizeof(ParcelOf));
+    }
+};
+
+// ---------------------------------------------------------------- handler state
+class Mailbox;
+struct Reporter;
+
+/// Per-handler state shared by the registry's node, queued tasks and async
+/// continuations. Reference counted; the handler object lives in it.
+struct SIGREG_QT_EXPORT HandlerState {
+    using CallFn = void (*)(HandlerState *, const void *event);
+    using CallAsyncFn = QFuture<void> (*)(HandlerState *, const void *event);
+
+    static constexpr std::uint32_t kRemoved = 0x80000000u;
+
+    std::atomic<std::uint32_t> refs{1};
+    /// kRemoved, plus the number of marshalled or asynchronous calls running.
+    std::atomic<std::uint32_t> gate{0};
+    CallFn call = nullptr;           // synchronous handlers
+    CallAsyncFn callAsync = nullptr; // handlers returning a QFuture
+    MakeParcelFn makeParcel = nullptr;
+    void (*destroy)(HandlerState *) noexcept = nullptr;
+
+    HandlerId id;
+    Qt::ConnectionType type = Qt::DirectConnection;
+    bool hasContext = false;
+    QPointer<QObject> context;
+    /// The context's thread as last seen (updated when a moved context is
+    /// detected while draining).
+    std::atomic<QThread *> thread{nullptr};
+    std::shared_ptr<Mailbox> mailbox;
+    std::shared_ptr<Reporter> reporter;
+    QMetaObject::Connection contextDestroyed;
+
+    HandlerState() noexcept = default;
+    HandlerState(const HandlerState &) = delete;
+    HandlerState &operator=(const HandlerState &) = delete;
+
+    void ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+    void deref() noexcept
+    {
+        if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
+            destroy(this);
+    }
+    /// Enters a marshalled or asynchronous call; false once removed.
+    bool enter() noexcept;
+    void leave() noexcept;
+    /// Marks the handler removed; with `wait`, waits for calls running on
+    /// other threads than the context's own.
+    void markRemoved(bool wait) noexcept;
+
+protected:
+    ~HandlerState() = default;
+};
+
+template <class E, class F>
+struct HandlerStateOf final : HandlerState {
+    F fn;
+
+    template <class G>
+    explicit HandlerStateOf(G &&g) : fn(std::forward<G>(g))
+    {
+        destroy = &destroyFn;
+    }
+    static void callFn(HandlerState *s, const void *e)
+    {
+        std::invoke(static_cast<HandlerStateOf *>(s)->fn, *static_cast<const E *>(e));
+    }
+    static QFuture<void> callAsyncFn(HandlerState *s, const void *e)
+    {
+        return QFuture<void>(std::invoke(static_cast<HandlerStateOf *>(s)->fn, *static_cast<const E *>(e)));
+    }
+    static void destroyFn(HandlerState *s) noexcept { delete static_cast<HandlerStateOf *>(s); }
+};
+
+/// Wraps a handler state in a core node whose invoke function dispatches
+/// (inline, queued, blocking or asynchronously). Takes ownership of `state`.
+SIGREG_QT_EXPORT detail::Node *makeStateNode(HandlerState *state);
+
+/// Connects the context's destruction to the removal of `state->id` from
+/// the registry behind `anchor`, and finds the context thread's mailbox.
+SIGREG_QT_EXPORT void bindContext(HandlerState *state, QObject *context, Qt::ConnectionType type,
+                                  const std::shared_ptr<detail::Anchor> &anchor);
+
+// ---------------------------------------------------------------- notify frames
+enum class Mode : std::uint8_t { Notify, Async, Sequential };
+
+struct AsyncJoin;
+struct SequentialRun;
+
+/// Per-notify context, found by the handlers of that notify through a
+/// thread-local pointer (nested notifies stack their frames).
+struct SIGREG_QT_EXPORT Frame {
+    const void *event = nullptr;
+    MakeParcelFn makeParcel = nullptr;
+    Parcel *parcel = nullptr; // made on first need; one reference owned here
+    Mode mode = Mode::Notify;
+    std::shared_ptr<Reporter> reporter;
+    std::shared_ptr<AsyncJoin> join;      // Mode::Async, made on the first async handler
+    std::shared_ptr<SequentialRun> run;   // Mode::Sequential, made on the first async handler
+    Frame *prev = nullptr;
+
+    Frame(const void *e, MakeParcelFn make, Mode m, const std::shared_ptr<Reporter> &rep) noexcept;
+    ~Frame();
+    Frame(const Frame &) = delete;
+    Frame &operator=(const Frame &) = delete;
+
+    /// The shared copy of the event (made on first call).
+    Parcel *sharedParcel();
+    /// Ends an Async or Sequential frame: the future of its handlers.
+    QFuture<void> finish();
+};
+
+} // namespace sigreg::qtdetail

@@ -1,0 +1,326 @@
+// SPDX-License-Identifier: MIT
+// Sigreg Qt — a QObject registry over the lock-free core, with thread-affine
+// dispatch (Auto / Direct / Queued / BlockingQueued) and QFuture handlers.
+//
+// What it adds to sigreg::Registry<E>
+// -----------------------------------
+// * Handlers with a context QObject run in the context's thread, chosen per
+//   handler with a Qt::ConnectionType, and are removed when the context is
+//   destroyed.
+// * Marshalled events travel through one mailbox per target thread: a
+//   lock-free queue of pooled tasks drained by one posted event. Events that
+//   reach a thread before it drains share one wake-up, and a notify copies
+//   its event at most once, for all its queued and async handlers together.
+// * Handlers may return QFuture<void> (or any QFuture): notifyAsync() starts
+//   them all and joins them, notifySequential() starts each after the
+//   previous one finished.
+// * Failures of any kind (thrown inline, thrown in another thread, thrown
+//   before a future was returned, a failed or cancelled future) reach
+//   handlerFailed() and the error handler with the handler's id. Nothing is
+//   thrown across an event loop.
+//
+// What "removed" means
+// --------------------
+// When remove(id) (or a guard, clear(), or the context's destruction)
+// returns on thread T:
+// * the handler is not running on any thread other than T, inline or
+//   marshalled, and is never called again;
+// * events already queued for it are dropped, not delivered;
+// * an async handler is not started again; a future it returned earlier
+//   keeps running (Sigreg does not cancel it) and its outcome is still
+//   reported.
+// A marshalled call running on T itself (a handler removing itself)
+// completes normally. The one hazard is the core's: a call blocked on
+// something T holds. removeNoWait() does not wait.
+//
+// Threads
+// -------
+// Events queued for a thread whose event loop never runs are never
+// delivered (as with Qt). Events queued for a thread that has finished are
+// dropped. BlockingQueuedConnection from the context's own thread runs the
+// handler directly (Qt would deadlock).
+#pragma once
+
+#include <sigreg/guard.h>
+#include <sigreg/handler_id.h>
+#include <sigreg/qt/detail/dispatch.h>
+#include <sigreg/registry.h>
+#include <sigreg/sigreg_qt_export.h>
+
+#include <QtCore/QFuture>
+#include <QtCore/QObject>
+#include <QtCore/QString>
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <type_traits>
+
+namespace sigreg {
+
+/// The exception reported (as `HandlerFailure::exception`) when a handler's
+/// future was cancelled.
+class SIGREG_QT_EXPORT HandlerCanceled : public std::exception {
+public:
+    const char *what() const noexcept override;
+};
+
+class QtRegistryBasePrivate;
+
+/// The non-template QObject part of every `QtRegistry<E>`: signals,
+/// properties and everything that does not depend on the event type.
+class SIGREG_QT_EXPORT QtRegistryBase : public QObject {
+    Q_OBJECT
+    Q_PROPERTY(int count READ count NOTIFY countChanged)
+    Q_PROPERTY(quint64 failureCount READ failureCount NOTIFY handlerFailed)
+
+public:
+    ~QtRegistryBase() override;
+
+    /// Number of registered handlers (lock-free).
+    int count() const noexcept { return static_cast<int>(m_core.size()); }
+    /// Failed handler calls since construction: thrown inline, thrown in a
+    /// marshalled call, thrown before returning a future, or a failed or
+    /// cancelled future.
+    quint64 failureCount() const noexcept;
+
+    /// Removes handler `id` and waits as described in the header; returns
+    /// true if this call removed it.
+    Q_INVOKABLE bool remove(quint64 id);
+    /// As remove() without waiting for calls running on other threads.
+    Q_INVOKABLE bool removeNoWait(quint64 id);
+    /// Removes every handler (waiting); returns how many.
+    Q_INVOKABLE int clear();
+    Q_INVOKABLE bool contains(quint64 id) const;
+
+    /// A guard that removes handler `id` when destroyed.
+    [[nodiscard]] Guard guard(HandlerId id) { return Guard(m_core.anchor(), id); }
+
+    /// Effect: installs `f`, callable as `f(const sigreg::HandlerFailure&)`,
+    /// called for every failure after handlerFailed() was emitted, on the
+    /// thread where the failure was seen (the notifying thread, the
+    /// context's thread, or the thread that completed a future).
+    /// Exceptions thrown by `f` are dropped.
+    void setErrorHandler(std::function<void(const HandlerFailure &)> f);
+    void resetErrorHandler() { setErrorHandler({}); }
+
+Q_SIGNALS:
+    /// A handler failed. Emitted on the thread where the failure was seen.
+    void handlerFailed(quint64 id, const QString &message);
+    /// The number of handlers changed. Emitted on the thread that changed it.
+    void countChanged();
+
+protected:
+    explicit QtRegistryBase(QObject *parent);
+
+    /// Marks that handlers needing a notify frame exist (set once).
+    void noteSpecialHandler() noexcept { m_special.store(true, std::memory_order_relaxed); }
+    bool hasSpecialHandlers() const noexcept { return m_special.load(std::memory_order_relaxed); }
+    const std::shared_ptr<qtdetail::Reporter> &reporter() const noexcept { return m_reporter; }
+    void bind(qtdetail::HandlerState *state, QObject *context, Qt::ConnectionType type);
+
+    detail::RegistryCore m_core;
+
+private:
+    friend struct qtdetail::Reporter;
+    static void observe(void *self) noexcept;
+
+    std::atomic<bool> m_special{false};
+    std::shared_ptr<qtdetail::Reporter> m_reporter;
+};
+
+/// A QObject registry of handlers for events of type `E`.
+///
+/// Without a context, handlers run inline on the notifying thread, exactly as
+/// in `sigreg::Registry<E>`. With a context QObject they run in the context's
+/// thread according to a Qt::ConnectionType and go away with the context.
+/// Handlers returning a QFuture are asynchronous (see notifyAsync()).
+///
+/// Safety: every member may be called from any thread and from handlers,
+/// except the destructor (not concurrently with other uses, not from one of
+/// its handlers).
+template <class E>
+class QtRegistry final : public QtRegistryBase {
+    static_assert(std::is_object_v<E> && !std::is_const_v<E> && !std::is_volatile_v<E>,
+                  "sigreg::QtRegistry<E>: E must be a non-const, non-volatile object type");
+
+    template <class F>
+    static constexpr bool isAsync = std::is_invocable_v<std::decay_t<F> &, const E &>
+        && std::is_constructible_v<QFuture<void>, std::invoke_result_t<std::decay_t<F> &, const E &>>
+        && !std::is_same_v<std::invoke_result_t<std::decay_t<F> &, const E &>, void>;
+
+public:
+    explicit QtRegistry(QObject *parent = nullptr) : QtRegistryBase(parent) {}
+    ~QtRegistry() override = default;
+
+    /// Effect: registers `f` (callable as `f(const E&)`), run inline on the
+    /// notifying thread, with priority 0 (or `priority`: higher runs first,
+    /// ties in registration order). A handler returning a QFuture is
+    /// asynchronous: it is started inline and its future is awaited by
+    /// notifyAsync() / notifySequential(); an async handler needs a copyable
+    /// E (it may read the event after notify returned).
+    /// Throws: std::invalid_argument for an empty handler; std::bad_alloc.
+    template <class F>
+    HandlerId add(F &&f)
+    {
+        return add(0, std::forward<F>(f));
+    }
+    template <class F>
+    HandlerId add(int priority, F &&f)
+    {
+        checkHandler<F>();
+        if constexpr (isAsync<F>) {
+            static_assert(std::is_copy_constructible_v<E>,
+                          "sigreg::QtRegistry<E>: an async handler (returning QFuture) may read the event after "
+                          "notify returned, so E must be copy-constructible");
+            return addState(priority, makeState<F>(std::forward<F>(f), true), nullptr, Qt::DirectConnection);
+        } else {
+            return m_core.add(detail::makeNode<E>(std::forward<F>(f)), priority);
+        }
+    }
+
+    /// Effect: registers `f` to run in `context`'s thread according to
+    /// `type` (Qt::AutoConnection: inline when notify runs in that thread,
+    /// else queued; Qt::DirectConnection: inline, always;
+    /// Qt::QueuedConnection: queued, always; Qt::BlockingQueuedConnection:
+    /// queued and waited for, or inline from the context's own thread). The
+    /// handler is removed when `context` is destroyed.
+    /// Throws: std::invalid_argument for a null context, an empty handler or
+    /// another connection type (flags like Qt::UniqueConnection included).
+    template <class F>
+    HandlerId add(QObject *context, F &&f, Qt::ConnectionType type = Qt::AutoConnection)
+    {
+        return add(0, context, std::forward<F>(f), type);
+    }
+    template <class F>
+    HandlerId add(int priority, QObject *context, F &&f, Qt::ConnectionType type = Qt::AutoConnection)
+    {
+        static_assert(std::is_copy_constructible_v<E>,
+                      "sigreg::QtRegistry<E>: a handler with a context QObject may be called in another thread, "
+                      "which needs a copy of the event, but E is not copy-constructible. Register the handler "
+                      "without a context (it then runs inline), or make E copyable.");
+        static_assert(!isAsync<F>,
+                      "sigreg::QtRegistry<E>: async handlers (returning QFuture) take no context; continue in "
+                      "an object's thread with QFuture::then(context, ...) inside the handler");
+        checkHandler<F>();
+        if (!context)
+            throw std::invalid_argument("sigreg::QtRegistry: null context object");
+        if (type != Qt::AutoConnection && type != Qt::DirectConnection && type != Qt::QueuedConnection
+            && type != Qt::BlockingQueuedConnection)
+            throw std::invalid_argument("sigreg::QtRegistry: unsupported connection type (use Auto, Direct, "
+                                        "Queued or BlockingQueued, without flags)");
+        return addState(priority, makeState<F>(std::forward<F>(f), false), context, type);
+    }
+
+    /// As the add() overloads, returning a guard that removes the handler.
+    template <class... Args>
+    [[nodiscard]] Guard addGuarded(Args &&...args)
+    {
+        auto anchor = m_core.anchor();
+        return Guard(std::move(anchor), add(std::forward<Args>(args)...));
+    }
+
+    bool remove(HandlerId id) { return m_core.remove(id, true); }
+    bool removeNoWait(HandlerId id) { return m_core.remove(id, false); }
+    using QtRegistryBase::remove;
+    using QtRegistryBase::removeNoWait;
+    [[nodiscard]] bool contains(HandlerId id) const { return m_core.contains(id); }
+    using QtRegistryBase::contains;
+    [[nodiscard]] std::size_t size() const noexcept { return m_core.size(); }
+    [[nodiscard]] bool empty() const noexcept { return size() == 0; }
+
+    /// Effect: calls every handler in priority order: inline ones now, on
+    /// this thread; marshalled ones are queued (the event is copied once for
+    /// all of them); async ones are started and not awaited. Never throws.
+    void notify(const E &event) const noexcept
+    {
+        if (!hasSpecialHandlers()) {
+            m_core.notify(std::addressof(event));
+            return;
+        }
+        qtdetail::Frame frame(std::addressof(event), parcelMaker(), qtdetail::Mode::Notify, reporter());
+        m_core.notify(std::addressof(event));
+    }
+
+    /// Effect: as notify(), and returns a future that finishes when every
+    /// async handler's future has finished (whatever the outcome: failures
+    /// and cancellations are reported, not propagated). Async handlers get a
+    /// shared copy of the event that lives until the returned future
+    /// finishes. The future never fails and is never cancelled by Sigreg.
+    QFuture<void> notifyAsync(const E &event)
+    {
+        qtdetail::Frame frame(std::addressof(event), parcelMaker(), qtdetail::Mode::Async, reporter());
+        m_core.notify(std::addressof(event));
+        return frame.finish();
+    }
+
+    /// Effect: runs inline handlers now, in priority order, and starts the
+    /// async handlers one after another in priority order, each once the
+    /// previous one's future finished (whatever its outcome). Later starts
+    /// happen on the thread that finished the previous future. Returns a
+    /// future finished after the last one.
+    QFuture<void> notifySequential(const E &event)
+    {
+        qtdetail::Frame frame(std::addressof(event), parcelMaker(), qtdetail::Mode::Sequential, reporter());
+        m_core.notify(std::addressof(event));
+        return frame.finish();
+    }
+
+private:
+    template <class F>
+    static void checkHandler()
+    {
+        static_assert(std::is_invocable_v<std::decay_t<F> &, const E &>,
+                      "sigreg::QtRegistry<E>: a handler must be callable as f(const E&)");
+    }
+
+    static constexpr qtdetail::MakeParcelFn parcelMaker() noexcept
+    {
+        if constexpr (std::is_copy_constructible_v<E>)
+            return &qtdetail::ParcelOf<E>::make;
+        else
+            return nullptr;
+    }
+
+    template <class F>
+    static qtdetail::HandlerState *makeState(F &&f, bool async)
+    {
+        detail::checkNotEmpty(f);
+        using S = qtdetail::HandlerStateOf<E, std::decay_t<F>>;
+        auto *s = new S(std::forward<F>(f));
+        if constexpr (isAsync<F>)
+            s->callAsync = &S::callAsyncFn;
+        else
+            s->call = &S::callFn;
+        (void)async;
+        s->makeParcel = parcelMaker();
+        return s;
+    }
+
+    HandlerId addState(int priority, qtdetail::HandlerState *state, QObject *context, Qt::ConnectionType type)
+    {
+        detail::Node *node = nullptr;
+        try {
+            // The id is known before the handler is published, so that no
+            // call or failure report can see it unset.
+            state->id = m_core.reserveId();
+            bind(state, context, type);
+            node = qtdetail::makeStateNode(state); // owns state from here
+        } catch (...) {
+            state->deref();
+            throw;
+        }
+        node->id = state->id;
+        noteSpecialHandler();
+        const HandlerId id = m_core.add(node, priority);
+        // A context destroyed while we were adding: its destroyed() may
+        // have come before the handler existed.
+        if (context && state->context.isNull())
+            m_core.remove(id, true);
+        return id;
+    }
+};
+
+} // namespace sigreg

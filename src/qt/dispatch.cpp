@@ -1,0 +1,744 @@
+// SPDX-License-Identifier: MIT
+// Sigreg Qt — mailboxes, pooling, gating and async joins.
+#include "dispatch_p.h"
+
+#include <sigreg/detail/hazard.h>
+#include <sigreg/qt/qtregistry.h>
+
+#include <QtCore/QCoreApplication>
+#include <QtCore/QHash>
+#include <QtCore/QPromise>
+#include <QtCore/QThread>
+
+#include <array>
+#include <thread>
+#include <vector>
+
+namespace sigreg::qtdetail {
+
+// ====================================================================== pool
+namespace {
+
+constexpr std::size_t kClassCount = 5; // 64, 128, 256, 512, 1024 bytes
+
+int sizeClass(std::size_t bytes) noexcept
+{
+    std::size_t size = 64;
+    for (int c = 0; c < int(kClassCount); ++c, size <<= 1) {
+        if (bytes <= size)
+            return c;
+    }
+    return -1;
+}
+
+struct FreeBlock {
+    FreeBlock *next;
+};
+
+/// Blocks freed by any thread. Pushed one at a time (a CAS push is immune to
+/// ABA), taken all at once with an exchange (so is that).
+struct alignas(64) ReturnStack {
+    std::atomic<FreeBlock *> head{nullptr};
+
+    void push(FreeBlock *b) noexcept
+    {
+        FreeBlock *h = head.load(std::memory_order_relaxed);
+        do {
+            b->next = h;
+        } while (!head.compare_exchange_weak(h, b, std::memory_order_release, std::memory_order_relaxed));
+    }
+};
+
+// Never destroyed: blocks stay reachable (and reusable) until the process ends.
+std::array<ReturnStack, kClassCount> &returnStacks() noexcept
+{
+    static auto *stacks = new std::array<ReturnStack, kClassCount>;
+    return *stacks;
+}
+
+/// Blocks this thread took from a return stack and has not used yet.
+struct Cache {
+    std::array<FreeBlock *, kClassCount> lists{};
+    ~Cache()
+    {
+        for (std::size_t c = 0; c < kClassCount; ++c) {
+            while (FreeBlock *b = lists[c]) {
+                lists[c] = b->next;
+                returnStacks()[c].push(b);
+            }
+        }
+    }
+};
+thread_local Cache t_cache;
+
+} // namespace
+
+void *poolAllocate(std::size_t bytes)
+{
+    const int c = sizeClass(bytes);
+    if (c < 0)
+        return ::operator new(bytes, std::align_val_t(kPoolAlign));
+    FreeBlock *&list = t_cache.lists[std::size_t(c)];
+    if (!list)
+        list = returnStacks()[std::size_t(c)].head.exchange(nullptr, std::memory_order_acquire);
+    if (FreeBlock *b = list) {
+        list = b->next;
+        return b;
+    }
+    return ::operator new(std::size_t(64) << c, std::align_val_t(kPoolAlign));
+}
+
+void poolFree(void *block, std::size_t bytes) noexcept
+{
+    const int c = sizeClass(bytes);
+    if (c < 0) {
+        ::operator delete(block, std::align_val_t(kPoolAlign));
+        return;
+    }
+    returnStacks()[std::size_t(c)].push(static_cast<FreeBlock *>(block));
+}
+
+namespace {
+
+Task *newTask(HandlerState *state, Parcel *parcel, const void *event, Completion *completion)
+{
+    static_assert(sizeof(Task) <= 64);
+    auto *t = new (poolAllocate(sizeof(Task))) Task;
+    state->ref();
+    if (parcel)
+        parcel->ref();
+    t->state = state;
+    t->parcel = parcel;
+    t->event = parcel ? parcel->event : event;
+    t->completion = completion;
+    return t;
+}
+
+void freeTask(Task *t) noexcept
+{
+    if (t->completion)
+        t->completion->signal();
+    if (t->parcel)
+        t->parcel->deref();
+    t->state->deref();
+    t->~Task();
+    poolFree(t, sizeof(Task));
+}
+
+} // namespace
+
+// ====================================================================== reporting
+void Reporter::report(HandlerId id, std::exception_ptr error) noexcept
+{
+    failures.fetch_add(1, std::memory_order_relaxed);
+    deliver(id, error);
+}
+
+namespace {
+
+/// Reports the outcome of a finished handler future, if it is a failure.
+void reportOutcome(const QFuture<void> &f, HandlerState *state) noexcept
+{
+    if (!f.isCanceled())
+        return;
+    std::exception_ptr error;
+    try {
+        QFuture<void> copy = f;
+        copy.waitForFinished(); // rethrows a stored exception
+        error = std::make_exception_ptr(HandlerCanceled());
+    } catch (...) {
+        error = std::current_exception();
+    }
+    state->reporter->report(state->id, error);
+}
+
+void reportCurrent(HandlerState *state) noexcept
+{
+    state->reporter->report(state->id, std::current_exception());
+}
+
+} // namespace
+
+// ====================================================================== handler state
+namespace {
+
+/// The marshalled or async calls running on this thread, innermost first:
+/// a remover running inside one of them must not wait for itself.
+struct RunningScope {
+    HandlerState *state;
+    RunningScope *prev;
+};
+thread_local RunningScope *t_running = nullptr;
+
+} // namespace
+
+bool HandlerState::enter() noexcept
+{
+    std::uint32_t g = gate.load(std::memory_order_relaxed);
+    do {
+        if (g & kRemoved)
+            return false;
+    } while (!gate.compare_exchange_weak(g, g + 1, std::memory_order_acquire, std::memory_order_relaxed));
+    return true;
+}
+
+void HandlerState::leave() noexcept
+{
+    if (gate.fetch_sub(1, std::memory_order_release) & kRemoved)
+        gate.notify_all();
+}
+
+void HandlerState::markRemoved(bool wait) noexcept
+{
+    gate.fetch_or(kRemoved, std::memory_order_acq_rel);
+    if (contextDestroyed)
+        QObject::disconnect(contextDestroyed);
+    if (!wait)
+        return;
+    std::uint32_t own = 0;
+    for (const RunningScope *r = t_running; r; r = r->prev)
+        own += r->state == this ? 1 : 0;
+    // Calls of this handler running on other threads end; ours complete
+    // normally after we return.
+    for (std::uint32_t g = gate.load(std::memory_order_acquire); (g & ~kRemoved) > own;
+         g = gate.load(std::memory_order_acquire))
+        gate.wait(g, std::memory_order_acquire);
+}
+
+namespace {
+
+/// Marks a call of `state` as running on this thread (see markRemoved()).
+class Running {
+public:
+    explicit Running(HandlerState *s) noexcept : m_scope{s, t_running} { t_running = &m_scope; }
+    ~Running() { t_running = m_scope.prev; }
+    Running(const Running &) = delete;
+    Running &operator=(const Running &) = delete;
+
+private:
+    RunningScope m_scope;
+};
+
+} // namespace
+
+// ====================================================================== nodes
+namespace {
+
+struct StateNode final : detail::Node {
+    HandlerState *state;
+
+    explicit StateNode(HandlerState *s) noexcept : Node(&invokeFn, &destroyFn), state(s)
+    {
+        removed = &removedFn;
+    }
+
+    static void invokeFn(const detail::Node *n, const void *event);
+    static void destroyFn(detail::Node *n) noexcept
+    {
+        auto *self = static_cast<StateNode *>(n);
+        self->state->deref();
+        delete self;
+    }
+    static void removedFn(detail::Node *n, bool wait) noexcept { static_cast<StateNode *>(n)->state->markRemoved(wait); }
+};
+
+thread_local Frame *t_frame = nullptr;
+
+Parcel *parcelFor(HandlerState *state, const void *event, Parcel *&owned)
+{
+    Frame *f = t_frame;
+    if (f && f->event == event)
+        return f->sharedParcel();
+    owned = state->makeParcel(event);
+    return owned;
+}
+
+void queue(HandlerState *state, const void *event)
+{
+    Parcel *owned = nullptr;
+    Parcel *parcel = parcelFor(state, event, owned);
+    Task *t = nullptr;
+    try {
+        t = newTask(state, parcel, nullptr, nullptr);
+    } catch (...) {
+        if (owned)
+            owned->deref();
+        throw;
+    }
+    if (owned)
+        owned->deref(); // the task holds its own reference
+    state->mailbox->push(t);
+}
+
+bool onContextThread(HandlerState *state) noexcept
+{
+    QThread *self = QThread::currentThread();
+    if (state->thread.load(std::memory_order_relaxed) != self)
+        return false;
+    // Only this thread may destroy the context now: reading it is safe.
+    QObject *ctx = state->context.data();
+    return ctx && ctx->thread() == self;
+}
+
+void startAsync(HandlerState *state, const void *event);
+
+void StateNode::invokeFn(const detail::Node *n, const void *event)
+{
+    HandlerState *state = static_cast<const StateNode *>(n)->state;
+    if (state->callAsync) {
+        startAsync(state, event);
+        return;
+    }
+    switch (state->type) {
+    case Qt::DirectConnection:
+        state->call(state, event);
+        return;
+    case Qt::AutoConnection:
+        if (onContextThread(state))
+            state->call(state, event);
+        else
+            queue(state, event);
+        return;
+    case Qt::QueuedConnection:
+        queue(state, event);
+        return;
+    case Qt::BlockingQueuedConnection: {
+        if (onContextThread(state)) {
+            state->call(state, event);
+            return;
+        }
+        Completion done;
+        Task *t = newTask(state, nullptr, event, &done);
+        // From here on the call is tracked by the state's gate in the
+        // context's thread; this thread only waits. Withdrawing keeps a
+        // remover running there (a handler removing itself) from waiting for
+        // us while we wait for it.
+        detail::withdrawAnnouncement(n);
+        state->mailbox->push(t);
+        done.wait();
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+} // namespace
+
+detail::Node *makeStateNode(HandlerState *state)
+{
+    return new StateNode(state);
+}
+
+namespace {
+/// Holds a reference to a state inside a Qt functor (copyable).
+struct StateRef {
+    HandlerState *s;
+    explicit StateRef(HandlerState *p) noexcept : s(p) { s->ref(); }
+    StateRef(const StateRef &o) noexcept : s(o.s) { s->ref(); }
+    StateRef &operator=(const StateRef &) = delete;
+    ~StateRef() { s->deref(); }
+};
+} // namespace
+
+void bindContext(HandlerState *state, QObject *context, Qt::ConnectionType type,
+                 const std::shared_ptr<detail::Anchor> &anchor)
+{
+    state->type = type;
+    if (!context)
+        return;
+    state->hasContext = true;
+    state->context = context;
+    QThread *thread = context->thread();
+    state->thread.store(thread, std::memory_order_relaxed);
+    if (type != Qt::DirectConnection)
+        state->mailbox = mailboxFor(thread);
+    // Direct connection without a receiver: runs in the dying context's
+    // thread, and lives exactly as long as the context (or until removal
+    // disconnects it).
+    state->contextDestroyed = QObject::connect(context, &QObject::destroyed,
+                                               [anchor, ref = StateRef(state)] {
+                                                   anchor->remove(ref.s->id, true);
+                                               });
+}
+
+// ====================================================================== mailboxes
+namespace {
+
+class Receiver final : public QObject {
+public:
+    explicit Receiver(Mailbox *box) : m_box(box) {}
+    bool event(QEvent *e) override
+    {
+        if (e->type() == Mailbox::kDrainEvent) {
+            m_box->drain();
+            return true;
+        }
+        return QObject::event(e);
+    }
+
+private:
+    Mailbox *m_box;
+};
+
+struct Directory {
+    std::mutex mutex;
+    QHash<QThread *, std::shared_ptr<Mailbox>> boxes;
+};
+Directory &directory()
+{
+    static auto *d = new Directory; // never destroyed: used until the last thread ends
+    return *d;
+}
+
+void retire(QThread *thread, const std::weak_ptr<Mailbox> &weak) noexcept
+{
+    std::shared_ptr<Mailbox> box = weak.lock();
+    if (!box)
+        return;
+    {
+        Directory &d = directory();
+        std::lock_guard lock(d.mutex);
+        auto it = d.boxes.find(thread);
+        if (it != d.boxes.end() && it->get() == box.get())
+            d.boxes.erase(it);
+    }
+    box->close();
+}
+
+} // namespace
+
+std::shared_ptr<Mailbox> mailboxFor(QThread *thread)
+{
+    Directory &d = directory();
+    std::lock_guard lock(d.mutex);
+    auto it = d.boxes.find(thread);
+    if (it != d.boxes.end() && !(*it)->isClosed())
+        return *it;
+    auto box = std::make_shared<Mailbox>(thread);
+    std::weak_ptr<Mailbox> weak = box;
+    // Both run after the thread stopped draining: `finished` on the thread
+    // itself as it ends, `destroyed` for threads that never emit finished.
+    QObject::connect(thread, &QThread::finished, [thread, weak] { retire(thread, weak); });
+    QObject::connect(thread, &QObject::destroyed, [thread, weak] { retire(thread, weak); });
+    d.boxes.insert(thread, box);
+    return box;
+}
+
+Mailbox::Mailbox(QThread *thread) : m_thread(thread), m_tail(&m_stub), m_head(&m_stub)
+{
+    auto *receiver = new Receiver(this);
+    if (thread != QThread::currentThread())
+        receiver->moveToThread(thread);
+    m_receiver = receiver;
+}
+
+Mailbox::~Mailbox()
+{
+    close();
+}
+
+void Mailbox::postWakeup() noexcept
+{
+    QCoreApplication::postEvent(m_receiver, new QEvent(kDrainEvent));
+}
+
+void Mailbox::push(Task *task) noexcept
+{
+    std::uint32_t s = m_state.fetch_add(kProducer, std::memory_order_acq_rel);
+    if (s & kClosed) {
+        m_state.fetch_sub(kProducer, std::memory_order_release);
+        dropTask(task);
+        return;
+    }
+    task->next.store(nullptr, std::memory_order_relaxed);
+    Task *prev = m_tail.exchange(task, std::memory_order_acq_rel);
+    prev->next.store(task, std::memory_order_release);
+    // Leave, and schedule a drain unless one is pending.
+    s = m_state.load(std::memory_order_relaxed);
+    while (!m_state.compare_exchange_weak(s, (s - kProducer) | kScheduled, std::memory_order_acq_rel,
+                                          std::memory_order_relaxed)) {
+    }
+    if (!(s & kScheduled))
+        postWakeup();
+}
+
+Task *Mailbox::pop() noexcept
+{
+    Task *head = m_head;
+    Task *next = head->next.load(std::memory_order_acquire);
+    if (head == &m_stub) {
+        if (!next)
+            return nullptr;
+        m_head = head = next;
+        next = next->next.load(std::memory_order_acquire);
+    }
+    if (!next) {
+        if (head != m_tail.load(std::memory_order_acquire)) {
+            // A producer swapped the tail but has not linked its task yet:
+            // it is a few instructions from done. Order matters, so wait.
+            while (!(next = head->next.load(std::memory_order_acquire)))
+                std::this_thread::yield();
+        } else {
+            // `head` is the last task: put the stub behind it so it can go.
+            m_stub.next.store(nullptr, std::memory_order_relaxed);
+            Task *prev = m_tail.exchange(&m_stub, std::memory_order_acq_rel);
+            prev->next.store(&m_stub, std::memory_order_release);
+            while (!(next = head->next.load(std::memory_order_acquire)))
+                std::this_thread::yield();
+        }
+    }
+    m_head = next;
+    return head;
+}
+
+void Mailbox::drain() noexcept
+{
+    m_state.fetch_and(~kScheduled, std::memory_order_acq_rel);
+    // Bounded, so that a handler that keeps queueing to its own thread does
+    // not starve the rest of the event loop.
+    for (int budget = 4096; budget > 0; --budget) {
+        Task *t = pop();
+        if (!t)
+            return;
+        runTask(t);
+    }
+    if (!(m_state.fetch_or(kScheduled, std::memory_order_acq_rel) & kScheduled))
+        postWakeup();
+}
+
+void Mailbox::close() noexcept
+{
+    std::uint32_t s = m_state.fetch_or(kClosed, std::memory_order_acq_rel);
+    if (s & kClosed)
+        return;
+    // Producers that got in before the flag finish their push first.
+    while (m_state.load(std::memory_order_acquire) >= kProducer)
+        std::this_thread::yield();
+    while (Task *t = pop())
+        dropTask(t);
+    delete m_receiver; // its thread no longer runs (or is this one, ending)
+    m_receiver = nullptr;
+}
+
+void dropTask(Task *task) noexcept
+{
+    freeTask(task);
+}
+
+void runTask(Task *task) noexcept
+{
+    HandlerState *state = task->state;
+    QObject *ctx = state->context.data();
+    QThread *self = QThread::currentThread();
+    if (ctx && ctx->thread() != self) {
+        // The context moved to another thread: follow it.
+        QThread *to = ctx->thread();
+        state->thread.store(to, std::memory_order_relaxed);
+        std::shared_ptr<Mailbox> box;
+        try {
+            box = mailboxFor(to);
+        } catch (...) {
+            dropTask(task);
+            return;
+        }
+        box->push(task);
+        return;
+    }
+    if (ctx && state->enter()) {
+        {
+            Running running(state);
+            try {
+                state->call(state, task->event);
+            } catch (...) {
+                reportCurrent(state);
+            }
+        }
+        state->leave();
+    }
+    freeTask(task);
+}
+
+// ====================================================================== async
+struct AsyncJoin {
+    QPromise<void> promise;
+    std::atomic<int> pending{1};
+    Parcel *parcel = nullptr;
+
+    explicit AsyncJoin(Parcel *p) : parcel(p)
+    {
+        parcel->ref();
+        promise.start();
+    }
+    ~AsyncJoin() { parcel->deref(); }
+    void arrive() noexcept
+    {
+        if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1)
+            promise.finish();
+    }
+};
+
+struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
+    QPromise<void> promise;
+    std::vector<HandlerState *> steps;
+    std::size_t next = 0;
+    Parcel *parcel = nullptr;
+
+    explicit SequentialRun(Parcel *p) : parcel(p)
+    {
+        parcel->ref();
+        promise.start();
+    }
+    ~SequentialRun()
+    {
+        for (std::size_t i = next; i < steps.size(); ++i)
+            steps[i]->deref();
+        parcel->deref();
+    }
+    void advance() noexcept;
+};
+
+namespace {
+
+/// Calls the async handler and returns its future; reports (and returns an
+/// empty future for) an exception thrown before it returned.
+bool callAsync(HandlerState *state, const void *event, QFuture<void> &out) noexcept
+{
+    if (!state->enter())
+        return false;
+    bool ok = true;
+    {
+        Running running(state);
+        try {
+            out = state->callAsync(state, event);
+        } catch (...) {
+            reportCurrent(state);
+            ok = false;
+        }
+    }
+    state->leave();
+    return ok;
+}
+
+/// Runs `done()` exactly once when `f` finishes, after reporting a failure.
+template <class Done>
+void whenFinished(const QFuture<void> &f, HandlerState *state, Done done)
+{
+    StateRef ref(state);
+    QFuture<void>(f)
+        .then([ref, done](const QFuture<void> &r) mutable {
+            reportOutcome(r, ref.s);
+            done();
+        })
+        .onCanceled([ref, done]() mutable {
+            ref.s->reporter->report(ref.s->id, std::make_exception_ptr(HandlerCanceled()));
+            done();
+        });
+}
+
+void startAsync(HandlerState *state, const void *event)
+{
+    Frame *frame = t_frame;
+    if (frame && frame->event == event && frame->mode == Mode::Sequential) {
+        if (!frame->run)
+            frame->run = std::make_shared<SequentialRun>(frame->sharedParcel());
+        detail::reserveFor(frame->run->steps, 1);
+        state->ref();
+        frame->run->steps.push_back(state);
+        return;
+    }
+    Parcel *owned = nullptr;
+    Parcel *parcel = parcelFor(state, event, owned);
+    std::shared_ptr<AsyncJoin> join;
+    if (frame && frame->event == event && frame->mode == Mode::Async) {
+        if (!frame->join)
+            frame->join = std::make_shared<AsyncJoin>(parcel);
+        join = frame->join;
+    } else {
+        join = std::make_shared<AsyncJoin>(parcel); // fire and forget: keeps the event alive
+    }
+    if (owned)
+        owned->deref();
+    QFuture<void> f;
+    if (!callAsync(state, parcel->event, f))
+        return;
+    join->pending.fetch_add(1, std::memory_order_relaxed);
+    whenFinished(f, state, [join] { join->arrive(); });
+    if (!frame || frame->event != event || frame->mode != Mode::Async)
+        join->arrive(); // nobody finishes this join otherwise
+}
+
+} // namespace
+
+void SequentialRun::advance() noexcept
+{
+    while (next < steps.size()) {
+        HandlerState *state = steps[next++];
+        QFuture<void> f;
+        const bool started = callAsync(state, parcel->event, f);
+        if (!started) {
+            state->deref();
+            continue;
+        }
+        if (f.isFinished()) {
+            reportOutcome(f, state);
+            state->deref();
+            continue;
+        }
+        try {
+            whenFinished(f, state, [self = shared_from_this()] { self->advance(); });
+        } catch (...) {
+            // Out of memory attaching the continuation: report and go on.
+            reportCurrent(state);
+            state->deref();
+            continue;
+        }
+        state->deref();
+        return;
+    }
+    promise.finish();
+}
+
+// ====================================================================== frames
+Frame::Frame(const void *e, MakeParcelFn make, Mode m, const std::shared_ptr<Reporter> &rep) noexcept
+    : event(e), makeParcel(make), mode(m), reporter(rep), prev(t_frame)
+{
+    t_frame = this;
+}
+
+Frame::~Frame()
+{
+    if (t_frame == this)
+        t_frame = prev;
+    if (join)
+        join->arrive(); // in case finish() was never called
+    if (parcel)
+        parcel->deref();
+}
+
+Parcel *Frame::sharedParcel()
+{
+    if (!parcel)
+        parcel = makeParcel(event);
+    return parcel;
+}
+
+QFuture<void> Frame::finish()
+{
+    t_frame = prev; // handlers started from here on are not ours
+    if (mode == Mode::Async && join) {
+        QFuture<void> f = join->promise.future();
+        std::shared_ptr<AsyncJoin> j = std::move(join);
+        j->arrive();
+        return f;
+    }
+    if (mode == Mode::Sequential && run) {
+        QFuture<void> f = run->promise.future();
+        std::shared_ptr<SequentialRun> r = std::move(run);
+        r->advance();
+        return f;
+    }
+    return QtFuture::makeReadyFuture();
+}
+
+} // namespace sigreg::qtdetail

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT
+// Sigreg Qt — private parts of the dispatch machinery (never installed).
+#pragma once
+
+#include <sigreg/qt/detail/dispatch.h>
+
+#include <QtCore/QEvent>
+#include <QtCore/QObject>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+
+namespace sigreg::qtdetail {
+
+/// Where failures go: the registry while it exists. Shared with handler
+/// states and async continuations, which may outlive the registry.
+struct Reporter {
+    /// Recursive: a failure slot may notify, and fail, again.
+    std::recursive_mutex mutex;
+    QtRegistryBase *registry = nullptr;
+    std::function<void(const HandlerFailure &)> callback;
+    std::atomic<std::uint64_t> failures{0}; // failures not counted by the core
+
+    /// Reports a failure seen outside the core's notify loop.
+    void report(HandlerId id, std::exception_ptr error) noexcept;
+    /// Emits handlerFailed() and calls the callback, if the registry exists.
+    void deliver(HandlerId id, const std::exception_ptr &error) noexcept;
+};
+
+/// Signals a BlockingQueued caller that its task ran (or was dropped).
+/// A mutex and condition variable rather than an atomic wait: the waiter
+/// owns this object (on its stack) and may destroy it the moment it sees
+/// `done`, so the signaller must not touch it after that; it does not, as it
+/// notifies while holding the mutex the waiter needs to return.
+struct Completion {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool done = false;
+    void signal() noexcept
+    {
+        std::lock_guard lock(mutex);
+        done = true;
+        cv.notify_one();
+    }
+    void wait() noexcept
+    {
+        std::unique_lock lock(mutex);
+        cv.wait(lock, [this] { return done; });
+    }
+};
+
+/// One queued call: a handler, the event (shared parcel, or the blocked
+/// caller's own event), and an optional completion.
+struct Task {
+    std::atomic<Task *> next{nullptr};
+    HandlerState *state = nullptr;
+    Parcel *parcel = nullptr;
+    const void *event = nullptr;
+    Completion *completion = nullptr;
+};
+
+/// Tasks for one thread: a lock-free multi-producer, single-consumer queue
+/// (intrusive, with a stub node) drained by one posted event per batch.
+class Mailbox {
+public:
+    explicit Mailbox(QThread *thread);
+    ~Mailbox();
+    Mailbox(const Mailbox &) = delete;
+    Mailbox &operator=(const Mailbox &) = delete;
+
+    /// Any thread: queues `task` (or drops it if the mailbox is closed) and
+    /// posts a wake-up unless one is pending.
+    void push(Task *task) noexcept;
+    /// Consumer thread: runs queued tasks.
+    void drain() noexcept;
+    /// After the thread finished (or from it, as it finishes): drops queued
+    /// tasks; later pushes drop theirs at once.
+    void close() noexcept;
+
+    QThread *thread() const noexcept { return m_thread; }
+    bool isClosed() const noexcept { return m_state.load(std::memory_order_acquire) & kClosed; }
+
+    static constexpr QEvent::Type kDrainEvent = QEvent::Type(QEvent::User + 0x5e6);
+
+private:
+    static constexpr std::uint32_t kScheduled = 1;
+    static constexpr std::uint32_t kClosed = 2;
+    static constexpr std::uint32_t kProducer = 4;
+
+    Task *pop() noexcept;
+    void postWakeup() noexcept;
+
+    QThread *m_thread;
+    QObject *m_receiver; // lives in m_thread
+    alignas(64) std::atomic<Task *> m_tail;
+    alignas(64) std::atomic<std::uint32_t> m_state{0};
+    alignas(64) Task *m_head;
+    Task m_stub;
+};
+
+/// The mailbox of `thread` (created on first use).
+std::shared_ptr<Mailbox> mailboxFor(QThread *thread);
+
+/// Runs, forwards or drops one task on the current (consumer) thread, then
+/// frees it unless forwarded.
+void runTask(Task *task) noexcept;
+/// Releases a task without running it.
+void dropTask(Task *task) noexcept;
+
+} // namespace sigreg::qtdetail

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+// Sigreg Qt — the non-template part of QtRegistry<E>.
+#include "dispatch_p.h"
+
+#include <sigreg/qt/qtregistry.h>
+
+namespace sigreg {
+
+const char *HandlerCanceled::what() const noexcept
+{
+    return "sigreg: the handler's future was canceled";
+}
+
+namespace qtdetail {
+
+void Reporter::deliver(HandlerId id, const std::exception_ptr &error) noexcept
+{
+    const char *what = nullptr;
+    try {
+        std::rethrow_exception(error);
+    } catch (const std::exception &e) {
+        what = e.what(); // stays valid: `error` keeps the exception alive
+    } catch (...) {
+    }
+    const HandlerFailure failure{id, error, what};
+    std::lock_guard lock(mutex);
+    if (!registry)
+        return;
+    try {
+        const std::string_view message = failure.message();
+        Q_EMIT registry->handlerFailed(id.value(),
+                                       QString::fromUtf8(message.data(), qsizetype(message.size())));
+        if (callback)
+            callback(failure);
+    } catch (...) {
+        // An error handler or a slot that throws: contained, like the core's.
+    }
+}
+
+} // namespace qtdetail
+
+QtRegistryBase::QtRegistryBase(QObject *parent)
+    : QObject(parent), m_reporter(std::make_shared<qtdetail::Reporter>())
+{
+    m_reporter->registry = this;
+    // Inline failures come from the core's loop; the sink forwards them.
+    auto forward = [rep = m_reporter](const HandlerFailure &f) { rep->deliver(f.handler, f.exception); };
+    m_core.setErrorSink(new detail::ErrorSinkFor<decltype(forward)>(std::move(forward)));
+    m_core.setObserver(&QtRegistryBase::observe, this);
+}
+
+QtRegistryBase::~QtRegistryBase()
+{
+    m_core.setObserver(nullptr, nullptr);
+    // Removes every handler: queued events are dropped from now on, and
+    // marshalled calls running elsewhere are waited for.
+    m_core.clear(true);
+    std::lock_guard lock(m_reporter->mutex);
+    m_reporter->registry = nullptr;
+    m_reporter->callback = nullptr;
+}
+
+void QtRegistryBase::observe(void *self) noexcept
+{
+    Q_EMIT static_cast<QtRegistryBase *>(self)->countChanged();
+}
+
+quint64 QtRegistryBase::failureCount() const noexcept
+{
+    return m_core.failureCount() + m_reporter->failures.load(std::memory_order_relaxed);
+}
+
+bool QtRegistryBase::remove(quint64 id)
+{
+    return m_core.remove(HandlerId(id), true);
+}
+
+bool QtRegistryBase::removeNoWait(quint64 id)
+{
+    return m_core.remove(HandlerId(id), false);
+}
+
+int QtRegistryBase::clear()
+{
+    return static_cast<int>(m_core.clear(true));
+}
+
+bool QtRegistryBase::contains(quint64 id) const
+{
+    return m_core.contains(HandlerId(id));
+}
+
+void QtRegistryBase::setErrorHandler(std::function<void(const HandlerFailure &)> f)
+{
+    std::lock_guard lock(m_reporter->mutex);
+    m_reporter->callback = std::move(f);
+}
+
+void QtRegistryBase::bind(qtdetail::HandlerState *state, QObject *context, Qt::ConnectionType type)
+{
+    state->reporter = m_reporter;
+    qtdetail::bindContext(state, context, type, m_core.anchor());
+}
+
+} // namespace sigreg

@@ -1,0 +1,533 @@
+// SPDX-License-Identifier: MIT
+// Tests of sigreg::QtRegistry<E>: inline and thread-affine dispatch, lifetime,
+// failures, signals and properties.
+#include "qt_test_support.h"
+
+#include <sigreg/qt/qtregistry.h>
+
+#include <QtCore/QCoreApplication>
+#include <QtCore/QSemaphore>
+#include <QtCore/QThread>
+#include <QtTest/QSignalSpy>
+#include <QtTest/QTest>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+using sigreg::HandlerId;
+using sigreg::QtRegistry;
+using sigreg_test::Worker;
+
+namespace {
+
+/// An event that counts its copies.
+struct Counted {
+    static inline std::atomic<int> copies{0};
+    int value = 0;
+    explicit Counted(int v) : value(v) {}
+    Counted(const Counted &o) : value(o.value) { copies.fetch_add(1); }
+    Counted &operator=(const Counted &) = delete;
+};
+
+struct MoveOnlyEvent {
+    std::unique_ptr<int> p;
+};
+
+} // namespace
+
+class tst_QtRegistry : public QObject {
+    Q_OBJECT
+
+private Q_SLOTS:
+    void inlineHandlersRunInPriorityOrder();
+    void countPropertyAndSignal();
+    void invalidArguments();
+    void nonCopyableEventInline();
+    void autoRunsInlineOnContextThread();
+    void autoIsMarshalledFromOtherThread();
+    void directRunsOnNotifyingThread();
+    void queuedAlwaysQueues();
+    void blockingQueuedFromOtherThread();
+    void blockingQueuedFromOwnThreadRunsDirectly();
+    void blockingQueuedHandlerRemovesItself();
+    void blockingQueuedToFinishedThreadReturns();
+    void eventCopiedOncePerNotify();
+    void perProducerOrderPreserved();
+    void contextDestroyedRemovesHandler();
+    void contextDestroyedWithEventsInFlight();
+    void removalDropsQueuedEvents();
+    void removeWaitsForRunningMarshalledCall();
+    void registryDestroyedWithEventsQueued();
+    void contextMovedToAnotherThread();
+    void guardRemovesContextHandler();
+    void inlineFailureReported();
+    void marshalledFailureReported();
+    void failureSlotAndCallbackMayThrow();
+};
+
+void tst_QtRegistry::inlineHandlersRunInPriorityOrder()
+{
+    QtRegistry<int> reg;
+    std::vector<int> order;
+    reg.add([&](int) { order.push_back(1); });
+    reg.add(5, [&](int) { order.push_back(2); });
+    reg.add(&reg, [&](int) { order.push_back(3); }); // Auto, context in this thread: inline
+    reg.add(5, [&](int) { order.push_back(4); });
+    reg.notify(0);
+    QCOMPARE(order, (std::vector<int>{2, 4, 1, 3}));
+}
+
+void tst_QtRegistry::countPropertyAndSignal()
+{
+    QtRegistry<int> reg;
+    QSignalSpy spy(&reg, &sigreg::QtRegistryBase::countChanged);
+    QCOMPARE(reg.property("count").toInt(), 0);
+    const HandlerId a = reg.add([](int) {});
+    QObject ctx;
+    reg.add(&ctx, [](int) {});
+    QCOMPARE(reg.count(), 2);
+    QCOMPARE(reg.property("count").toInt(), 2);
+    QCOMPARE(spy.count(), 2);
+    QVERIFY(reg.remove(a));
+    QVERIFY(!reg.remove(a));
+    QCOMPARE(spy.count(), 3);
+    {
+        sigreg::Guard g = reg.addGuarded([](int) {});
+        QCOMPARE(reg.count(), 2);
+    }
+    QCOMPARE(reg.count(), 1);
+    QCOMPARE(spy.count(), 5);
+    QCOMPARE(reg.clear(), 1);
+    QCOMPARE(reg.count(), 0);
+    QCOMPARE(spy.count(), 6);
+}
+
+void tst_QtRegistry::invalidArguments()
+{
+    QtRegistry<int> reg;
+    QObject ctx;
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, reg.add(nullptr, [](int) {}));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, reg.add(&ctx, [](int) {}, Qt::UniqueConnection));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument,
+                             reg.add(&ctx, [](int) {}, Qt::ConnectionType(Qt::QueuedConnection | Qt::UniqueConnection)));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, reg.add(&ctx, std::function<void(int)>()));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, reg.add(std::function<void(int)>()));
+    QCOMPARE(reg.count(), 0);
+}
+
+void tst_QtRegistry::nonCopyableEventInline()
+{
+    QtRegistry<MoveOnlyEvent> reg;
+    int seen = 0;
+    reg.add([&](const MoveOnlyEvent &e) { seen = *e.p; });
+    reg.notify(MoveOnlyEvent{std::make_unique<int>(7)});
+    QCOMPARE(seen, 7);
+}
+
+void tst_QtRegistry::autoRunsInlineOnContextThread()
+{
+    QtRegistry<int> reg;
+    QObject ctx;
+    int calls = 0;
+    reg.add(&ctx, [&](int) { ++calls; });
+    reg.notify(1);
+    QCOMPARE(calls, 1); // no event loop needed: it ran inline
+}
+
+void tst_QtRegistry::autoIsMarshalledFromOtherThread()
+{
+    Worker w;
+    QtRegistry<int> reg;
+    std::atomic<QThread *> ranIn{nullptr};
+    std::atomic<int> sum{0};
+    reg.add(w.context, [&](int v) {
+        ranIn = QThread::currentThread();
+        sum += v;
+    });
+    reg.notify(3);
+    reg.notify(4);
+    w.sync();
+    QCOMPARE(sum.load(), 7);
+    QCOMPARE(ranIn.load(), w.thread());
+}
+
+void tst_QtRegistry::directRunsOnNotifyingThread()
+{
+    Worker w;
+    QtRegistry<int> reg;
+    QThread *ranIn = nullptr;
+    reg.add(w.context, [&](int) { ranIn = QThread::currentThread(); }, Qt::DirectConnection);
+    reg.notify(1);
+    QCOMPARE(ranIn, QThread::currentThread());
+}
+
+void tst_QtRegistry::queuedAlwaysQueues()
+{
+    QtRegistry<int> reg;
+    QObject ctx;
+    int calls = 0;
+    reg.add(&ctx, [&](int) { ++calls; }, Qt::QueuedConnection);
+    reg.notify(1);
+    reg.notify(2);
+    QCOMPARE(calls, 0);
+    QTRY_COMPARE(calls, 2);
+}
+
+void tst_QtRegistry::blockingQueuedFromOtherThread()
+{
+    Worker w;
+    QtRegistry<int> reg;
+    std::atomic<QThread *> ranIn{nullptr};
+    int seen = 0; // plain int: notify returning must order the write before our read
+    reg.add(w.context, [&](int v) {
+        ranIn = QThread::currentThread();
+        seen = v;
+    }, Qt::BlockingQueuedConnection);
+    reg.notify(42);
+    QCOMPARE(seen, 42);
+    QCOMPARE(ranIn.load(), w.thread());
+}
+
+void tst_QtRegistry::blockingQueuedFromOwnThreadRunsDirectly()
+{
+    QtRegistry<int> reg;
+    QObject ctx;
+    int calls = 0;
+    reg.add(&ctx, [&](int) { ++calls; }, Qt::BlockingQueuedConnection);
+    reg.notify(1); // Qt would deadlock here; Sigreg runs the handler directly
+    QCOMPARE(calls, 1);
+}
+
+void tst_QtRegistry::blockingQueuedHandlerRemovesItself()
+{
+    Worker w;
+    QtRegistry<int> reg;
+    std::atomic<bool> removed{false};
+    auto id = std::make_shared<std::atomic<std::uint64_t>>(0);
+    // The notifier is blocked waiting for this call while it removes itself:
+    // neither side may wait for the other.
+    id->store(reg.add(w.context, [&, id](int) { removed = reg.remove(HandlerId(id->load())); },
+                      Qt::BlockingQueuedConnection)
+                  .value());
+    reg.notify(1);
+    QVERIFY(removed.load());
+    QCOMPARE(reg.count(), 0);
+}
+
+void tst_QtRegistry::blockingQueuedToFinishedThreadReturns()
+{
+    auto w = std::make_unique<Worker>();
+    QtRegistry<int> reg;
+    QObject *ctx = new QObject;
+    ctx->moveToThread(w->thread());
+    int calls = 0;
+    reg.add(ctx, [&](int) { ++calls; }, Qt::BlockingQueuedConnection);
+    w->stop(); // the thread is finished; ctx still exists, orphaned in it
+    reg.notify(1); // must not hang: events for a finished thread are dropped
+    QCOMPARE(calls, 0);
+    QCOMPARE(reg.count(), 1);
+    delete ctx; // allowed: its thread no longer runs
+    QCOMPARE(reg.count(), 0);
+}
+
+void tst_QtRegistry::eventCopiedOncePerNotify()
+{
+    Worker w1("w1");
+    Worker w2("w2");
+    QtRegistry<Counted> reg;
+    QObject local;
+    std::atomic<int> sum{0};
+    reg.add([&](const Counted &e) { sum += e.value; });                        // inline: no copy
+    reg.add(w1.context, [&](const Counted &e) { sum += e.value; });            // marshalled
+    reg.add(w2.context, [&](const Counted &e) { sum += e.value; });            // marshalled
+    reg.add(&local, [&](const Counted &e) { sum += e.value; }, Qt::QueuedConnection);
+    Counted::copies = 0;
+    const Counted ev(5);
+    reg.notify(ev);
+    QCOMPARE(Counted::copies.load(), 1);
+    reg.notify(ev);
+    QCOMPARE(Counted::copies.load(), 2);
+    w1.sync();
+    w2.sync();
+    QTRY_COMPARE(sum.load(), 2 * 4 * 5);
+    QCOMPARE(Counted::copies.load(), 2);
+
+    // Only inline handlers: no copy at all.
+    QtRegistry<Counted> inlineOnly;
+    inlineOnly.add([](const Counted &) {});
+    Counted::copies = 0;
+    inlineOnly.notify(ev);
+    QCOMPARE(Counted::copies.load(), 0);
+}
+
+void tst_QtRegistry::perProducerOrderPreserved()
+{
+    struct Ev {
+        int producer;
+        int seq;
+    };
+    Worker w;
+    QtRegistry<Ev> reg;
+    constexpr int kProducers = 3;
+    constexpr int kEvents = 3000;
+    std::vector<int> last(kProducers, -1); // touched only in the worker thread
+    std::atomic<int> outOfOrder{0};
+    std::atomic<int> received{0};
+    reg.add(w.context, [&](const Ev &e) {
+        if (e.seq != last[std::size_t(e.producer)] + 1)
+            ++outOfOrder;
+        last[std::size_t(e.producer)] = e.seq;
+        ++received;
+    }, Qt::QueuedConnection);
+    std::vector<std::thread> producers;
+    for (int p = 0; p < kProducers; ++p) {
+        producers.emplace_back([&reg, p] {
+            for (int i = 0; i < kEvents; ++i)
+                reg.notify(Ev{p, i});
+        });
+    }
+    for (auto &t : producers)
+        t.join();
+    QTRY_COMPARE(received.load(), kProducers * kEvents);
+    QCOMPARE(outOfOrder.load(), 0);
+}
+
+void tst_QtRegistry::contextDestroyedRemovesHandler()
+{
+    QtRegistry<int> reg;
+    QSignalSpy spy(&reg, &sigreg::QtRegistryBase::countChanged);
+    auto *ctx = new QObject;
+    int calls = 0;
+    const HandlerId id = reg.add(ctx, [&](int) { ++calls; });
+    reg.notify(1);
+    QCOMPARE(calls, 1);
+    delete ctx;
+    QVERIFY(!reg.contains(id));
+    QCOMPARE(reg.count(), 0);
+    QCOMPARE(spy.count(), 2);
+    reg.notify(2);
+    QCOMPARE(calls, 1);
+}
+
+void tst_QtRegistry::contextDestroyedWithEventsInFlight()
+{
+    Worker w;
+    QtRegistry<int> reg;
+    QSemaphore proceed;
+    std::atomic<bool> started{false};
+    std::vector<int> seen; // worker thread only until the end
+    QObject *ctx = w.context;
+    reg.add(ctx, [&, ctx](int v) {
+        seen.push_back(v);
+        if (v == 0) {
+            started = true;
+            proceed.acquire();
+            delete ctx; // the context dies with events 1..5 queued for it
+        }
+    });
+    w.context = nullptr; // deleted by the handler
+    reg.notify(0);
+    QTRY_VERIFY(started.load());
+    for (int i = 1; i <= 5; ++i)
+        reg.notify(i);
+    proceed.release();
+    QTRY_COMPARE(reg.count(), 0);
+    w.sync();
+    QCOMPARE(seen, std::vector<int>{0});
+}
+
+void tst_QtRegistry::removalDropsQueuedEvents()
+{
+    Worker w;
+    QtRegistry<int> reg;
+    QSemaphore proceed;
+    std::atomic<bool> started{false};
+    std::vector<int> seen;
+    const HandlerId id = reg.add(w.context, [&](int v) {
+        seen.push_back(v);
+        if (v == 0) {
+            started = true;
+            proceed.acquire();
+        }
+    });
+    reg.notify(0);
+    QTRY_VERIFY(started.load());
+    for (int i = 1; i <= 5; ++i)
+        reg.notify(i);
+    // removeNoWait: the call in flight (event 0) waits for us.
+    QVERIFY(reg.removeNoWait(id));
+    proceed.release();
+    w.sync();
+    QCOMPARE(seen, std::vector<int>{0});
+}
+
+void tst_QtRegistry::removeWaitsForRunningMarshalledCall()
+{
+    Worker w;
+    QtRegistry<int> reg;
+    QSemaphore proceed;
+    std::atomic<bool> started{false};
+    std::atomic<bool> finished{false};
+    std::atomic<bool> removing{false};
+    const HandlerId id = reg.add(w.context, [&](int) {
+        started = true;
+        proceed.acquire();
+        finished = true;
+    }, Qt::QueuedConnection);
+    reg.notify(0);
+    QTRY_VERIFY(started.load());
+    std::thread releaser([&] {
+        while (!removing.load())
+            std::this_thread::yield();
+        proceed.release();
+    });
+    removing = true;
+    QVERIFY(reg.remove(id)); // returns only once the running call ended
+    QVERIFY(finished.load());
+    releaser.join();
+}
+
+void tst_QtRegistry::registryDestroyedWithEventsQueued()
+{
+    Worker w;
+    auto reg = std::make_unique<QtRegistry<int>>();
+    QSemaphore proceed;
+    std::atomic<bool> started{false};
+    std::atomic<int> calls{0};
+    reg->add(w.context, [&](int v) {
+        ++calls;
+        if (v == 0) {
+            started = true;
+            proceed.acquire();
+        }
+    });
+    reg->notify(0);
+    QTRY_VERIFY(started.load());
+    for (int i = 1; i <= 5; ++i)
+        reg->notify(i);
+    std::thread releaser([&] { proceed.release(); });
+    reg.reset(); // waits for the running call; drops the queued ones
+    releaser.join();
+    w.sync();
+    QCOMPARE(calls.load(), 1);
+}
+
+void tst_QtRegistry::contextMovedToAnotherThread()
+{
+    Worker w1("w1");
+    Worker w2("w2");
+    QtRegistry<int> reg;
+    std::atomic<QThread *> ranIn{nullptr};
+    std::atomic<int> calls{0};
+    reg.add(w1.context, [&](int) {
+        ranIn = QThread::currentThread();
+        ++calls;
+    }, Qt::QueuedConnection);
+    reg.notify(1);
+    QTRY_COMPARE(calls.load(), 1);
+    QCOMPARE(ranIn.load(), w1.thread());
+    QObject *ctx = w1.context;
+    QThread *to = w2.thread();
+    w1.run([ctx, to] { ctx->moveToThread(to); });
+    w1.context = nullptr;
+    w2.run([] {});
+    reg.notify(2);
+    QTRY_COMPARE(calls.load(), 2);
+    QCOMPARE(ranIn.load(), w2.thread());
+    w2.run([ctx] { delete ctx; });
+    QCOMPARE(reg.count(), 0);
+}
+
+void tst_QtRegistry::guardRemovesContextHandler()
+{
+    Worker w;
+    QtRegistry<int> reg;
+    std::atomic<int> calls{0};
+    {
+        sigreg::Guard g = reg.addGuarded(w.context, [&](int) { ++calls; }, Qt::QueuedConnection);
+        reg.notify(1);
+        w.sync();
+        QCOMPARE(calls.load(), 1);
+    }
+    QCOMPARE(reg.count(), 0);
+    reg.notify(2);
+    w.sync();
+    QCOMPARE(calls.load(), 1);
+    // The context's destruction must not touch the removed handler's registry.
+    w.destroyContext();
+}
+
+void tst_QtRegistry::inlineFailureReported()
+{
+    QtRegistry<int> reg;
+    QSignalSpy spy(&reg, &sigreg::QtRegistryBase::handlerFailed);
+    std::vector<std::pair<quint64, std::string>> seen;
+    reg.setErrorHandler([&](const sigreg::HandlerFailure &f) {
+        seen.emplace_back(f.handler.value(), std::string(f.message()));
+    });
+    int sibling = 0;
+    const HandlerId bad = reg.add([](int) { throw std::runtime_error("boom"); });
+    reg.add([&](int) { ++sibling; });
+    const HandlerId weird = reg.add([](int) { throw 42; });
+    reg.notify(1);
+    QCOMPARE(sibling, 1);
+    QCOMPARE(spy.count(), 2);
+    QCOMPARE(spy.at(0).at(0).toULongLong(), bad.value());
+    QCOMPARE(spy.at(0).at(1).toString(), QStringLiteral("boom"));
+    QCOMPARE(spy.at(1).at(0).toULongLong(), weird.value());
+    QCOMPARE(seen.size(), std::size_t(2));
+    QCOMPARE(seen[0].first, bad.value());
+    QCOMPARE(seen[0].second, std::string("boom"));
+    QCOMPARE(reg.failureCount(), quint64(2));
+    reg.resetErrorHandler();
+    reg.notify(2);
+    QCOMPARE(seen.size(), std::size_t(2));
+    QCOMPARE(spy.count(), 4);
+    QCOMPARE(reg.failureCount(), quint64(4));
+}
+
+void tst_QtRegistry::marshalledFailureReported()
+{
+    Worker w;
+    QtRegistry<int> reg;
+    QSignalSpy spy(&reg, &sigreg::QtRegistryBase::handlerFailed);
+    std::atomic<QThread *> reportedIn{nullptr};
+    std::atomic<std::uint64_t> reportedId{0};
+    reg.setErrorHandler([&](const sigreg::HandlerFailure &f) {
+        reportedIn = QThread::currentThread();
+        reportedId = f.handler.value();
+    });
+    std::atomic<int> sibling{0};
+    const HandlerId bad = reg.add(w.context, [](int) { throw std::logic_error("far away"); });
+    reg.add(w.context, [&](int) { ++sibling; });
+    reg.notify(1);
+    w.sync();
+    QCOMPARE(sibling.load(), 1);
+    QCOMPARE(reportedId.load(), bad.value());
+    QCOMPARE(reportedIn.load(), w.thread());
+    QTRY_COMPARE(spy.count(), 1); // emitted in the worker, queued to this thread's spy
+    QCOMPARE(spy.at(0).at(0).toULongLong(), bad.value());
+    QCOMPARE(spy.at(0).at(1).toString(), QStringLiteral("far away"));
+    QCOMPARE(reg.failureCount(), quint64(1));
+}
+
+void tst_QtRegistry::failureSlotAndCallbackMayThrow()
+{
+    QtRegistry<int> reg;
+    int after = 0;
+    reg.setErrorHandler([](const sigreg::HandlerFailure &) { throw std::runtime_error("callback"); });
+    connect(&reg, &sigreg::QtRegistryBase::handlerFailed, &reg, [&] { ++after; });
+    reg.add([](int) { throw std::runtime_error("handler"); });
+    int sibling = 0;
+    reg.add([&](int) { ++sibling; });
+    reg.notify(1); // nothing escapes
+    QCOMPARE(sibling, 1);
+    QCOMPARE(after, 1);
+}
+
+QTEST_GUILESS_MAIN(tst_QtRegistry)
+#include "tst_qtregistry.moc"
