@@ -309,9 +309,16 @@ HandlerId RegistryCore::add(Node *node, int priority)
         m_size.store(m_live.size(), std::memory_order_relaxed);
         id = node->id;
     }
-    if (m_observer)
-        m_observer(m_observerContext);
+    notifyObserver(true);
     return id;
+}
+
+void RegistryCore::notifyObserver(bool changed) const noexcept
+{
+    if (!changed)
+        return;
+    if (ObserverFn fn = m_observer.load(std::memory_order_acquire))
+        fn(m_observerContext);
 }
 
 void RegistryCore::prepareWait(std::span<const Node *const> removed, bool wait) noexcept
@@ -341,8 +348,7 @@ void RegistryCore::finishRemoval(std::span<const Node *const> removed, bool wait
             --const_cast<Node *>(n)->waitPins;
         reclaim(garbage);
     }
-    if (m_observer && !removed.empty())
-        m_observer(m_observerContext);
+    notifyObserver(!removed.empty());
 }
 
 bool RegistryCore::remove(HandlerId id, bool wait)
@@ -466,8 +472,7 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
         prepareWait(removed, wait);
     }
     finishRemoval(removed, wait, garbage);
-    if (m_observer && removed.empty() && added)
-        m_observer(m_observerContext);
+    notifyObserver(removed.empty() && added);
     return removed.size();
 }
 

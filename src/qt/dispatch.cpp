@@ -137,7 +137,7 @@ void Reporter::report(HandlerId id, std::exception_ptr error) noexcept
 namespace {
 
 /// Reports the outcome of a finished handler future, if it is a failure.
-void reportOutcome(const QFuture<void> &f, HandlerState *state) noexcept
+void reportOutcome(const QFuture<void> &f, HandlerId id, Reporter &reporter) noexcept
 {
     if (!f.isCanceled())
         return;
@@ -149,7 +149,7 @@ void reportOutcome(const QFuture<void> &f, HandlerState *state) noexcept
     } catch (...) {
         error = std::current_exception();
     }
-    state->reporter->report(state->id, error);
+    reporter.report(id, error);
 }
 
 void reportCurrent(HandlerState *state) noexcept
@@ -367,18 +367,20 @@ namespace {
 
 class Receiver final : public QObject {
 public:
-    explicit Receiver(Mailbox *box) : m_box(box) {}
+    // Atomic only to make the hand-over visible to ThreadSanitizer: the
+    // object moves to its thread through Qt's (uninstrumented) event queue.
+    explicit Receiver(Mailbox *box) { m_box.store(box, std::memory_order_release); }
     bool event(QEvent *e) override
     {
         if (e->type() == Mailbox::kDrainEvent) {
-            m_box->drain();
+            m_box.load(std::memory_order_acquire)->drain();
             return true;
         }
         return QObject::event(e);
     }
 
 private:
-    Mailbox *m_box;
+    std::atomic<Mailbox *> m_box;
 };
 
 struct Directory {
@@ -580,9 +582,11 @@ struct AsyncJoin {
 
 struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
     QPromise<void> promise;
+    std::mutex mutex; // guards the fields below
     std::vector<HandlerState *> steps;
     std::size_t next = 0;
-    Parcel *parcel = nullptr;
+    bool busy = false;     // a step is being started or is pending
+    bool walkDone = false; // notify's walk over the handlers has ended
 
     explicit SequentialRun(Parcel *p) : parcel(p)
     {
@@ -595,7 +599,15 @@ struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
             steps[i]->deref();
         parcel->deref();
     }
+    /// The walk found async handler `state` (referenced): start it now if
+    /// nothing is pending, else after the pending ones.
+    void enqueue(HandlerState *state);
+    /// The walk ended: finish now if nothing is pending.
+    void endWalk() noexcept;
+    /// Starts steps until one is pending or none is left.
     void advance() noexcept;
+
+    Parcel *parcel;
 };
 
 namespace {
@@ -621,17 +633,19 @@ bool callAsync(HandlerState *state, const void *event, QFuture<void> &out) noexc
 }
 
 /// Runs `done()` exactly once when `f` finishes, after reporting a failure.
+/// The continuations hold the reporter, not the handler state: a handler
+/// that keeps its own promise would otherwise form a cycle through Qt's
+/// stored continuation and never be freed.
 template <class Done>
 void whenFinished(const QFuture<void> &f, HandlerState *state, Done done)
 {
-    StateRef ref(state);
     QFuture<void>(f)
-        .then([ref, done](const QFuture<void> &r) mutable {
-            reportOutcome(r, ref.s);
+        .then([id = state->id, rep = state->reporter, done](const QFuture<void> &r) mutable {
+            reportOutcome(r, id, *rep);
             done();
         })
-        .onCanceled([ref, done]() mutable {
-            ref.s->reporter->report(ref.s->id, std::make_exception_ptr(HandlerCanceled()));
+        .onCanceled([id = state->id, rep = state->reporter, done]() mutable {
+            rep->report(id, std::make_exception_ptr(HandlerCanceled()));
             done();
         });
 }
@@ -642,9 +656,9 @@ void startAsync(HandlerState *state, const void *event)
     if (frame && frame->event == event && frame->mode == Mode::Sequential) {
         if (!frame->run)
             frame->run = std::make_shared<SequentialRun>(frame->sharedParcel());
-        detail::reserveFor(frame->run->steps, 1);
         state->ref();
-        frame->run->steps.push_back(state);
+        std::shared_ptr<SequentialRun> run = frame->run; // a step may finish the run
+        run->enqueue(state);
         return;
     }
     Parcel *owned = nullptr;
@@ -670,31 +684,65 @@ void startAsync(HandlerState *state, const void *event)
 
 } // namespace
 
+void SequentialRun::enqueue(HandlerState *state)
+{
+    {
+        std::lock_guard lock(mutex);
+        try {
+            detail::reserveFor(steps, 1);
+        } catch (...) {
+            state->deref();
+            throw;
+        }
+        steps.push_back(state);
+        if (busy)
+            return;
+        busy = true;
+    }
+    advance();
+}
+
+void SequentialRun::endWalk() noexcept
+{
+    {
+        std::lock_guard lock(mutex);
+        walkDone = true;
+        if (busy)
+            return; // the pending step's continuation finishes the run
+    }
+    promise.finish();
+}
+
 void SequentialRun::advance() noexcept
 {
-    while (next < steps.size()) {
-        HandlerState *state = steps[next++];
+    for (;;) {
+        HandlerState *state = nullptr;
+        {
+            std::lock_guard lock(mutex);
+            if (next == steps.size()) {
+                busy = false;
+                if (!walkDone)
+                    return; // the walk may still find more; endWalk() finishes
+                break;
+            }
+            state = steps[next++];
+        }
         QFuture<void> f;
-        const bool started = callAsync(state, parcel->event, f);
-        if (!started) {
-            state->deref();
-            continue;
-        }
-        if (f.isFinished()) {
-            reportOutcome(f, state);
-            state->deref();
-            continue;
-        }
-        try {
-            whenFinished(f, state, [self = shared_from_this()] { self->advance(); });
-        } catch (...) {
-            // Out of memory attaching the continuation: report and go on.
-            reportCurrent(state);
-            state->deref();
-            continue;
+        if (callAsync(state, parcel->event, f)) {
+            if (!f.isFinished()) {
+                try {
+                    whenFinished(f, state, [self = shared_from_this()] { self->advance(); });
+                    state->deref();
+                    return;
+                } catch (...) {
+                    // Out of memory attaching the continuation: report, go on.
+                    reportCurrent(state);
+                }
+            } else {
+                reportOutcome(f, state->id, *state->reporter);
+            }
         }
         state->deref();
-        return;
     }
     promise.finish();
 }
@@ -735,7 +783,7 @@ QFuture<void> Frame::finish()
     if (mode == Mode::Sequential && run) {
         QFuture<void> f = run->promise.future();
         std::shared_ptr<SequentialRun> r = std::move(run);
-        r->advance();
+        r->endWalk();
         return f;
     }
     return QtFuture::makeReadyFuture();

@@ -159,11 +159,14 @@ public:
     std::shared_ptr<Anchor> anchor();
 
     /// Installs a callback run after every change of size() made by a writer
-    /// (not during destruction). Set it before the registry is shared.
+    /// (not during destruction). Set it before the registry is shared; it may
+    /// be cleared (null `fn`) at any time, e.g. by an owner being destroyed
+    /// while a guard removes a handler on another thread.
     void setObserver(ObserverFn fn, void *context) noexcept
     {
-        m_observer = fn;
-        m_observerContext = context;
+        if (fn)
+            m_observerContext = context; // published by the release below
+        m_observer.store(fn, std::memory_order_release);
     }
 
     /// Number of retired snapshots and removed handlers not yet reclaimed
@@ -187,6 +190,7 @@ private:
     /// Under the mutex, after publishing a snapshot without `removed`
     /// (sorted by address): pins them and fences.
     void prepareWait(std::span<const Node *const> removed, bool wait) noexcept;
+    void notifyObserver(bool changed) const noexcept;
     /// Without the mutex: waits for `removed` if asked, unpins, reclaims.
     void finishRemoval(std::span<const Node *const> removed, bool wait, Garbage &garbage);
     Node *findLive(HandlerId id) const noexcept;
@@ -206,8 +210,8 @@ private:
     std::vector<Retired> m_retired;
     std::vector<const void *> m_hazards; // reclaim() scratch, kept to avoid reallocation
     std::shared_ptr<Anchor> m_anchor;
-    ObserverFn m_observer = nullptr;
-    void *m_observerContext = nullptr;
+    std::atomic<ObserverFn> m_observer{nullptr};
+    void *m_observerContext = nullptr; // never written once an observer was published
 
     // Failure path only.
     alignas(64) std::atomic<ErrorSink *> m_errorSink{nullptr};

@@ -256,11 +256,13 @@ public:
         return frame.finish();
     }
 
-    /// Effect: runs inline handlers now, in priority order, and starts the
-    /// async handlers one after another in priority order, each once the
-    /// previous one's future finished (whatever its outcome). Later starts
-    /// happen on the thread that finished the previous future. Returns a
-    /// future finished after the last one.
+    /// Effect: walks the handlers in priority order as notify() does, but
+    /// starts each async handler only once the previous async handler's
+    /// future finished (whatever its outcome): an async handler with nothing
+    /// pending before it starts at its place in the walk; the others start
+    /// on the thread that finished their predecessor's future. Inline
+    /// handlers run during the walk. Returns a future finished after the
+    /// last async handler's future.
     QFuture<void> notifySequential(const E &event)
     {
         qtdetail::Frame frame(std::addressof(event), parcelMaker(), qtdetail::Mode::Sequential, reporter());
