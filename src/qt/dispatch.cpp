@@ -7,6 +7,7 @@
 
 #include <QtCore/QCoreApplication>
 #include <QtCore/QHash>
+#include <QtCore/QFutureWatcher>
 #include <QtCore/QPromise>
 #include <QtCore/QThread>
 
@@ -440,9 +441,24 @@ Mailbox::~Mailbox()
     close();
 }
 
+namespace {
+/// The wake-up event, from the block pool: a burst costs no allocation.
+struct DrainEvent final : QEvent {
+    DrainEvent() : QEvent(Mailbox::kDrainEvent) {}
+    static void *operator new(std::size_t n) { return poolAllocate(n); }
+    static void operator delete(void *p, std::size_t n) noexcept { poolFree(p, n); }
+};
+} // namespace
+
 void Mailbox::postWakeup() noexcept
 {
-    QCoreApplication::postEvent(m_receiver, new QEvent(kDrainEvent));
+    QCoreApplication::postEvent(m_receiver, new DrainEvent);
+}
+
+bool Mailbox::isEmpty() const noexcept
+{
+    return m_head == &m_stub && m_stub.next.load(std::memory_order_acquire) == nullptr
+        && m_tail.load(std::memory_order_acquire) == &m_stub;
 }
 
 void Mailbox::push(Task *task) noexcept
@@ -496,17 +512,28 @@ Task *Mailbox::pop() noexcept
 
 void Mailbox::drain() noexcept
 {
-    m_state.fetch_and(~kScheduled, std::memory_order_acq_rel);
     // Bounded, so that a handler that keeps queueing to its own thread does
     // not starve the rest of the event loop.
-    for (int budget = 4096; budget > 0; --budget) {
-        Task *t = pop();
-        if (!t)
+    int budget = 4096;
+    for (;;) {
+        while (Task *t = pop()) {
+            runTask(t);
+            if (--budget == 0) {
+                // `scheduled` is still set (it is ours): continue in a new drain.
+                postWakeup();
+                return;
+            }
+        }
+        // Cleared only once found empty: producers that push meanwhile see
+        // `scheduled` and post nothing, as this drain will take their tasks.
+        m_state.fetch_and(~kScheduled, std::memory_order_acq_rel);
+        if (isEmpty())
+            return; // a later push posts a new wake-up
+        // A task arrived between the last pop and the clear. If its producer
+        // already scheduled a drain, leave it to that one; else carry on.
+        if (m_state.fetch_or(kScheduled, std::memory_order_acq_rel) & kScheduled)
             return;
-        runTask(t);
     }
-    if (!(m_state.fetch_or(kScheduled, std::memory_order_acq_rel) & kScheduled))
-        postWakeup();
 }
 
 void Mailbox::close() noexcept
@@ -632,22 +659,49 @@ bool callAsync(HandlerState *state, const void *event, QFuture<void> &out) noexc
     return ok;
 }
 
+/// Sigreg's own thread for awaiting handler futures (started on first use,
+/// never stopped: it outlives every registry).
+QThread *completionThread()
+{
+    static QThread *const thread = [] {
+        auto *t = new QThread;
+        t->setObjectName(QStringLiteral("sigreg-completion"));
+        t->start();
+        return t;
+    }();
+    return thread;
+}
+
 /// Runs `done()` exactly once when `f` finishes, after reporting a failure.
-/// The continuations hold the reporter, not the handler state: a handler
-/// that keeps its own promise would otherwise form a cycle through Qt's
-/// stored continuation and never be freed.
+///
+/// Not QFuture::then(): in Qt 6.4 a continuation attached while another
+/// thread finishes the future can run twice (the second run crashes inside
+/// Qt). A QFutureWatcher's call-outs are registered and sent under the
+/// future's own mutex, so they are exact; the watcher lives in Sigreg's
+/// completion thread, whose event loop runs `done()`. A future that is
+/// already finished is handled at once, without a watcher.
+///
+/// The watcher holds the reporter, not the handler state: a handler that
+/// keeps its own promise would otherwise keep itself alive.
 template <class Done>
 void whenFinished(const QFuture<void> &f, HandlerState *state, Done done)
 {
-    QFuture<void>(f)
-        .then([id = state->id, rep = state->reporter, done](const QFuture<void> &r) mutable {
-            reportOutcome(r, id, *rep);
-            done();
-        })
-        .onCanceled([id = state->id, rep = state->reporter, done]() mutable {
-            rep->report(id, std::make_exception_ptr(HandlerCanceled()));
-            done();
-        });
+    if (f.isFinished()) {
+        reportOutcome(f, state->id, *state->reporter);
+        done();
+        return;
+    }
+    auto *watcher = new QFutureWatcher<void>;
+    QObject::connect(watcher, &QFutureWatcherBase::finished, watcher,
+                     [watcher, id = state->id, rep = state->reporter, done]() mutable {
+                         reportOutcome(watcher->future(), id, *rep);
+                         done();
+                         watcher->deleteLater();
+                     });
+    // Set while the watcher is still ours: call-outs already due are posted
+    // to it here and move with it to the completion thread.
+    watcher->setFuture(f);
+    watcher->moveToThread(completionThread());
 }
 
 void startAsync(HandlerState *state, const void *event)
@@ -663,23 +717,35 @@ void startAsync(HandlerState *state, const void *event)
     }
     Parcel *owned = nullptr;
     Parcel *parcel = parcelFor(state, event, owned);
+    struct Release {
+        Parcel *p;
+        ~Release()
+        {
+            if (p)
+                p->deref();
+        }
+    } release{owned};
+    QFuture<void> f;
+    if (!callAsync(state, parcel->event, f))
+        return;
+    if (f.isFinished()) {
+        // The common case for cheap handlers: nothing to await.
+        reportOutcome(f, state->id, *state->reporter);
+        return;
+    }
+    const bool joined = frame && frame->event == event && frame->mode == Mode::Async;
     std::shared_ptr<AsyncJoin> join;
-    if (frame && frame->event == event && frame->mode == Mode::Async) {
+    if (joined) {
         if (!frame->join)
             frame->join = std::make_shared<AsyncJoin>(parcel);
         join = frame->join;
     } else {
         join = std::make_shared<AsyncJoin>(parcel); // fire and forget: keeps the event alive
     }
-    if (owned)
-        owned->deref();
-    QFuture<void> f;
-    if (!callAsync(state, parcel->event, f))
-        return;
     join->pending.fetch_add(1, std::memory_order_relaxed);
     whenFinished(f, state, [join] { join->arrive(); });
-    if (!frame || frame->event != event || frame->mode != Mode::Async)
-        join->arrive(); // nobody finishes this join otherwise
+    if (!joined)
+        join->arrive(); // nobody else finishes this join
 }
 
 } // namespace
@@ -735,7 +801,7 @@ void SequentialRun::advance() noexcept
                     state->deref();
                     return;
                 } catch (...) {
-                    // Out of memory attaching the continuation: report, go on.
+                    // Out of memory creating the watcher: report, go on.
                     reportCurrent(state);
                 }
             } else {
@@ -748,8 +814,8 @@ void SequentialRun::advance() noexcept
 }
 
 // ====================================================================== frames
-Frame::Frame(const void *e, MakeParcelFn make, Mode m, const std::shared_ptr<Reporter> &rep) noexcept
-    : event(e), makeParcel(make), mode(m), reporter(rep), prev(t_frame)
+Frame::Frame(const void *e, MakeParcelFn make, Mode m) noexcept
+    : event(e), makeParcel(make), mode(m), prev(t_frame)
 {
     t_frame = this;
 }

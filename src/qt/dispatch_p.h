@@ -93,6 +93,7 @@ private:
     static constexpr std::uint32_t kProducer = 4;
 
     Task *pop() noexcept;
+    bool isEmpty() const noexcept;
     void postWakeup() noexcept;
 
     QThread *m_thread;

@@ -240,7 +240,7 @@ public:
             m_core.notify(std::addressof(event));
             return;
         }
-        qtdetail::Frame frame(std::addressof(event), parcelMaker(), qtdetail::Mode::Notify, reporter());
+        qtdetail::Frame frame(std::addressof(event), parcelMaker(), qtdetail::Mode::Notify);
         m_core.notify(std::addressof(event));
     }
 
@@ -251,7 +251,7 @@ public:
     /// finishes. The future never fails and is never cancelled by Sigreg.
     QFuture<void> notifyAsync(const E &event)
     {
-        qtdetail::Frame frame(std::addressof(event), parcelMaker(), qtdetail::Mode::Async, reporter());
+        qtdetail::Frame frame(std::addressof(event), parcelMaker(), qtdetail::Mode::Async);
         m_core.notify(std::addressof(event));
         return frame.finish();
     }
@@ -265,7 +265,7 @@ public:
     /// last async handler's future.
     QFuture<void> notifySequential(const E &event)
     {
-        qtdetail::Frame frame(std::addressof(event), parcelMaker(), qtdetail::Mode::Sequential, reporter());
+        qtdetail::Frame frame(std::addressof(event), parcelMaker(), qtdetail::Mode::Sequential);
         m_core.notify(std::addressof(event));
         return frame.finish();
     }

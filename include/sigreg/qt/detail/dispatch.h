@@ -98,9 +98,7 @@ struct SIGREG_QT_EXPORT HandlerState {
 
     static constexpr std::uint32_t kRemoved = 0x80000000u;
 
-    std::atomic<std::uint32_t> refs{1};
-    /// kRemoved, plus the number of marshalled or asynchronous calls running.
-    std::atomic<std::uint32_t> gate{0};
+    // Read-mostly, by every thread that notifies or drains.
     CallFn call = nullptr;           // synchronous handlers
     CallAsyncFn callAsync = nullptr; // handlers returning a QFuture
     MakeParcelFn makeParcel = nullptr;
@@ -110,12 +108,18 @@ struct SIGREG_QT_EXPORT HandlerState {
     Qt::ConnectionType type = Qt::DirectConnection;
     bool hasContext = false;
     QPointer<QObject> context;
-    /// The context's thread as last seen (updated when a moved context is
-    /// detected while draining).
-    std::atomic<QThread *> thread{nullptr};
     std::shared_ptr<Mailbox> mailbox;
     std::shared_ptr<Reporter> reporter;
     QMetaObject::Connection contextDestroyed;
+    /// The context's thread as last seen (updated when a moved context is
+    /// detected while draining).
+    std::atomic<QThread *> thread{nullptr};
+
+    // Written per event: producers take references, the consumer enters the
+    // gate. Each on a line of its own, away from the fields above.
+    alignas(64) std::atomic<std::uint32_t> refs{1};
+    /// kRemoved, plus the number of marshalled or asynchronous calls running.
+    alignas(64) std::atomic<std::uint32_t> gate{0};
 
     HandlerState() noexcept = default;
     HandlerState(const HandlerState &) = delete;
@@ -180,12 +184,11 @@ struct SIGREG_QT_EXPORT Frame {
     MakeParcelFn makeParcel = nullptr;
     Parcel *parcel = nullptr; // made on first need; one reference owned here
     Mode mode = Mode::Notify;
-    std::shared_ptr<Reporter> reporter;
     std::shared_ptr<AsyncJoin> join;      // Mode::Async, made on the first async handler
     std::shared_ptr<SequentialRun> run;   // Mode::Sequential, made on the first async handler
     Frame *prev = nullptr;
 
-    Frame(const void *e, MakeParcelFn make, Mode m, const std::shared_ptr<Reporter> &rep) noexcept;
+    Frame(const void *e, MakeParcelFn make, Mode m) noexcept;
     ~Frame();
     Frame(const Frame &) = delete;
     Frame &operator=(const Frame &) = delete;
