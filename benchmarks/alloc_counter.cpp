@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// sigreg-benchmarks — per-thread heap allocation counting (see alloc_counter.h).
+// sigreg-benchmarks — heap allocation counting, per thread and process-wide (see alloc_counter.h).
 //
 // How it works
 // ------------
@@ -24,8 +24,16 @@
 // function nor __tls_get_addr (which could itself allocate), only an offset
 // from the thread pointer. Each thread thus counts its own allocations, with
 // no atomic operation and no shared cache line.
+//
+// Process-wide count: each thread also owns one slot of a static array (its
+// own cache line), claimed on its first allocation with one atomic increment
+// and never given back, so that the counts of ended threads stay in the sum.
+// Only the owner writes a slot, with a relaxed load and store (no lock
+// prefix, no contention); any thread may read all of them. Threads beyond
+// the array's size share one overflow slot, updated with fetch_add.
 #include "alloc_counter.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -72,6 +80,43 @@ namespace {
 // touch from inside malloc at any point of a thread's life.
 constinit thread_local std::uint64_t tl_allocations = 0;
 
+// Process-wide counting (see the top of this file). All of it is constant-
+// initialised static or thread-local storage: nothing here allocates.
+struct alignas(64) Slot {
+    std::atomic<std::uint64_t> count{0};
+};
+// Google Benchmark starts fresh threads for every run of a multi-threaded
+// benchmark (trial runs included), so a full run goes through hundreds of
+// threads; 4096 slots (256 KiB) leave room for that, and more only share.
+constexpr std::uint32_t kSlotCount = 4096;
+constinit Slot g_slots[kSlotCount];
+constinit Slot g_overflowSlot;
+constinit std::atomic<std::uint32_t> g_slotsClaimed{0};
+
+#if SIGREG_BENCH_COUNT_ALLOCS
+constinit thread_local Slot *tl_slot = nullptr;
+
+[[gnu::noinline]] Slot *claimSlot() noexcept
+{
+    const std::uint32_t index = g_slotsClaimed.fetch_add(1, std::memory_order_relaxed);
+    tl_slot = index < kSlotCount ? &g_slots[index] : &g_overflowSlot;
+    return tl_slot;
+}
+
+/// Counts one allocation of the calling thread, in both counts.
+[[gnu::always_inline]] inline void countAllocation() noexcept
+{
+    ++tl_allocations;
+    Slot *slot = tl_slot;
+    if (slot == nullptr) [[unlikely]]
+        slot = claimSlot();
+    if (slot != &g_overflowSlot) [[likely]]
+        slot->count.store(slot->count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    else
+        slot->count.fetch_add(1, std::memory_order_relaxed);
+}
+#endif
+
 } // namespace
 
 bool allocationCountingEnabled() noexcept
@@ -84,6 +129,19 @@ std::uint64_t allocationCount() noexcept
     return tl_allocations;
 }
 
+std::uint64_t processAllocationCount() noexcept
+{
+    // A thread whose allocations happen-before this call claimed its slot
+    // before them, so the load below sees at least that claim (coherence).
+    std::uint32_t claimed = g_slotsClaimed.load(std::memory_order_relaxed);
+    if (claimed > kSlotCount)
+        claimed = kSlotCount;
+    std::uint64_t total = g_overflowSlot.count.load(std::memory_order_relaxed);
+    for (std::uint32_t i = 0; i < claimed; ++i)
+        total += g_slots[i].count.load(std::memory_order_relaxed);
+    return total;
+}
+
 #if SIGREG_BENCH_COUNT_ALLOCS
 namespace {
 
@@ -91,13 +149,13 @@ namespace {
 // these two functions.
 inline void *countedMalloc(std::size_t size) noexcept
 {
-    ++tl_allocations;
+    countAllocation();
     return __libc_malloc(size);
 }
 
 inline void *countedMemalign(std::size_t alignment, std::size_t size) noexcept
 {
-    ++tl_allocations;
+    countAllocation();
     return __libc_memalign(alignment, size);
 }
 
@@ -159,7 +217,7 @@ void *malloc(std::size_t size) noexcept
 
 void *calloc(std::size_t count, std::size_t size) noexcept
 {
-    ++sigreg_bench::tl_allocations;
+    sigreg_bench::countAllocation();
     return __libc_calloc(count, size);
 }
 
@@ -167,7 +225,7 @@ void *realloc(void *ptr, std::size_t size) noexcept
 {
     // realloc(p, 0) frees p in glibc: that is a deallocation, not counted.
     if (ptr == nullptr || size != 0)
-        ++sigreg_bench::tl_allocations;
+        sigreg_bench::countAllocation();
     return __libc_realloc(ptr, size);
 }
 
@@ -216,13 +274,13 @@ int posix_memalign(void **out, std::size_t alignment, std::size_t size) noexcept
 
 void *valloc(std::size_t size) noexcept
 {
-    ++sigreg_bench::tl_allocations;
+    sigreg_bench::countAllocation();
     return __libc_valloc(size);
 }
 
 void *pvalloc(std::size_t size) noexcept
 {
-    ++sigreg_bench::tl_allocations;
+    sigreg_bench::countAllocation();
     return __libc_pvalloc(size);
 }
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// sigreg-benchmarks — per-thread heap allocation counting.
+// sigreg-benchmarks — per-thread and process-wide heap allocation counting.
 //
 // alloc_counter.cpp replaces malloc and its relatives (and every form of the
 // global operator new) for the whole process. Each replacement forwards to
@@ -26,5 +26,13 @@ bool allocationCountingEnabled() noexcept;
 /// counted malloc path, not counted separately.
 /// Only differences between two calls on the same thread are meaningful.
 std::uint64_t allocationCount() noexcept;
+
+/// Number of heap allocations made so far by every thread of the process,
+/// threads that have ended included (same functions as allocationCount()).
+/// Callable from any thread. A thread's allocations are included once they
+/// happen-before this call (e.g. the thread made them before a release store
+/// that this thread has read with acquire); an allocation racing with the
+/// call may or may not be included.
+std::uint64_t processAllocationCount() noexcept;
 
 } // namespace sigreg_bench

@@ -4,11 +4,18 @@
 // Our own main instead of BENCHMARK_MAIN() only to record, in the report's
 // context block (console header, JSON "context"), which peers were compiled
 // in and whether allocations are counted, so that a saved result explains
-// its own missing rows or counters. No QCoreApplication: the Qt peer uses
-// direct connections only, which need no event loop.
+// its own missing rows or counters, and to create the QCoreApplication that
+// the Qt rows need: worker threads running an event loop (BM_CrossThread_*)
+// and posted events require one. Nothing runs the main thread's event loop:
+// the benchmarks run on it (and on threads Google Benchmark starts) and only
+// other threads' event loops run.
 #include "alloc_counter.h"
 
 #include <benchmark/benchmark.h>
+
+#ifdef SIGREG_BENCH_HAVE_QT
+#include <QtCore/QCoreApplication>
+#endif
 
 #include <cstdlib>
 #include <cstring>
@@ -49,10 +56,19 @@ int main(int argc, char **argv)
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv))
         return 1;
+#ifdef SIGREG_BENCH_HAVE_QT
+    // After Google Benchmark took its flags out of argv. QCoreApplication
+    // keeps a reference to argc; both live until main returns, after the
+    // last benchmark.
+    QCoreApplication app(argc, argv);
+#endif
 
     std::string peers = "sigreg function-loop";
 #ifdef SIGREG_BENCH_HAVE_QT
     peers += " qt";
+#endif
+#ifdef SIGREG_BENCH_HAVE_SIGREG_QT
+    peers += " sigreg-qt";
 #endif
 #ifdef SIGREG_BENCH_HAVE_BOOST
     peers += " boost-signals2";
@@ -62,8 +78,9 @@ int main(int argc, char **argv)
 #endif
     benchmark::AddCustomContext("sigreg_bench_peers", peers);
     benchmark::AddCustomContext("sigreg_bench_alloc_counting",
-                                sigreg_bench::allocationCountingEnabled() ? "per-thread, malloc layer"
-                                                                          : "disabled (sanitizer or non-glibc)");
+                                sigreg_bench::allocationCountingEnabled()
+                                    ? "malloc layer: per-thread; process-wide for the CrossThread and async rows"
+                                    : "disabled (sanitizer or non-glibc)");
 
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

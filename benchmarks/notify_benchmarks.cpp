@@ -3,14 +3,16 @@
 //
 // Every peer is wrapped in a small adaptor with the same two operations:
 // construct with N handlers (all the same lambda, kHandler) and notify(e).
-// One function template, notifyBenchmark<Peer>, drives them all, so the
-// timed loop, the warm-up, the checks and the counters are identical and the
-// only thing that differs between BM_Notify_* rows is the dispatch mechanism.
+// One function template, notifyBenchmark<Peer> (notify_driver.h, shared with
+// qt_benchmarks.cpp), drives them all, so the timed loop, the warm-up, the
+// checks and the counters are identical and the only thing that differs
+// between BM_Notify_* rows is the dispatch mechanism.
 //
 // Argument: number of handlers (1, 4, 16). Thread counts 1 and 2; with 2
 // threads both notify the same object at once, and the reported CPU time is
 // per notify per thread.
 #include "bench_common.h"
+#include "notify_driver.h"
 
 #include <sigreg/registry.h>
 
@@ -108,50 +110,6 @@ struct SigcPeer {
     void notify(const int &event) { signal.emit(event); }
 };
 #endif
-
-// ---------------------------------------------------------------------------
-// The driver
-// ---------------------------------------------------------------------------
-
-template <class Peer>
-void notifyBenchmark(benchmark::State &state)
-{
-    const int handlers = static_cast<int>(state.range(0));
-    Peer &peer = Shared<Peer>::setUp(state, handlers);
-
-    // Not a compile-time constant as far as the optimiser knows (it passes
-    // through DoNotOptimize every iteration), so no peer can fold the calls.
-    int event = 1;
-
-    // Warm-up, one notification per thread before anything is measured:
-    // first-use costs (Sigreg takes a per-thread hazard record on a thread's
-    // first notification; other peers may have lazy state too) belong to no
-    // steady-state notification. It also warms the caches equally for all.
-    const std::int64_t sumBefore = handlerSum();
-    peer.notify(event);
-
-    const std::uint64_t allocsBefore = allocationCount();
-    for (auto _ : state) {
-        benchmark::DoNotOptimize(event);
-        peer.notify(event);
-    }
-    const std::uint64_t allocs = allocationCount() - allocsBefore;
-
-    // Proof that the work happened: every handler ran exactly once per
-    // notification (warm-up included) on this thread, with this payload.
-    const std::int64_t sum = handlerSum() - sumBefore;
-    benchmark::DoNotOptimize(sum);
-    const std::int64_t expected =
-        (static_cast<std::int64_t>(state.iterations()) + 1) * handlers * static_cast<std::int64_t>(event);
-
-    Shared<Peer>::tearDown(state);
-
-    if (sum != expected) {
-        state.SkipWithError("handler calls do not match notifications x handlers");
-        return;
-    }
-    reportAllocations(state, "allocs_per_notify", allocs);
-}
 
 void BM_Notify_Sigreg(benchmark::State &state)
 {
