@@ -13,7 +13,11 @@
 //   its event at most once, for all its queued and async handlers together.
 // * Handlers may return QFuture<void> (or any QFuture): notifyAsync() starts
 //   them all and joins them, notifySequential() starts each after the
-//   previous one finished.
+//   previous one finished. Futures still running when returned are awaited
+//   by a QFutureWatcher on one Sigreg-owned thread ("sigreg-completion"), not
+//   with QFuture::then(): in Qt 6.4 a continuation attached while another
+//   thread finishes the future can run twice. Futures already finished cost
+//   nothing extra.
 // * Failures of any kind (thrown inline, thrown in another thread, thrown
 //   before a future was returned, a failed or cancelled future) reach
 //   handlerFailed() and the error handler with the handler's id. Nothing is
@@ -101,7 +105,8 @@ public:
     /// Effect: installs `f`, callable as `f(const sigreg::HandlerFailure&)`,
     /// called for every failure after handlerFailed() was emitted, on the
     /// thread where the failure was seen (the notifying thread, the
-    /// context's thread, or the thread that completed a future).
+    /// context's thread, or Sigreg's completion thread for futures that
+    /// finished after they were returned).
     /// Exceptions thrown by `f` are dropped.
     void setErrorHandler(std::function<void(const HandlerFailure &)> f);
     void resetErrorHandler() { setErrorHandler({}); }
@@ -260,7 +265,8 @@ public:
     /// starts each async handler only once the previous async handler's
     /// future finished (whatever its outcome): an async handler with nothing
     /// pending before it starts at its place in the walk; the others start
-    /// on the thread that finished their predecessor's future. Inline
+    /// on Sigreg's completion thread once their predecessor's future
+    /// finished (or inline, if it finished before it was returned). Inline
     /// handlers run during the walk. Returns a future finished after the
     /// last async handler's future.
     QFuture<void> notifySequential(const E &event)
