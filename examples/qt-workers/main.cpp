@@ -11,13 +11,15 @@
 //   however the two producers interleave.
 // * A handler returning QFuture<void> is asynchronous: notify() starts it
 //   inline, in the notifying thread, and notifyAsync() returns a future that
-//   finishes once such handlers' futures have.
+//   finishes once such handlers' futures have. Here another thread (the
+//   finisher) finishes each of those futures.
 // * A clean end: a worker is done when it has seen both producers' end
 //   markers; then the application quits and every thread is joined.
 #include <sigreg/qt/qtregistry.h>
 
 #include <QCoreApplication>
 #include <QFuture>
+#include <QPromise>
 #include <QThread>
 #include <QTimer>
 
@@ -123,16 +125,28 @@ int main(int argc, char *argv[])
 
     // An async handler takes no context: it starts inline, in each producer's
     // own thread, so each producer's slot is only touched by that producer.
-    // Here it does its work inline and returns a finished future. (Handing
-    // the future to another thread to finish is the usual use, but trips a
-    // Qt 6.4 race in QFuture::then(), which Sigreg calls on that future.)
+    // It returns the future of a promise that the finisher thread finishes
+    // later: Sigreg awaits that future and reports its outcome.
+    Worker finisher("finisher");
+    std::atomic<int> finishedThere{0}; // futures finished in the finisher's thread
+    std::atomic<int> finishedElsewhere{0};
     std::array<Stream, kProducers> audit;
     std::array<Seen, kProducers> auditSeen;
     registry.add([&](const Tick &t) -> QFuture<void> {
         const auto p = std::size_t(t.producer);
         auditSeen[p].note();
         audit[p].receive(t);
-        return QtFuture::makeReadyFuture();
+        auto promise = std::make_shared<QPromise<void>>();
+        QFuture<void> future = promise->future();
+        promise->start();
+        QMetaObject::invokeMethod(
+            &finisher.context,
+            [promise, &finisher, &finishedThere, &finishedElsewhere] {
+                ++(QThread::currentThread() == &finisher.thread ? finishedThere : finishedElsewhere);
+                promise->finish();
+            },
+            Qt::QueuedConnection);
+        return future;
     });
 
     // Two producers notify from their own threads, concurrently.
@@ -164,6 +178,8 @@ int main(int argc, char *argv[])
         w->thread.quit();
         w->thread.wait();
     }
+    finisher.thread.quit(); // the producers are joined: nothing more to finish
+    finisher.thread.wait();
 
     // Summary: where each handler ran, and what it saw of each producer.
     bool ok = rc == 0 && registry.failureCount() == 0;
@@ -189,6 +205,11 @@ int main(int argc, char *argv[])
     ok = ok && auditGood;
     std::printf("%-9s %-11s %-21s %7d  %s\n", "audit", "async", "each producer's own", auditEvents,
                 auditGood ? "kept" : "FAILED");
+    constexpr int kAsyncCalls = kProducers * (kEventsPerProducer + 1); // events and end markers
+    const bool finishGood = finishedThere == kAsyncCalls && finishedElsewhere == 0;
+    ok = ok && finishGood;
+    std::printf("%-9s %-11s %-21s %7d  %s\n", "futures", "-", "finisher", finishedThere.load(),
+                finishGood ? "all finished there" : "FAILED");
     std::printf("failures reported: %llu\n%s\n", static_cast<unsigned long long>(registry.failureCount()),
                 ok ? "all checks passed" : "CHECKS FAILED");
     return ok ? 0 : 1;
