@@ -32,12 +32,13 @@ PEERS = [
 NAME = re.compile(r"^(?P<base>BM_\w+?)/(?P<arg>\d+)(?:/threads:(?P<threads>\d+))?_median$")
 
 
-def load(path):
+def load(path, pattern=NAME):
+    """Median rows of a Google Benchmark JSON file, by (name, argument, threads)."""
     with open(path) as f:
         data = json.load(f)
     rows = {}
     for b in data["benchmarks"]:
-        m = NAME.match(b["name"])
+        m = pattern.match(b["name"])
         if not m:
             continue
         key = (m["base"], int(m["arg"]), int(m["threads"] or 1))
@@ -45,10 +46,10 @@ def load(path):
     return data.get("context", {}), rows
 
 
-def ns(b):
+def ns(b, field="cpu_time"):
     unit = b.get("time_unit", "ns")
     scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[unit]
-    return b["cpu_time"] * scale
+    return b[field] * scale
 
 
 def fmt_ns(v):
@@ -126,21 +127,11 @@ REGISTRY_IO = {
 
 
 def load_qt(path):
-    with open(path) as f:
-        data = json.load(f)
-    rows = {}
-    for b in data["benchmarks"]:
-        m = QT_NAME.match(b["name"])
-        if not m:
-            continue
-        rows[(m["base"], int(m["arg"]), int(m["threads"] or 1))] = b
-    return data.get("context", {}), rows
+    return load(path, QT_NAME)
 
 
 def real_ns(b):
-    unit = b.get("time_unit", "ns")
-    scale = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}[unit]
-    return b["real_time"] * scale
+    return ns(b, "real_time")
 
 
 def fmt_allocs(v):
