@@ -666,17 +666,68 @@ bool callAsync(HandlerState *state, const void *event, QFuture<void> &out) noexc
     return ok;
 }
 
+/// A request to await one future, carried to the completion thread.
+class WatchRequest final : public QEvent {
+public:
+    static constexpr QEvent::Type kType = QEvent::Type(QEvent::User + 0x5e7);
+
+    WatchRequest(QFuture<void> f, HandlerId id, std::shared_ptr<Reporter> rep, std::function<void()> done)
+        : QEvent(kType), m_future(std::move(f)), m_id(id), m_reporter(std::move(rep)), m_done(std::move(done))
+    {
+        m_posted.store(true, std::memory_order_release);
+    }
+
+    /// In the completion thread: a watcher born there, so nothing is ever
+    /// posted to (or moved out of) the notifying thread.
+    void start()
+    {
+        // Pairs with the constructor: Qt's hand-over of the event is
+        // invisible to ThreadSanitizer.
+        (void)m_posted.load(std::memory_order_acquire);
+        auto *watcher = new QFutureWatcher<void>;
+        QObject::connect(watcher, &QFutureWatcherBase::finished, watcher,
+                         [watcher, id = m_id, rep = m_reporter, done = std::move(m_done)]() mutable {
+                             reportOutcome(watcher->future(), id, *rep);
+                             done();
+                             watcher->deleteLater();
+                         });
+        watcher->setFuture(m_future);
+    }
+
+private:
+    QFuture<void> m_future;
+    HandlerId m_id;
+    std::shared_ptr<Reporter> m_reporter;
+    std::function<void()> m_done;
+    std::atomic<bool> m_posted{false};
+};
+
+/// Lives in Sigreg's completion thread and starts watchers there.
+class CompletionReceiver final : public QObject {
+public:
+    bool event(QEvent *e) override
+    {
+        if (e->type() == WatchRequest::kType) {
+            static_cast<WatchRequest *>(e)->start();
+            return true;
+        }
+        return QObject::event(e);
+    }
+};
+
 /// Sigreg's own thread for awaiting handler futures (started on first use,
-/// never stopped: it outlives every registry).
-QThread *completionThread()
+/// never stopped: it outlives every registry), and its receiver.
+CompletionReceiver *completionReceiver()
 {
-    static QThread *const thread = [] {
+    static CompletionReceiver *const receiver = [] {
         auto *t = new QThread;
         t->setObjectName(QStringLiteral("sigreg-completion"));
+        auto *r = new CompletionReceiver;
+        r->moveToThread(t);
         t->start();
-        return t;
+        return r;
     }();
-    return thread;
+    return receiver;
 }
 
 /// Runs `done()` exactly once when `f` finishes, after reporting a failure.
@@ -688,7 +739,7 @@ QThread *completionThread()
 /// completion thread, whose event loop runs `done()`. A future that is
 /// already finished is handled at once, without a watcher.
 ///
-/// The watcher holds the reporter, not the handler state: a handler that
+/// The request holds the reporter, not the handler state: a handler that
 /// keeps its own promise would otherwise keep itself alive.
 template <class Done>
 void whenFinished(const QFuture<void> &f, HandlerState *state, Done done)
@@ -698,17 +749,8 @@ void whenFinished(const QFuture<void> &f, HandlerState *state, Done done)
         done();
         return;
     }
-    auto *watcher = new QFutureWatcher<void>;
-    QObject::connect(watcher, &QFutureWatcherBase::finished, watcher,
-                     [watcher, id = state->id, rep = state->reporter, done]() mutable {
-                         reportOutcome(watcher->future(), id, *rep);
-                         done();
-                         watcher->deleteLater();
-                     });
-    // Set while the watcher is still ours: call-outs already due are posted
-    // to it here and move with it to the completion thread.
-    watcher->setFuture(f);
-    watcher->moveToThread(completionThread());
+    QCoreApplication::postEvent(completionReceiver(),
+                                new WatchRequest(f, state->id, state->reporter, std::function<void()>(std::move(done))));
 }
 
 void startAsync(HandlerState *state, const void *event)
