@@ -248,10 +248,30 @@ thread_local Frame *t_frame = nullptr;
 Parcel *parcelFor(HandlerState *state, const void *event, Parcel *&owned)
 {
     Frame *f = t_frame;
-    if (f && f->event == event)
+    // Address and event type: two registries' events may share an address
+    // (an object and its first member).
+    if (f && f->event == event && f->makeParcel == state->makeParcel)
         return f->sharedParcel();
     owned = state->makeParcel(event);
     return owned;
+}
+
+/// The mailbox to post to for `state`, following the context to `thread`
+/// and replacing a mailbox closed by its thread's end.
+Mailbox *targetMailbox(HandlerState *state, QThread *thread)
+{
+    Mailbox *box = state->mailbox.load(std::memory_order_acquire);
+    if (box && box->thread() == thread && !box->isClosed())
+        return box;
+    std::lock_guard lock(state->rebindMutex);
+    box = state->mailbox.load(std::memory_order_relaxed);
+    if (box && box->thread() == thread && !box->isClosed())
+        return box;
+    std::shared_ptr<Mailbox> fresh = mailboxFor(thread);
+    detail::reserveFor(state->mailboxes, 1);
+    state->mailboxes.push_back(fresh);
+    state->mailbox.store(fresh.get(), std::memory_order_release);
+    return fresh.get();
 }
 
 void queue(HandlerState *state, const void *event)
@@ -268,17 +288,32 @@ void queue(HandlerState *state, const void *event)
     }
     if (owned)
         owned->deref(); // the task holds its own reference
-    state->mailbox->push(t);
+    Mailbox *box = nullptr;
+    try {
+        box = targetMailbox(state, state->thread.load(std::memory_order_relaxed));
+    } catch (...) {
+        dropTask(t);
+        throw;
+    }
+    box->push(t);
 }
 
+/// True if the context lives in the calling thread. The context is read
+/// only from the thread it was last seen in: only that thread may destroy
+/// it (until a move), so the read is safe. A move seen there updates the
+/// state, so that queued calls follow the context at once.
 bool onContextThread(HandlerState *state) noexcept
 {
     QThread *self = QThread::currentThread();
     if (state->thread.load(std::memory_order_relaxed) != self)
         return false;
-    // Only this thread may destroy the context now: reading it is safe.
     QObject *ctx = state->context.data();
-    return ctx && ctx->thread() == self;
+    if (!ctx)
+        return false;
+    QThread *now = ctx->thread();
+    if (now != self)
+        state->thread.store(now, std::memory_order_relaxed);
+    return now == self;
 }
 
 void startAsync(HandlerState *state, const void *event);
@@ -309,13 +344,14 @@ void StateNode::invokeFn(const detail::Node *n, const void *event)
             return;
         }
         Completion done;
+        Mailbox *box = targetMailbox(state, state->thread.load(std::memory_order_relaxed));
         Task *t = newTask(state, nullptr, event, &done);
         // From here on the call is tracked by the state's gate in the
         // context's thread; this thread only waits. Withdrawing keeps a
         // remover running there (a handler removing itself) from waiting for
         // us while we wait for it.
         detail::withdrawAnnouncement(n);
-        state->mailbox->push(t);
+        box->push(t);
         done.wait();
         return;
     }
@@ -353,7 +389,7 @@ void bindContext(HandlerState *state, QObject *context, Qt::ConnectionType type,
     QThread *thread = context->thread();
     state->thread.store(thread, std::memory_order_relaxed);
     if (type != Qt::DirectConnection)
-        state->mailbox = mailboxFor(thread);
+        targetMailbox(state, thread);
     // Direct connection without a receiver: runs in the dying context's
     // thread, and lives exactly as long as the context (or until removal
     // disconnects it).
@@ -419,6 +455,11 @@ std::shared_ptr<Mailbox> mailboxFor(QThread *thread)
     if (it != d.boxes.end() && !(*it)->isClosed())
         return *it;
     auto box = std::make_shared<Mailbox>(thread);
+    if (thread->isFinished()) {
+        // It will never drain, nor emit finished() again: drop from the start.
+        box->close();
+        return box;
+    }
     std::weak_ptr<Mailbox> weak = box;
     // Both run after the thread stopped draining: `finished` on the thread
     // itself as it ends, `destroyed` for threads that never emit finished.
@@ -479,13 +520,12 @@ void Mailbox::push(Task *task) noexcept
     task->next.store(nullptr, std::memory_order_relaxed);
     Task *prev = m_tail.exchange(task, std::memory_order_acq_rel);
     prev->next.store(task, std::memory_order_release);
-    // Leave, and schedule a drain unless one is pending.
-    s = m_state.load(std::memory_order_relaxed);
-    while (!m_state.compare_exchange_weak(s, (s - kProducer) | kScheduled, std::memory_order_acq_rel,
-                                          std::memory_order_relaxed)) {
-    }
-    if (!(s & kScheduled))
+    // Schedule a drain unless one is pending, then leave: the producer count
+    // keeps close() (and its deletion of the receiver) waiting until the
+    // wake-up is posted.
+    if (!(m_state.fetch_or(kScheduled, std::memory_order_acq_rel) & kScheduled))
         postWakeup();
+    m_state.fetch_sub(kProducer, std::memory_order_release);
 }
 
 Task *Mailbox::pop() noexcept
@@ -537,9 +577,11 @@ void Mailbox::drain() noexcept
         if (isEmpty())
             return; // a later push posts a new wake-up
         // A task arrived between the last pop and the clear. If its producer
-        // already scheduled a drain, leave it to that one; else carry on.
+        // already scheduled a drain, leave it to that one; else carry on
+        // (after a yield: its producer may still be linking it).
         if (m_state.fetch_or(kScheduled, std::memory_order_acq_rel) & kScheduled)
             return;
+        std::this_thread::yield();
     }
 }
 
@@ -571,9 +613,9 @@ void runTask(Task *task) noexcept
         // The context moved to another thread: follow it.
         QThread *to = ctx->thread();
         state->thread.store(to, std::memory_order_relaxed);
-        std::shared_ptr<Mailbox> box;
+        Mailbox *box = nullptr;
         try {
-            box = mailboxFor(to);
+            box = targetMailbox(state, to);
         } catch (...) {
             dropTask(task);
             return;
@@ -792,7 +834,14 @@ void startAsync(HandlerState *state, const void *event)
         join = std::make_shared<AsyncJoin>(parcel); // fire and forget: keeps the event alive
     }
     join->pending.fetch_add(1, std::memory_order_relaxed);
-    whenFinished(f, state, [join] { join->arrive(); });
+    try {
+        whenFinished(f, state, [join] { join->arrive(); });
+    } catch (...) {
+        join->arrive(); // not awaited: the join must not wait for it
+        if (!joined)
+            join->arrive();
+        throw; // reported as this handler's failure
+    }
     if (!joined)
         join->arrive(); // nobody else finishes this join
 }

@@ -20,16 +20,19 @@ namespace sigreg::qtdetail {
 /// Where failures go: the registry while it exists. Shared with handler
 /// states and async continuations, which may outlive the registry.
 struct Reporter {
-    /// Recursive: a failure slot may notify, and fail, again.
-    std::recursive_mutex mutex;
+    std::mutex mutex; // guards registry and callback (never held across user code)
     QtRegistryBase *registry = nullptr;
-    std::function<void(const HandlerFailure &)> callback;
+    std::shared_ptr<const std::function<void(const HandlerFailure &)>> callback;
+    std::atomic<int> active{0};             // deliveries in progress
     std::atomic<std::uint64_t> failures{0}; // failures not counted by the core
 
     /// Reports a failure seen outside the core's notify loop.
     void report(HandlerId id, std::exception_ptr error) noexcept;
     /// Emits handlerFailed() and calls the callback, if the registry exists.
     void deliver(HandlerId id, const std::exception_ptr &error) noexcept;
+    /// The registry is going: no delivery starts after this returns, and
+    /// those in progress have ended.
+    void detach() noexcept;
 };
 
 /// Signals a BlockingQueued caller that its task ran (or was dropped).

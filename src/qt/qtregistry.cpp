@@ -23,18 +23,43 @@ void Reporter::deliver(HandlerId id, const std::exception_ptr &error) noexcept
     } catch (...) {
     }
     const HandlerFailure failure{id, error, what};
-    std::lock_guard lock(mutex);
-    if (!registry)
-        return;
+    // No lock is held while user code (slots, the error handler) runs: it
+    // may remove handlers, which waits for other threads that may be
+    // reporting failures themselves. `active` keeps the registry alive.
+    QtRegistryBase *target = nullptr;
+    std::shared_ptr<const std::function<void(const HandlerFailure &)>> cb;
+    {
+        std::lock_guard lock(mutex);
+        if (!registry)
+            return;
+        target = registry;
+        cb = callback;
+        active.fetch_add(1, std::memory_order_relaxed);
+    }
     try {
         const std::string_view message = failure.message();
-        Q_EMIT registry->handlerFailed(id.value(),
-                                       QString::fromUtf8(message.data(), qsizetype(message.size())));
-        if (callback)
-            callback(failure);
+        Q_EMIT target->handlerFailed(id.value(), QString::fromUtf8(message.data(), qsizetype(message.size())));
+        if (cb && *cb)
+            (*cb)(failure);
     } catch (...) {
         // An error handler or a slot that throws: contained, like the core's.
     }
+    if (active.fetch_sub(1, std::memory_order_release) == 1)
+        active.notify_all();
+}
+
+void Reporter::detach() noexcept
+{
+    {
+        std::lock_guard lock(mutex);
+        registry = nullptr;
+        callback.reset();
+    }
+    // Deliveries in progress on other threads end before the registry goes.
+    // (One running on this thread, a slot destroying its own registry, is
+    // not supported, as for any handler.)
+    for (int n = active.load(std::memory_order_acquire); n != 0; n = active.load(std::memory_order_acquire))
+        active.wait(n, std::memory_order_acquire);
 }
 
 } // namespace qtdetail
@@ -55,9 +80,7 @@ QtRegistryBase::~QtRegistryBase()
     // Removes every handler: queued events are dropped from now on, and
     // marshalled calls running elsewhere are waited for.
     m_core.clear(true);
-    std::lock_guard lock(m_reporter->mutex);
-    m_reporter->registry = nullptr;
-    m_reporter->callback = nullptr;
+    m_reporter->detach();
 }
 
 void QtRegistryBase::observe(void *self) noexcept
@@ -92,8 +115,15 @@ bool QtRegistryBase::contains(quint64 id) const
 
 void QtRegistryBase::setErrorHandler(std::function<void(const HandlerFailure &)> f)
 {
+    auto cb = f ? std::make_shared<const std::function<void(const HandlerFailure &)>>(std::move(f)) : nullptr;
     std::lock_guard lock(m_reporter->mutex);
-    m_reporter->callback = std::move(f);
+    m_reporter->callback = std::move(cb);
+}
+
+void QtRegistryBase::unbind(qtdetail::HandlerState *state) noexcept
+{
+    if (state->contextDestroyed)
+        QObject::disconnect(state->contextDestroyed);
 }
 
 void QtRegistryBase::bind(qtdetail::HandlerState *state, QObject *context, Qt::ConnectionType type)

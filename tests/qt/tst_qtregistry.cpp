@@ -64,6 +64,8 @@ private Q_SLOTS:
     void registryDestroyedWithEventsQueued();
     void contextMovedToAnotherThread();
     void guardRemovesContextHandler();
+    void blockingQueuedAfterMoveFromOldThread();
+    void handlerAddedForFinishedThread();
     void inlineFailureReported();
     void marshalledFailureReported();
     void failureSlotAndCallbackMayThrow();
@@ -449,6 +451,41 @@ void tst_QtRegistry::contextMovedToAnotherThread()
     QTRY_COMPARE(calls.load(), 2);
     QCOMPARE(ranIn.load(), w2.thread());
     w2.run([ctx] { delete ctx; });
+    QCOMPARE(reg.count(), 0);
+}
+
+void tst_QtRegistry::blockingQueuedAfterMoveFromOldThread()
+{
+    // The context starts in this thread, then moves to a worker; a blocking
+    // notify from this (its old) thread must reach the worker, not this
+    // thread's own mailbox (which it could never drain while blocked).
+    Worker w;
+    QtRegistry<int> reg;
+    auto *ctx = new QObject;
+    std::atomic<QThread *> ranIn{nullptr};
+    reg.add(ctx, [&](int) { ranIn = QThread::currentThread(); }, Qt::BlockingQueuedConnection);
+    reg.notify(0); // inline: same thread
+    QCOMPARE(ranIn.load(), QThread::currentThread());
+    ctx->moveToThread(w.thread());
+    reg.notify(1);
+    QCOMPARE(ranIn.load(), w.thread());
+    w.run([ctx] { delete ctx; });
+    QCOMPARE(reg.count(), 0);
+}
+
+void tst_QtRegistry::handlerAddedForFinishedThread()
+{
+    auto w = std::make_unique<Worker>();
+    QObject *ctx = new QObject;
+    ctx->moveToThread(w->thread());
+    w->stop(); // finished before any handler exists
+    QtRegistry<int> reg;
+    int calls = 0;
+    reg.add(ctx, [&](int) { ++calls; }, Qt::BlockingQueuedConnection);
+    reg.add(ctx, [&](int) { ++calls; }, Qt::QueuedConnection);
+    reg.notify(1); // returns: events for a finished thread are dropped
+    QCOMPARE(calls, 0);
+    delete ctx;
     QCOMPARE(reg.count(), 0);
 }
 

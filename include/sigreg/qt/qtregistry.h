@@ -43,6 +43,19 @@
 // delivered (as with Qt). Events queued for a thread that has finished are
 // dropped. BlockingQueuedConnection from the context's own thread runs the
 // handler directly (Qt would deadlock).
+//
+// Known limits (not yet lifted):
+// * A context's thread is read only from the thread it was last seen in (the
+//   only one that may destroy it). After moveToThread(), a notify from the
+//   *new* thread queues its first events through the old thread, which
+//   forwards them; a BlockingQueued notify from the new thread in that
+//   window waits for the old thread's event loop.
+// * While a marshalled handler runs, its thread's mailbox is not drained
+//   again: a handler that spins a nested event loop waiting for another
+//   Sigreg event to the same thread waits forever.
+// * A context destroyed while another thread is already removing its
+//   handler returns from its destruction without waiting for inline
+//   (Direct) calls running on a third thread.
 #pragma once
 
 #include <sigreg/guard.h>
@@ -125,6 +138,8 @@ protected:
     bool hasSpecialHandlers() const noexcept { return m_special.load(std::memory_order_relaxed); }
     const std::shared_ptr<qtdetail::Reporter> &reporter() const noexcept { return m_reporter; }
     void bind(qtdetail::HandlerState *state, QObject *context, Qt::ConnectionType type);
+    /// Undoes bind() for a handler that was never published.
+    static void unbind(qtdetail::HandlerState *state) noexcept;
 
     detail::RegistryCore m_core;
 
@@ -317,15 +332,28 @@ private:
             bind(state, context, type);
             node = qtdetail::makeStateNode(state); // owns state from here
         } catch (...) {
+            unbind(state);
             state->deref();
             throw;
         }
         node->id = state->id;
         noteSpecialHandler();
-        const HandlerId id = m_core.add(node, priority);
+        // Our own reference: once published, a concurrent removal (or the
+        // context's death) may reclaim the node and its reference.
+        state->ref();
+        HandlerId id;
+        try {
+            id = m_core.add(node, priority);
+        } catch (...) {
+            unbind(state); // the node (and its reference) is gone already
+            state->deref();
+            throw;
+        }
         // A context destroyed while we were adding: its destroyed() may
         // have come before the handler existed.
-        if (context && state->context.isNull())
+        const bool contextGone = context && state->context.isNull();
+        state->deref();
+        if (contextGone)
             m_core.remove(id, true);
         return id;
     }

@@ -20,7 +20,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <new>
+#include <vector>
 
 QT_BEGIN_NAMESPACE
 class QThread;
@@ -108,7 +110,13 @@ struct SIGREG_QT_EXPORT HandlerState {
     Qt::ConnectionType type = Qt::DirectConnection;
     bool hasContext = false;
     QPointer<QObject> context;
-    std::shared_ptr<Mailbox> mailbox;
+    /// The mailbox of `thread`. Read lock-free; replaced (rarely: the context
+    /// moved, or its thread finished and restarted) under `rebindMutex`.
+    /// Every mailbox it ever pointed to stays in `mailboxes`, so a pointer
+    /// loaded by a caller holding a reference to this state stays valid.
+    std::atomic<Mailbox *> mailbox{nullptr};
+    std::mutex rebindMutex;
+    std::vector<std::shared_ptr<Mailbox>> mailboxes;
     std::shared_ptr<Reporter> reporter;
     QMetaObject::Connection contextDestroyed;
     /// The context's thread as last seen (updated when a moved context is
