@@ -42,6 +42,7 @@
 #include <QtCore/QMetaObject>
 #include <QtCore/QObject>
 #include <QtCore/QPromise>
+#include <QtCore/QCoreApplication>
 #include <QtCore/QThread>
 
 #include <atomic>
@@ -52,6 +53,11 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+namespace sigreg_bench {
+/// The application object, created on first use (main.cpp).
+QCoreApplication *ensureApplication();
+} // namespace sigreg_bench
 
 namespace sigreg_bench {
 namespace {
@@ -90,6 +96,7 @@ class Worker {
 public:
     Worker()
     {
+        ensureApplication();
         m_thread.start();
         m_context = new QObject;
         m_context->moveToThread(&m_thread);
@@ -257,6 +264,7 @@ struct AsyncRegistry {
 
 void BM_NotifyAsync_Sigreg(benchmark::State &state)
 {
+    ensureApplication(); // futures awaited on Sigreg's completion thread (an event loop)
     const int handlers = static_cast<int>(state.range(0));
     AsyncRegistry peer(handlers);
     asyncBenchmark(state, handlers, [&peer](const int &event) { return peer.registry.notifyAsync(event); });
@@ -267,6 +275,7 @@ void BM_NotifyAsync_Sigreg(benchmark::State &state)
 /// and joined with QtFuture::whenAll().
 void BM_NotifyAsync_HandWritten(benchmark::State &state)
 {
+    ensureApplication(); // futures awaited on Sigreg's completion thread (an event loop)
     const int count = static_cast<int>(state.range(0));
     const std::vector<std::function<QFuture<void>(const int &)>> handlers(static_cast<std::size_t>(count),
                                                                            kAsyncHandler);
@@ -281,6 +290,7 @@ void BM_NotifyAsync_HandWritten(benchmark::State &state)
 
 void BM_NotifySequential_Sigreg(benchmark::State &state)
 {
+    ensureApplication(); // futures awaited on Sigreg's completion thread (an event loop)
     const int handlers = static_cast<int>(state.range(0));
     AsyncRegistry peer(handlers);
     asyncBenchmark(state, handlers, [&peer](const int &event) { return peer.registry.notifySequential(event); });
@@ -379,6 +389,7 @@ auto pendingHandler(Finisher &finisher)
 
 void BM_NotifyAsyncPending_Sigreg(benchmark::State &state)
 {
+    ensureApplication(); // futures awaited on Sigreg's completion thread (an event loop)
     const int handlers = static_cast<int>(state.range(0));
     Finisher finisher;
     // Destroyed before the finisher.
@@ -409,6 +420,7 @@ struct FutureList {
 /// this row is a lower bound for a hand-written join.
 void BM_NotifyAsyncPending_HandWritten(benchmark::State &state)
 {
+    ensureApplication(); // futures awaited on Sigreg's completion thread (an event loop)
     const int count = static_cast<int>(state.range(0));
     Finisher finisher;
     const std::vector<std::function<QFuture<void>(const int &)>> handlers(static_cast<std::size_t>(count),

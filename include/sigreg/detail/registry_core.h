@@ -196,8 +196,17 @@ private:
     Node *findLive(HandlerId id) const noexcept;
     Block *allocateBlock(std::uint32_t capacity);
 
-    // Read by every notify; written only on publication. Alone on its line.
+public:
+    /// Bits a layer above the core may set (rarely) and test on its notify
+    /// path: they share m_head's cache line, which that path reads anyway.
+    std::uint32_t layerFlags() const noexcept { return m_layerFlags.load(std::memory_order_relaxed); }
+    void setLayerFlags(std::uint32_t bits) noexcept { m_layerFlags.fetch_or(bits, std::memory_order_relaxed); }
+
+private:
+    // Read by every notify; written only on publication (and, once, by a
+    // layer's flags). Nothing else on this line.
     alignas(64) std::atomic<Block *> m_head;
+    std::atomic<std::uint32_t> m_layerFlags{0};
 
     // Writer side, guarded by m_mutex (except m_size, which is read lock-free).
     alignas(64) mutable std::mutex m_mutex;

@@ -133,9 +133,11 @@ Q_SIGNALS:
 protected:
     explicit QtRegistryBase(QObject *parent);
 
-    /// Marks that handlers needing a notify frame exist (set once).
-    void noteSpecialHandler() noexcept { m_special.store(true, std::memory_order_relaxed); }
-    bool hasSpecialHandlers() const noexcept { return m_special.load(std::memory_order_relaxed); }
+    /// Marks that handlers needing a notify frame exist (set once). Kept in
+    /// the core's flags, on the cache line notify reads anyway.
+    void noteSpecialHandler() noexcept { m_core.setLayerFlags(kSpecialHandlers); }
+    bool hasSpecialHandlers() const noexcept { return m_core.layerFlags() & kSpecialHandlers; }
+    static constexpr std::uint32_t kSpecialHandlers = 1;
     const std::shared_ptr<qtdetail::Reporter> &reporter() const noexcept { return m_reporter; }
     void bind(qtdetail::HandlerState *state, QObject *context, Qt::ConnectionType type);
     /// Undoes bind() for a handler that was never published.
@@ -147,7 +149,6 @@ private:
     friend struct qtdetail::Reporter;
     static void observe(void *self) noexcept;
 
-    std::atomic<bool> m_special{false};
     std::shared_ptr<qtdetail::Reporter> m_reporter;
 };
 
