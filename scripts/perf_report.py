@@ -52,6 +52,20 @@ def ns(b, field="cpu_time"):
     return b[field] * scale
 
 
+def notify_cells(rows, bases, arg, thr):
+    """Table cells (time, plus allocations if any) and times in ns for one configuration."""
+    cells, times = [], {}
+    for base in bases:
+        b = rows.get((base, arg, thr))
+        if b is None:
+            cells.append("–")
+            continue
+        times[base] = ns(b)
+        allocs = b.get("allocs_per_notify")
+        cells.append(fmt_ns(times[base]) + (f" ({allocs:g} alloc)" if allocs else ""))
+    return cells, times
+
+
 def fmt_ns(v):
     if v >= 1e6:
         return f"{v / 1e6:.2f} ms"
@@ -74,16 +88,7 @@ def main(path):
     out.append(header)
     out.append("|" + "---:|" * (len(PEERS) + 4))
     for arg, thr in configs:
-        cells, times = [], {}
-        for label, base in PEERS:
-            b = rows.get((base, arg, thr))
-            if b is None:
-                cells.append("–")
-                continue
-            times[base] = ns(b)
-            allocs = b.get("allocs_per_notify")
-            extra = f" ({allocs:g} alloc)" if allocs else ""
-            cells.append(fmt_ns(times[base]) + extra)
+        cells, times = notify_cells(rows, [base for _, base in PEERS], arg, thr)
         s = times.get("BM_Notify_Sigreg")
         loop = times.get("BM_Notify_FunctionLoop")
         ratio = f"{s / loop:.2f}×" if s and loop else "–"
@@ -185,16 +190,7 @@ def qt_main(paths):
     out.append("|---:|---:|---:|---:|---:|---:|---:|")
     configs = sorted({(a, t) for (b, a, t) in rows if b == "BM_Notify_SigregQt"}, key=lambda c: (c[1], c[0]))
     for arg, thr in configs:
-        times = {}
-        cells = []
-        for base in ("BM_Notify_Sigreg", "BM_Notify_SigregQt", "BM_Notify_QtDirect"):
-            b = rows.get((base, arg, thr))
-            if b is None:
-                cells.append("–")
-                continue
-            times[base] = ns(b)
-            allocs = b.get("allocs_per_notify")
-            cells.append(fmt_ns(times[base]) + (f" ({allocs:g} alloc)" if allocs else ""))
+        cells, times = notify_cells(rows, ("BM_Notify_Sigreg", "BM_Notify_SigregQt", "BM_Notify_QtDirect"), arg, thr)
         f = times.get("BM_Notify_SigregQt")
         core, qt = times.get("BM_Notify_Sigreg"), times.get("BM_Notify_QtDirect")
         r1 = f"{f / core:.2f}×" if f and core else "–"

@@ -115,7 +115,9 @@ Task *newTask(HandlerState *state, Parcel *parcel, const void *event, Completion
     return t;
 }
 
-void freeTask(Task *t) noexcept
+} // namespace
+
+void dropTask(Task *t) noexcept
 {
     if (t->completion)
         t->completion->signal();
@@ -125,8 +127,6 @@ void freeTask(Task *t) noexcept
     t->~Task();
     poolFree(t, sizeof(Task));
 }
-
-} // namespace
 
 // ====================================================================== reporting
 void Reporter::report(HandlerId id, std::exception_ptr error) noexcept
@@ -245,15 +245,23 @@ struct StateNode final : detail::Node {
 
 thread_local Frame *t_frame = nullptr;
 
-Parcel *parcelFor(HandlerState *state, const void *event, Parcel *&owned)
+/// Drops a parcel reference when it goes out of scope.
+struct ParcelDeref {
+    void operator()(Parcel *p) const noexcept { p->deref(); }
+};
+using OwnedParcel = std::unique_ptr<Parcel, ParcelDeref>;
+
+/// The parcel for `event`: the current notify's shared one, else a private
+/// copy returned in `owned` (the caller's reference).
+Parcel *parcelFor(HandlerState *state, const void *event, OwnedParcel &owned)
 {
     Frame *f = t_frame;
     // Address and event type: two registries' events may share an address
     // (an object and its first member).
     if (f && f->event == event && f->makeParcel == state->makeParcel)
         return f->sharedParcel();
-    owned = state->makeParcel(event);
-    return owned;
+    owned.reset(state->makeParcel(event));
+    return owned.get();
 }
 
 /// The mailbox to post to for `state`, following the context to `thread`
@@ -276,18 +284,9 @@ Mailbox *targetMailbox(HandlerState *state, QThread *thread)
 
 void queue(HandlerState *state, const void *event)
 {
-    Parcel *owned = nullptr;
+    OwnedParcel owned;
     Parcel *parcel = parcelFor(state, event, owned);
-    Task *t = nullptr;
-    try {
-        t = newTask(state, parcel, nullptr, nullptr);
-    } catch (...) {
-        if (owned)
-            owned->deref();
-        throw;
-    }
-    if (owned)
-        owned->deref(); // the task holds its own reference
+    Task *t = newTask(state, parcel, nullptr, nullptr); // holds its own reference
     Mailbox *box = nullptr;
     try {
         box = targetMailbox(state, state->thread.load(std::memory_order_relaxed));
@@ -384,7 +383,6 @@ void bindContext(HandlerState *state, QObject *context, Qt::ConnectionType type,
     state->type = type;
     if (!context)
         return;
-    state->hasContext = true;
     state->context = context;
     QThread *thread = context->thread();
     state->thread.store(thread, std::memory_order_relaxed);
@@ -599,11 +597,6 @@ void Mailbox::close() noexcept
     m_receiver = nullptr;
 }
 
-void dropTask(Task *task) noexcept
-{
-    freeTask(task);
-}
-
 void runTask(Task *task) noexcept
 {
     HandlerState *state = task->state;
@@ -634,7 +627,7 @@ void runTask(Task *task) noexcept
         }
         state->leave();
     }
-    freeTask(task);
+    dropTask(task);
 }
 
 // ====================================================================== async
@@ -806,16 +799,8 @@ void startAsync(HandlerState *state, const void *event)
         run->enqueue(state);
         return;
     }
-    Parcel *owned = nullptr;
+    OwnedParcel owned;
     Parcel *parcel = parcelFor(state, event, owned);
-    struct Release {
-        Parcel *p;
-        ~Release()
-        {
-            if (p)
-                p->deref();
-        }
-    } release{owned};
     QFuture<void> f;
     if (!callAsync(state, parcel->event, f))
         return;

@@ -113,7 +113,8 @@ std::shared_ptr<Mailbox> mailboxFor(QThread *thread);
 /// Runs, forwards or drops one task on the current (consumer) thread, then
 /// frees it unless forwarded.
 void runTask(Task *task) noexcept;
-/// Releases a task without running it.
+/// Releases a task (after running it, or instead): signals its completion,
+/// drops its references and returns it to the pool.
 void dropTask(Task *task) noexcept;
 
 } // namespace sigreg::qtdetail

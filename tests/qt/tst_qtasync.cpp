@@ -93,8 +93,8 @@ private Q_SLOTS:
     void notifySequentialStartsOneAfterAnother();
     void sequentialSkipsHandlerRemovedMeanwhile();
     void syncThrowBeforeFutureIsIsolated();
-    void failedFutureReported();
-    void canceledFutureReported();
+    void pendingFutureFailureReported_data();
+    void pendingFutureFailureReported();
     void sequentialContinuesAfterFailureAndCancel();
     void eventOutlivesNotify();
     void mixedRegistry();
@@ -205,8 +205,18 @@ void tst_QtAsync::syncThrowBeforeFutureIsIsolated()
     QCOMPARE(reg.failureCount(), quint64(3));
 }
 
-void tst_QtAsync::failedFutureReported()
+void tst_QtAsync::pendingFutureFailureReported_data()
 {
+    QTest::addColumn<bool>("cancel");
+    QTest::addColumn<QString>("expected");
+    QTest::newRow("exception") << false << QStringLiteral("late failure");
+    QTest::newRow("canceled") << true << QStringLiteral("canceled");
+}
+
+void tst_QtAsync::pendingFutureFailureReported()
+{
+    QFETCH(bool, cancel);
+    QFETCH(QString, expected);
     QtRegistry<int> reg;
     Failures failures;
     failures.attach(reg);
@@ -224,7 +234,10 @@ void tst_QtAsync::failedFutureReported()
     QFuture<void> f = reg.notifyAsync(0);
     resumes.attach(f);
     QVERIFY(!f.isFinished());
-    promise->setException(std::make_exception_ptr(std::domain_error("late failure")));
+    if (cancel)
+        promise->future().cancel();
+    else
+        promise->setException(std::make_exception_ptr(std::domain_error("late failure")));
     promise->finish();
     f.waitForFinished();
     QVERIFY(!f.isCanceled()); // the join itself never fails
@@ -232,31 +245,7 @@ void tst_QtAsync::failedFutureReported()
     const auto seen = failures.log.items(); // reported before the join finished
     QCOMPARE(seen.size(), std::size_t(1));
     QCOMPARE(seen[0].first, bad.value());
-    QCOMPARE(seen[0].second, std::string("late failure"));
-    QTRY_COMPARE(resumes.n->load(), 1);
-}
-
-void tst_QtAsync::canceledFutureReported()
-{
-    QtRegistry<int> reg;
-    Failures failures;
-    failures.attach(reg);
-    auto promise = std::make_shared<QPromise<void>>();
-    const HandlerId id = reg.add([promise](int) {
-        promise->start();
-        return promise->future();
-    });
-    ResumeCounter resumes;
-    QFuture<void> f = reg.notifyAsync(0);
-    resumes.attach(f);
-    promise->future().cancel();
-    promise->finish();
-    f.waitForFinished();
-    QVERIFY(!f.isCanceled());
-    const auto seen = failures.log.items();
-    QCOMPARE(seen.size(), std::size_t(1));
-    QCOMPARE(seen[0].first, id.value());
-    QCOMPARE(seen[0].second, std::string("canceled"));
+    QCOMPARE(QString::fromStdString(seen[0].second), expected);
     QTRY_COMPARE(resumes.n->load(), 1);
 }
 

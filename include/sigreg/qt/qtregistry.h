@@ -196,7 +196,7 @@ public:
             static_assert(std::is_copy_constructible_v<E>,
                           "sigreg::QtRegistry<E>: an async handler (returning QFuture) may read the event after "
                           "notify returned, so E must be copy-constructible");
-            return addState(priority, makeState<F>(std::forward<F>(f), true), nullptr, Qt::DirectConnection);
+            return addState(priority, makeState<F>(std::forward<F>(f)), nullptr, Qt::DirectConnection);
         } else {
             return m_core.add(detail::makeNode<E>(std::forward<F>(f)), priority);
         }
@@ -232,7 +232,7 @@ public:
             && type != Qt::BlockingQueuedConnection)
             throw std::invalid_argument("sigreg::QtRegistry: unsupported connection type (use Auto, Direct, "
                                         "Queued or BlockingQueued, without flags)");
-        return addState(priority, makeState<F>(std::forward<F>(f), false), context, type);
+        return addState(priority, makeState<F>(std::forward<F>(f)), context, type);
     }
 
     /// As the add() overloads, returning a guard that removes the handler.
@@ -309,7 +309,7 @@ private:
     }
 
     template <class F>
-    static qtdetail::HandlerState *makeState(F &&f, bool async)
+    static qtdetail::HandlerState *makeState(F &&f)
     {
         detail::checkNotEmpty(f);
         using S = qtdetail::HandlerStateOf<E, std::decay_t<F>>;
@@ -318,7 +318,6 @@ private:
             s->callAsync = &S::callAsyncFn;
         else
             s->call = &S::callFn;
-        (void)async;
         s->makeParcel = parcelMaker();
         return s;
     }

@@ -108,7 +108,6 @@ struct SIGREG_QT_EXPORT HandlerState {
 
     HandlerId id;
     Qt::ConnectionType type = Qt::DirectConnection;
-    bool hasContext = false;
     QPointer<QObject> context;
     /// The mailbox of `thread`. Read lock-free; replaced (rarely: the context
     /// moved, or its thread finished and restarted) under `rebindMutex`.
