@@ -73,9 +73,9 @@ int main(int argc, char **argv)
         return 1;
 #ifdef SIGREG_BENCH_HAVE_QT
     // After Google Benchmark took its flags out of argv. Not created here:
-    // only rows that run event loops need it, and creating it up front moved
-    // the heap layout under the core rows enough to cost them 1-3 ns
-    // (measured: BM_Notify_Sigreg/1 3.7 ns without it, 5.3-6 ns with it).
+    // only rows that run event loops need it (ensureApplication()), and the
+    // rows before them should run on a heap Qt has not touched (the notify
+    // rows are layout-sensitive: docs/PERFORMANCE.md, "Layout sensitivity").
     sigreg_bench::g_argc = argc;
     sigreg_bench::g_argv = argv;
 #endif
