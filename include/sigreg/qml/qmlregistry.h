@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: MIT
+// Sigreg QML — the `Registry` element of `import Sigreg`, and the bridge that
+// feeds a typed C++ registry to QML.
+//
+// Model
+// -----
+// A QML `Registry` is a sigreg::QtRegistry of QML values (sigreg::QmlEvent, a
+// QVariant that keeps the original JS value while it is being delivered in
+// the engine's thread). Handlers are added from QML with `RegistryHandler`
+// objects, or from C++ with the add() overloads below, which take handlers
+// callable as f(const QVariant&) (or f(const sigreg::QmlEvent&)).
+//
+// * JS handlers always run in the QML engine's thread: a notify() from
+//   another thread queues their calls there (one wake-up per drain, per-thread
+//   order kept), exactly as the Qt facade does for any context object.
+// * notify() from JS hands every JS handler in the engine's thread the very
+//   JS value it was given (no conversion); C++ handlers and handlers in other
+//   threads see it converted once to a QVariant (objects become QVariantMap,
+//   arrays QVariantList). Events from C++ are converted to a JS value per
+//   handler call in the engine's thread.
+// * A handler that throws (a JS error or a C++ exception) never stops its
+//   siblings: handlerFailed(id, message, location) reports it, location being
+//   "file:line" of a JS error.
+//
+// Asynchrony in QML
+// -----------------
+// notifyAsync(event) calls the handlers exactly as notify() does and returns
+// a JS Promise. A `RegistryHandler` whose `handler` function returns a
+// thenable (a Promise, an async function's result) is awaited; handlers run
+// concurrently in the sense of JS: each starts in priority order, and their
+// promises settle in whatever order their work ends. C++ handlers returning
+// QFuture are awaited too. The promise resolves (with undefined) once all of
+// them settled; it never rejects: a rejection is reported by handlerFailed()
+// like a throw. `onNotified` signal handlers are synchronous (QML drops a
+// signal handler's return value).
+#pragma once
+
+#include <sigreg/guard.h>
+#include <sigreg/handler_id.h>
+#include <sigreg/qt/qtregistry.h>
+#include <sigreg/sigreg_qml_export.h>
+
+#include <QtCore/QObject>
+#include <QtCore/QVariant>
+#include <QtQml/QJSValue>
+#include <QtQml/qqmlregistration.h>
+
+#include <memory>
+#include <mutex>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+QT_BEGIN_NAMESPACE
+class QJSEngine;
+QT_END_NAMESPACE
+
+namespace sigreg {
+
+class QmlRegistry;
+
+/// An event of a QML Registry: a QVariant, or (only while notify() from JS
+/// delivers it in the engine's thread) the JS value it came from.
+///
+/// Handlers may take it as `const QVariant&`: it converts implicitly. A copy
+/// always owns a QVariant (the JS value is converted once, on the notifying
+/// thread), so copies may cross threads.
+class SIGREG_QML_EXPORT QmlEvent
+{
+public:
+    QmlEvent() = default;
+    explicit QmlEvent(QVariant value) : m_value(std::move(value)), m_hasValue(true) {}
+    QmlEvent(const QmlEvent &other) : m_value(other.value()), m_hasValue(true) {}
+    QmlEvent &operator=(const QmlEvent &other);
+    ~QmlEvent() = default;
+
+    /// The event as a QVariant. For an event from JS, converted on first use.
+    /// Safety: an event from JS is only readable on the notifying thread
+    /// (that is where handlers that see the original run).
+    const QVariant &value() const;
+    operator const QVariant &() const { return value(); } // NOLINT(google-explicit-constructor)
+
+    /// The event as a JS value of `engine`: the original value when the event
+    /// came from that engine's JS, else value() converted.
+    QJSValue toScriptValue(QJSEngine *engine) const;
+
+private:
+    friend class QmlRegistry;
+    QmlEvent(const QJSValue *script, QJSEngine *engine) : m_script(script), m_engine(engine) {}
+
+    mutable QVariant m_value;
+    mutable bool m_hasValue = false;
+    const QJSValue *m_script = nullptr;
+    QJSEngine *m_engine = nullptr;
+};
+
+namespace qmldetail {
+class JsJoin;
+}
+
+/// `Registry { }` in QML: a registry of QML values. See the top of this file.
+///
+/// Safety: as sigreg::QtRegistry: notify(), add() and remove() may be called
+/// from any thread; the JS-facing invokables run in the engine's thread.
+class SIGREG_QML_EXPORT QmlRegistry : public QObject
+{
+    Q_OBJECT
+    QML_NAMED_ELEMENT(Registry)
+    /// The number of registered handlers (JS and C++).
+    Q_PROPERTY(int count READ count NOTIFY countChanged)
+    /// Failures reported so far (throws, rejections, C++ exceptions).
+    Q_PROPERTY(double failureCount READ failureCount NOTIFY handlerFailed)
+
+public:
+    explicit QmlRegistry(QObject *parent = nullptr);
+    ~QmlRegistry() override;
+
+    int count() const noexcept { return m_registry.count(); }
+    double failureCount() const noexcept;
+
+    /// QML: calls every handler in priority order with `event` (see the top
+    /// of this file). Without an argument: a warning, and nothing is called.
+    Q_INVOKABLE void notify();
+    Q_INVOKABLE void notify(const QJSValue &event);
+    /// QML: as notify(event), returning a Promise that resolves once every
+    /// handler's returned promise (and C++ future) settled. Never rejects.
+    Q_INVOKABLE QJSValue notifyAsync();
+    Q_INVOKABLE QJSValue notifyAsync(const QJSValue &event);
+    /// Removes a handler by id (RegistryHandler.handlerId); waits as
+    /// QtRegistry::remove() does. Returns whether it was registered.
+    Q_INVOKABLE bool remove(quint64 handlerId) { return m_registry.remove(HandlerId(handlerId)); }
+    Q_INVOKABLE bool contains(quint64 handlerId) const { return m_registry.contains(HandlerId(handlerId)); }
+    /// Removes every handler; returns how many there were.
+    Q_INVOKABLE int clear() { return m_registry.clear(); }
+
+    /// C++: notifies from any thread. JS handlers run in the engine's thread
+    /// (queued when this is another thread).
+    void notify(const QVariant &event) const noexcept { m_registry.notify(QmlEvent(event)); }
+    void notify(const QmlEvent &event) const noexcept { m_registry.notify(event); }
+
+    /// C++: the add() overloads of QtRegistry<QmlEvent> (handlers callable
+    /// as f(const QVariant&) or f(const QmlEvent&), optional priority and
+    /// context object, Qt::ConnectionType), with its exceptions.
+    template <class... Args>
+    HandlerId add(Args &&...args)
+    {
+        return m_registry.add(std::forward<Args>(args)...);
+    }
+    template <class... Args>
+    [[nodiscard]] Guard addGuarded(Args &&...args)
+    {
+        return m_registry.addGuarded(std::forward<Args>(args)...);
+    }
+    bool remove(HandlerId id) { return m_registry.remove(id); }
+    bool removeNoWait(HandlerId id) { return m_registry.removeNoWait(id); }
+    [[nodiscard]] bool contains(HandlerId id) const { return m_registry.contains(id); }
+
+    /// C++: forwards every event of `source` to this registry, converted by
+    /// `convert` (callable as convert(const E&), returning a QVariant, a
+    /// QVariantMap, a Q_GADGET or a QObject pointer) on the thread that
+    /// notifies `source`, with priority `priority` among `source`'s handlers.
+    /// The forwarding ends when this registry is destroyed (safe in either
+    /// order). Throws what QtRegistry::add() throws.
+    template <class E, class Convert>
+    void forwardFrom(QtRegistry<E> &source, Convert convert, int priority = 0)
+    {
+        static_assert(std::is_invocable_v<Convert &, const E &>,
+                      "sigreg::QmlRegistry::forwardFrom: convert must be callable as convert(const E&)");
+        Guard guard = source.addGuarded(priority, [this, convert = std::move(convert)](const E &e) mutable {
+            using R = std::decay_t<std::invoke_result_t<Convert &, const E &>>;
+            if constexpr (std::is_same_v<R, QVariant>)
+                notify(convert(e));
+            else
+                notify(QVariant::fromValue(convert(e)));
+        });
+        std::lock_guard lock(m_forwardsMutex);
+        m_forwards.push_back(std::move(guard));
+    }
+
+Q_SIGNALS:
+    void countChanged();
+    /// A handler failed: a JS error thrown (or a promise rejected), or a C++
+    /// exception. `location` is "url:line" for a JS error, else empty.
+    /// Emitted on the thread where the handler ran.
+    void handlerFailed(quint64 handlerId, const QString &message, const QString &location);
+
+private:
+    friend class RegistryHandler;
+    friend class qmldetail::JsJoin;
+    QtRegistry<QmlEvent> &typed() noexcept { return m_registry; }
+    void reportRejection(quint64 id, const QJSValue &reason);
+    QJSEngine *engine() const;
+
+    QtRegistry<QmlEvent> m_registry;
+    std::atomic<quint64> m_rejections{0};
+    std::mutex m_forwardsMutex;
+    std::vector<Guard> m_forwards;
+    qmldetail::JsJoin *m_join = nullptr; // created on the first notifyAsync()
+};
+
+/// C++ → QML bridge: a new QML Registry (owned by `parent`) fed with the
+/// events of `source`, each converted by `convert` (see forwardFrom()).
+/// Hand it to QML as a context or initial property, or a singleton.
+template <class E, class Convert>
+QmlRegistry *exposeToQml(QtRegistry<E> &source, Convert convert, QObject *parent = nullptr)
+{
+    auto registry = std::make_unique<QmlRegistry>(parent);
+    registry->forwardFrom(source, std::move(convert));
+    return registry.release();
+}
+
+} // namespace sigreg

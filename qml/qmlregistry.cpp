@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: MIT
+// Sigreg QML — Registry (QmlRegistry), QmlEvent and the notifyAsync() join.
+#include "qmlsupport_p.h"
+
+#include <QtCore/QFutureWatcher>
+#include <QtQml/QJSEngine>
+#include <QtQml/QQmlEngine>
+#include <QtQml/QQmlInfo>
+
+namespace sigreg {
+
+// --- QmlEvent --------------------------------------------------------------------
+
+QmlEvent &QmlEvent::operator=(const QmlEvent &other)
+{
+    if (this != &other) {
+        m_value = other.value();
+        m_hasValue = true;
+        m_script = nullptr;
+        m_engine = nullptr;
+    }
+    return *this;
+}
+
+const QVariant &QmlEvent::value() const
+{
+    if (!m_hasValue) {
+        // Only events made by Registry.notify(QJSValue) lack a value, and
+        // they are read only on the notifying (the engine's) thread.
+        m_value = m_script ? m_script->toVariant() : QVariant();
+        m_hasValue = true;
+    }
+    return m_value;
+}
+
+QJSValue QmlEvent::toScriptValue(QJSEngine *engine) const
+{
+    if (m_script && engine == m_engine)
+        return *m_script;
+    return engine->toScriptValue(value());
+}
+
+// --- QmlRegistry -----------------------------------------------------------------
+
+QmlRegistry::QmlRegistry(QObject *parent) : QObject(parent)
+{
+    connect(&m_registry, &QtRegistryBase::countChanged, this, &QmlRegistry::countChanged, Qt::DirectConnection);
+    // Every failure, JS or C++, inline or marshalled, arrives here on the
+    // thread where the handler ran.
+    m_registry.setErrorHandler([this](const HandlerFailure &failure) {
+        QString message;
+        QString location;
+        try {
+            std::rethrow_exception(failure.exception);
+        } catch (const qmldetail::JsHandlerError &e) {
+            message = e.message();
+            location = e.location();
+        } catch (...) {
+            const std::string_view what = failure.message();
+            message = QString::fromUtf8(what.data(), qsizetype(what.size()));
+        }
+        Q_EMIT handlerFailed(failure.handler.value(), message, location);
+    });
+}
+
+QmlRegistry::~QmlRegistry()
+{
+    // Forwarding handlers may be running on other threads: their removal
+    // waits for them, before anything they use goes.
+    std::vector<Guard> forwards;
+    {
+        std::lock_guard lock(m_forwardsMutex);
+        forwards.swap(m_forwards);
+    }
+    forwards.clear();
+    m_registry.clear();
+}
+
+double QmlRegistry::failureCount() const noexcept
+{
+    return static_cast<double>(m_registry.failureCount() + m_rejections.load(std::memory_order_relaxed));
+}
+
+QJSEngine *QmlRegistry::engine() const
+{
+    return qjsEngine(this);
+}
+
+void QmlRegistry::notify()
+{
+    qmlWarning(this) << "Registry.notify() needs an event argument, e.g. notify({ kind: \"saved\" }); nothing was "
+                        "notified";
+}
+
+void QmlRegistry::notify(const QJSValue &event)
+{
+    QJSEngine *js = engine();
+    if (!js) { // not reachable from JS without an engine; a C++ caller with a QJSValue
+        m_registry.notify(QmlEvent(event.toVariant()));
+        return;
+    }
+    m_registry.notify(QmlEvent(&event, js));
+}
+
+QJSValue QmlRegistry::notifyAsync()
+{
+    qmlWarning(this) << "Registry.notifyAsync() needs an event argument, e.g. notifyAsync({ kind: \"saved\" }); "
+                        "nothing was notified";
+    QJSEngine *js = engine();
+    if (!js)
+        return {};
+    // Still a promise, so that `await registry.notifyAsync()` does not throw.
+    return js->evaluate(QStringLiteral("Promise.resolve()"));
+}
+
+QJSValue QmlRegistry::notifyAsync(const QJSValue &event)
+{
+    QJSEngine *js = engine();
+    if (!js) {
+        qmlWarning(this) << "Registry.notifyAsync() is for QML; this registry has no QML engine";
+        return {};
+    }
+    qmldetail::AsyncCollector collector;
+    const QFuture<void> cppDone = m_registry.notifyAsync(QmlEvent(&event, js));
+    if (!m_join)
+        m_join = new qmldetail::JsJoin(this, js);
+    return m_join->join(collector, cppDone);
+}
+
+void QmlRegistry::reportRejection(quint64 id, const QJSValue &reason)
+{
+    const qmldetail::JsHandlerError error = qmldetail::errorFromValue(reason);
+    m_rejections.fetch_add(1, std::memory_order_relaxed);
+    Q_EMIT handlerFailed(id, error.message(), error.location());
+}
+
+namespace qmldetail {
+
+// --- JS errors -------------------------------------------------------------------
+
+JsHandlerError errorFromValue(const QJSValue &thrown)
+{
+    QString location;
+    if (thrown.isError() || thrown.isObject()) {
+        const QJSValue file = thrown.property(QStringLiteral("fileName"));
+        const QJSValue line = thrown.property(QStringLiteral("lineNumber"));
+        if (file.isString() && !file.toString().isEmpty())
+            location = file.toString() + QLatin1Char(':') + QString::number(line.toInt());
+    }
+    QString message = thrown.toString();
+    if (message.isEmpty())
+        message = QStringLiteral("(empty JS error)");
+    return JsHandlerError(message, location);
+}
+
+// --- notifyAsync() ---------------------------------------------------------------
+
+namespace {
+thread_local AsyncCollector *t_collector = nullptr;
+
+// Each handler's thenable, failures reported and swallowed, joined with the
+// C++ handlers' completion; resolves with undefined and never rejects.
+constexpr auto kJoinSource = R"JS((function (entries, cppDone, sink) {
+    var waits = entries.map(function (entry) {
+        return Promise.resolve(entry.promise).then(function () {}, function (reason) {
+            try { sink.reject(entry.id, reason); } catch (ignored) {}
+        });
+    });
+    if (cppDone)
+        waits.push(cppDone);
+    return Promise.all(waits).then(function () {});
+}))JS";
+
+constexpr auto kDeferredSource = R"JS((function () {
+    var deferred = {};
+    deferred.promise = new Promise(function (resolve) { deferred.resolve = resolve; });
+    return deferred;
+}))JS";
+} // namespace
+
+AsyncCollector::AsyncCollector() noexcept : m_outer(t_collector)
+{
+    t_collector = this;
+}
+
+AsyncCollector::~AsyncCollector()
+{
+    t_collector = m_outer;
+}
+
+AsyncCollector *AsyncCollector::current() noexcept
+{
+    return t_collector;
+}
+
+JsJoin::JsJoin(QmlRegistry *registry, QJSEngine *engine) : QObject(registry), m_registry(registry), m_engine(engine)
+{
+    QJSEngine::setObjectOwnership(this, QJSEngine::CppOwnership);
+    m_self = engine->newQObject(this);
+    m_joinFn = engine->evaluate(QString::fromUtf8(kJoinSource));
+    m_deferredFn = engine->evaluate(QString::fromUtf8(kDeferredSource));
+}
+
+QJSValue JsJoin::join(const AsyncCollector &collected, const QFuture<void> &cppDone)
+{
+    const auto &entries = collected.entries();
+    QJSValue list = m_engine->newArray(uint(entries.size()));
+    for (qsizetype i = 0; i < entries.size(); ++i) {
+        QJSValue entry = m_engine->newObject();
+        entry.setProperty(QStringLiteral("id"), double(entries[i].first));
+        entry.setProperty(QStringLiteral("promise"), entries[i].second);
+        list.setProperty(quint32(i), entry);
+    }
+    QJSValue cpp(QJSValue::NullValue);
+    if (!cppDone.isFinished()) {
+        // C++ async handlers are still running: a promise resolved by a
+        // watcher in this thread (QFuture::then(context) races in Qt 6.4
+        // when another thread finishes the future).
+        const QJSValue deferred = m_deferredFn.call();
+        cpp = deferred.property(QStringLiteral("promise"));
+        auto *watcher = new QFutureWatcher<void>(this);
+        connect(watcher, &QFutureWatcherBase::finished, this,
+                [watcher, resolve = deferred.property(QStringLiteral("resolve"))]() mutable {
+                    resolve.call();
+                    watcher->deleteLater();
+                });
+        watcher->setFuture(cppDone);
+    }
+    return m_joinFn.call({list, cpp, m_self});
+}
+
+void JsJoin::reject(double id, const QJSValue &reason)
+{
+    m_registry->reportRejection(quint64(id), reason);
+}
+
+} // namespace qmldetail
+} // namespace sigreg

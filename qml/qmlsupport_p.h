@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: MIT
+// Sigreg QML — internals shared by Registry and RegistryHandler (not installed).
+#pragma once
+
+#include <sigreg/qml/qmlregistry.h>
+
+#include <QtCore/QFuture>
+#include <QtCore/QList>
+#include <QtCore/QObject>
+#include <QtCore/QString>
+#include <QtQml/QJSValue>
+#include <QtQml/QQmlError>
+
+#include <stdexcept>
+#include <utility>
+
+QT_BEGIN_NAMESPACE
+class QQmlEngine;
+QT_END_NAMESPACE
+
+namespace sigreg::qmldetail {
+
+/// A JS handler's failure, thrown through the Qt facade's failure path so
+/// that JS and C++ failures are reported alike (with the handler's id).
+class JsHandlerError : public std::runtime_error
+{
+public:
+    JsHandlerError(const QString &message, QString location)
+        : std::runtime_error(message.toStdString()), m_message(message), m_location(std::move(location))
+    {
+    }
+    const QString &message() const noexcept { return m_message; }
+    const QString &location() const noexcept { return m_location; }
+
+private:
+    QString m_message;
+    QString m_location;
+};
+
+/// What a thrown (or rejected-with) JS value says: "Error: text" and
+/// "url:line" for an Error object, its string form for anything else.
+JsHandlerError errorFromValue(const QJSValue &thrown);
+
+/// Errors the QML engine reports while an `onNotified` handler runs (a throw
+/// in a signal handler is caught by QML and reported through
+/// QQmlEngine::warnings(), synchronously). One per thread, nested.
+class WarningCapture
+{
+public:
+    WarningCapture() noexcept;
+    ~WarningCapture();
+    WarningCapture(const WarningCapture &) = delete;
+    WarningCapture &operator=(const WarningCapture &) = delete;
+
+    const QList<QQmlError> &errors() const noexcept { return m_errors; }
+    /// Connects `engine`'s warnings() to the capture (once per engine).
+    static void hook(QQmlEngine *engine);
+
+private:
+    static void collect(const QList<QQmlError> &warnings);
+    QList<QQmlError> m_errors;
+    WarningCapture *m_outer;
+};
+
+/// The thenables returned by `handler` functions during one notifyAsync().
+class AsyncCollector
+{
+public:
+    AsyncCollector() noexcept;
+    ~AsyncCollector();
+    AsyncCollector(const AsyncCollector &) = delete;
+    AsyncCollector &operator=(const AsyncCollector &) = delete;
+
+    static AsyncCollector *current() noexcept;
+    void add(quint64 id, const QJSValue &thenable) { m_entries.append({id, thenable}); }
+    const QList<std::pair<quint64, QJSValue>> &entries() const noexcept { return m_entries; }
+
+private:
+    QList<std::pair<quint64, QJSValue>> m_entries;
+    AsyncCollector *m_outer;
+};
+
+/// The JS side of Registry.notifyAsync(): joins the collected thenables and
+/// the C++ handlers' future into one promise, reporting rejections. Lives
+/// in the registry's (the engine's) thread, a child of the registry.
+class JsJoin : public QObject
+{
+    Q_OBJECT
+public:
+    JsJoin(QmlRegistry *registry, QJSEngine *engine);
+    QJSValue join(const AsyncCollector &collected, const QFuture<void> &cppDone);
+
+    Q_INVOKABLE void reject(double id, const QJSValue &reason);
+
+private:
+    QmlRegistry *m_registry;
+    QJSEngine *m_engine;
+    QJSValue m_self;
+    QJSValue m_joinFn;
+    QJSValue m_deferredFn;
+};
+
+} // namespace sigreg::qmldetail

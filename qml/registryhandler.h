@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: MIT
+// Sigreg QML — `RegistryHandler`, the guard object of `import Sigreg`.
+#pragma once
+
+#include <sigreg/sigreg_qml_export.h>
+
+#include <QtCore/QObject>
+#include <QtCore/QPointer>
+#include <QtQml/QJSValue>
+#include <QtQml/QQmlParserStatus>
+#include <QtQml/qqmlregistration.h>
+
+namespace sigreg {
+
+class QmlRegistry;
+class QmlEvent;
+
+/// A handler of a QML `Registry`, alive as long as this object is:
+///
+///     RegistryHandler {
+///         registry: events
+///         priority: 10
+///         onNotified: (event) => console.log(event.kind)
+///     }
+///
+/// It registers once the object is complete, and unregisters when it is
+/// destroyed, when `enabled` goes false or when `registry` changes (then it
+/// registers with the new one); a priority change registers it anew. It is
+/// called in the QML engine's thread, also for events notified from another
+/// thread. Registering and unregistering cost a few microseconds, so
+/// delegates of a Repeater or ListView may carry one each.
+///
+/// The handler is `onNotified`, or a `handler` function; the function is
+/// preferred when both are given, and only its return value is seen: a
+/// returned Promise is awaited by Registry.notifyAsync(). Either may throw:
+/// the registry reports it with handlerFailed() and the other handlers run.
+class SIGREG_QML_EXPORT RegistryHandler : public QObject, public QQmlParserStatus
+{
+    Q_OBJECT
+    Q_INTERFACES(QQmlParserStatus)
+    QML_ELEMENT
+    /// The Registry to handle events of (another type: a warning, and no registration).
+    Q_PROPERTY(QObject *registry READ registry WRITE setRegistry NOTIFY registryChanged)
+    /// Higher runs first; equal priorities run in registration order.
+    Q_PROPERTY(int priority READ priority WRITE setPriority NOTIFY priorityChanged)
+    /// false: not registered.
+    Q_PROPERTY(bool enabled READ isEnabled WRITE setEnabled NOTIFY enabledChanged)
+    /// Optional function(event) called instead of emitting notified(); its
+    /// result may be a Promise (see Registry.notifyAsync()).
+    Q_PROPERTY(QJSValue handler READ handler WRITE setHandler NOTIFY handlerChanged)
+    /// Whether the handler is registered now.
+    Q_PROPERTY(bool registered READ isRegistered NOTIFY registeredChanged)
+    /// The registry's id of this handler while registered (0 when not); the
+    /// `handlerId` of Registry.handlerFailed().
+    Q_PROPERTY(double handlerId READ handlerId NOTIFY registeredChanged)
+
+public:
+    explicit RegistryHandler(QObject *parent = nullptr);
+    ~RegistryHandler() override;
+
+    QObject *registry() const;
+    void setRegistry(QObject *registry);
+    int priority() const noexcept { return m_priority; }
+    void setPriority(int priority);
+    bool isEnabled() const noexcept { return m_enabled; }
+    void setEnabled(bool enabled);
+    QJSValue handler() const { return m_handler; }
+    void setHandler(const QJSValue &handler);
+    bool isRegistered() const noexcept { return m_id != 0; }
+    double handlerId() const noexcept { return static_cast<double>(m_id); }
+
+    void classBegin() override {}
+    void componentComplete() override;
+
+Q_SIGNALS:
+    /// The event, in the engine's thread.
+    void notified(const QJSValue &event);
+    void registryChanged();
+    void priorityChanged();
+    void enabledChanged();
+    void handlerChanged();
+    void registeredChanged();
+
+private:
+    void sync();
+    void unregister(bool announce = true);
+    void deliver(const QmlEvent &event);
+    void registryDestroyed();
+
+    QPointer<QObject> m_assigned;     // what `registry` was set to
+    QPointer<QmlRegistry> m_registry; // the same, when it is a Registry
+    QMetaObject::Connection m_registryDestroyed;
+    QJSValue m_handler;
+    quint64 m_id = 0;
+    QmlRegistry *m_registeredWith = nullptr;
+    int m_priority = 0;
+    int m_registeredPriority = 0;
+    bool m_enabled = true;
+    bool m_complete = false;
+    bool m_warnedNoHandler = false;
+};
+
+} // namespace sigreg
