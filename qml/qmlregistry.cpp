@@ -86,6 +86,15 @@ QJSEngine *QmlRegistry::engine() const
     return qjsEngine(this);
 }
 
+qmldetail::JsCaller *QmlRegistry::caller(QJSEngine *engine)
+{
+    // Handlers of one registry live in one engine; another engine's handler
+    // (unusual) gets a trampoline of its own each time.
+    if (!m_caller)
+        m_caller = std::make_unique<qmldetail::JsCaller>(engine);
+    return m_caller->engine() == engine ? m_caller.get() : nullptr;
+}
+
 void QmlRegistry::notify()
 {
     qmlWarning(this) << "Registry.notify() needs an event argument, e.g. notify({ kind: \"saved\" }); nothing was "
@@ -151,6 +160,39 @@ JsHandlerError errorFromValue(const QJSValue &thrown)
     if (message.isEmpty())
         message = QStringLiteral("(empty JS error)");
     return JsHandlerError(message, location);
+}
+
+// --- JsCaller ----------------------------------------------------------------------
+
+namespace {
+// `box.thrown` is the exception of the last call that threw; the box itself
+// is the result of such a call (no handler can return it).
+constexpr auto kTrampolineSource = R"JS((function (box) {
+    return function (handler, event) {
+        try {
+            return handler(event);
+        } catch (error) {
+            box.thrown = error;
+            return box;
+        }
+    };
+}))JS";
+} // namespace
+
+JsCaller::JsCaller(QJSEngine *engine) : m_engine(engine), m_box(engine->newObject())
+{
+    m_trampoline = engine->evaluate(QString::fromUtf8(kTrampolineSource)).call({m_box});
+}
+
+QJSValue JsCaller::call(const QJSValue &function, const QJSValue &argument)
+{
+    QJSValue result = m_trampoline.call({function, argument});
+    if (result.strictlyEquals(m_box)) {
+        const QJSValue thrown = m_box.property(QStringLiteral("thrown"));
+        m_box.deleteProperty(QStringLiteral("thrown"));
+        throw errorFromValue(thrown);
+    }
+    return result;
 }
 
 // --- notifyAsync() ---------------------------------------------------------------

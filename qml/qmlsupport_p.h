@@ -41,6 +41,24 @@ private:
 /// "url:line" for an Error object, its string form for anything else.
 JsHandlerError errorFromValue(const QJSValue &thrown);
 
+/// Calls a JS handler function and tells a throw from a return: QJSValue's
+/// call() returns what was thrown as if it were the result, so a call goes
+/// through a small JS trampoline that catches and stores the exception.
+/// One per registry, made in (and used from) the engine's thread.
+class JsCaller
+{
+public:
+    explicit JsCaller(QJSEngine *engine);
+    QJSEngine *engine() const noexcept { return m_engine; }
+    /// Calls `function(argument)`; throws JsHandlerError when it throws.
+    QJSValue call(const QJSValue &function, const QJSValue &argument);
+
+private:
+    QJSEngine *m_engine;
+    QJSValue m_box;
+    QJSValue m_trampoline;
+};
+
 /// Errors the QML engine reports while an `onNotified` handler runs (a throw
 /// in a signal handler is caught by QML and reported through
 /// QQmlEngine::warnings(), synchronously). One per thread, nested.

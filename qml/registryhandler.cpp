@@ -6,6 +6,7 @@
 
 #include <QtCore/QMetaMethod>
 #include <QtQml/QJSEngine>
+#include <QtQml/QQmlContext>
 #include <QtQml/QQmlEngine>
 #include <QtQml/QQmlInfo>
 
@@ -163,6 +164,15 @@ void RegistryHandler::unregister(bool announce)
 void RegistryHandler::registryDestroyed()
 {
     const bool wasRegistered = m_id != 0;
+    // A registry going away while this handler still wants its events is
+    // worth a warning; the two torn down together (their component, the
+    // engine) is not: the handler's context is invalid by then.
+    const QQmlContext *context = qmlContext(this);
+    if (m_complete && m_enabled && context && context->isValid()) {
+        qmlWarning(this) << "its Registry was destroyed while the handler was "
+                         << (wasRegistered ? "registered" : "waiting for it")
+                         << "; it is unregistered and gets no events until `registry` is set again";
+    }
     m_id = 0;
     m_registeredWith = nullptr;
     m_registry.clear();
@@ -179,11 +189,14 @@ void RegistryHandler::deliver(const QmlEvent &event)
         return;
     const QJSValue value = event.toScriptValue(engine);
     if (m_handler.isCallable()) {
-        const QJSValue result = m_handler.call({value});
-        // call() catches what the function throws and returns it; an Error
-        // object returned (not thrown) cannot be told apart and counts too.
-        if (result.isError())
-            throw qmldetail::errorFromValue(result);
+        qmldetail::JsCaller *caller = m_registeredWith ? m_registeredWith->caller(engine) : nullptr;
+        QJSValue result;
+        if (caller) {
+            result = caller->call(m_handler, value); // throws what the handler threw
+        } else {
+            qmldetail::JsCaller own(engine);
+            result = own.call(m_handler, value);
+        }
         if (auto *collector = qmldetail::AsyncCollector::current()) {
             if (result.isObject() && result.property(QStringLiteral("then")).isCallable())
                 collector->add(m_id, result);

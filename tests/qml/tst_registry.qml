@@ -30,6 +30,7 @@ TestCase {
     }
 
     function init() { log = [] }
+    function cleanupTestCase() { countSpy.target = null; failedSpy.target = null }
 
     function test_priorityOrder() {
         compare(events.count, 3)
@@ -63,5 +64,97 @@ TestCase {
         compare(failures[0].id, thrower.handlerId)
         compare(failures[0].message, "Error: boom 3")
         verify(/tst_registry\.qml:\d+$/.test(failures[0].location), failures[0].location)
+    }
+
+    Registry { id: other }
+    RegistryHandler {
+        id: signalThrower
+        registry: other
+        priority: 1
+        onNotified: (event) => { if (event.boom) throw new Error("signal boom"); root.log.push("signal:" + event.n) }
+    }
+    RegistryHandler {
+        registry: other
+        onNotified: (event) => root.log.push("sibling:" + event.n)
+    }
+    SignalSpy { id: failedSpy; target: other; signalName: "handlerFailed" }
+    SignalSpy { id: countSpy; target: events; signalName: "countChanged" }
+
+    function test_onNotifiedErrorIsIsolated() {
+        failedSpy.clear()
+        other.notify({ n: 1, boom: true })
+        compare(log, ["sibling:1"])
+        compare(failedSpy.count, 1)
+        compare(failedSpy.signalArguments[0][0], signalThrower.handlerId)
+        compare(failedSpy.signalArguments[0][1], "Error: signal boom")
+        verify(/tst_registry\.qml:\d+$/.test(failedSpy.signalArguments[0][2]), failedSpy.signalArguments[0][2])
+        other.notify({ n: 2 })
+        compare(log, ["sibling:1", "signal:2", "sibling:2"], "the thrower still runs next time")
+        compare(failedSpy.count, 1)
+    }
+
+    function test_thrownNonErrorValue() {
+        var failures = []
+        var onFailed = (id, message, location) => failures.push([message, location])
+        events.handlerFailed.connect(onFailed)
+        createTemporaryObject(handlerComponent, root, { registry: events, handler: (e) => { throw "plain text" } })
+        var before = events.failureCount
+        events.notify({ n: 4 })
+        events.handlerFailed.disconnect(onFailed)
+        compare(failures, [["plain text", ""]])
+        compare(events.failureCount, before + 1)
+        compare(log, ["high:4", "middle:4", "low:4"])
+    }
+
+    function test_countFollowsHandlers() {
+        countSpy.clear()
+        var h = createTemporaryObject(handlerComponent, root, { registry: events, handler: () => {} })
+        compare(events.count, 4)
+        compare(countSpy.count, 1)
+        h.enabled = false
+        compare(events.count, 3)
+        compare(countSpy.count, 2)
+    }
+
+    function test_nestedNotifyKeepsEachEvent() {
+        var seen = []
+        var outerEvent = { name: "outer" }
+        var innerEvent = { name: "inner" }
+        var relay = createTemporaryObject(handlerComponent, root, { registry: events, priority: 50,
+            handler: (e) => { seen.push(e); if (e === outerEvent) other.notify(innerEvent) } })
+        var listener = createTemporaryObject(handlerComponent, root, { registry: other, priority: 50,
+            handler: (e) => seen.push(e) })
+        events.notify(outerEvent)
+        compare(seen.length, 2)
+        verify(seen[0] === outerEvent)
+        verify(seen[1] === innerEvent, "the inner notify's own object")
+    }
+
+    function test_reentrantNotifyOfTheSameRegistry() {
+        var depth = 0
+        var h = createTemporaryObject(handlerComponent, root, { registry: events, priority: 50,
+            handler: (e) => { if (e.n < 3) { ++depth; events.notify({ n: e.n + 1 }) } } })
+        events.notify({ n: 1 })
+        compare(depth, 2)
+        compare(log, ["high:3", "middle:3", "low:3", "high:2", "middle:2", "low:2", "high:1", "middle:1", "low:1"])
+    }
+
+    function test_handlerAddedDuringNotifyRunsFromTheNextOne() {
+        var added = null
+        var adder = createTemporaryObject(handlerComponent, root, { registry: events, priority: 50,
+            handler: (e) => { if (!added) added = handlerComponent.createObject(root, { registry: events, priority: 60, handler: (x) => root.log.push("added:" + x.n) }) } })
+        events.notify({ n: 1 })
+        compare(log, ["high:1", "middle:1", "low:1"])
+        log = []
+        events.notify({ n: 2 })
+        compare(log, ["added:2", "high:2", "middle:2", "low:2"])
+        added.destroy()
+    }
+
+    function test_returnedErrorIsNotAFailure() {
+        var before = events.failureCount
+        var h = createTemporaryObject(handlerComponent, root, { registry: events, handler: (e) => new Error("a value") })
+        events.notify({ n: 5 })
+        compare(events.failureCount, before, "only a throw is a failure")
     }
 }

@@ -96,6 +96,7 @@ private:
 
 namespace qmldetail {
 class JsJoin;
+class JsCaller;
 }
 
 /// `Registry { }` in QML: a registry of QML values. See the top of this file.
@@ -190,12 +191,14 @@ private:
     QtRegistry<QmlEvent> &typed() noexcept { return m_registry; }
     void reportRejection(quint64 id, const QJSValue &reason);
     QJSEngine *engine() const;
+    qmldetail::JsCaller *caller(QJSEngine *engine);
 
     QtRegistry<QmlEvent> m_registry;
     std::atomic<quint64> m_rejections{0};
     std::mutex m_forwardsMutex;
     std::vector<Guard> m_forwards;
     qmldetail::JsJoin *m_join = nullptr; // created on the first notifyAsync()
+    std::unique_ptr<qmldetail::JsCaller> m_caller; // created on the first JS handler call
 };
 
 /// C++ → QML bridge: a new QML Registry (owned by `parent`) fed with the

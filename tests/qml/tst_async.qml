@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: MIT
+// Registry.notifyAsync(): handlers returning promises are awaited together.
+import QtQuick
+import QtTest
+import Sigreg
+
+TestCase {
+    id: root
+    name: "RegistryAsync"
+
+    property var log: []
+    property var failures: []
+
+    Registry {
+        id: events
+        onHandlerFailed: (id, message, location) => root.failures.push({ id: id, message: message, location: location })
+    }
+    Component { id: handlerComponent; RegistryHandler { registry: events } }
+
+    // A promise settled later, from the event loop.
+    Component {
+        id: timerComponent
+        Timer { interval: 1; running: true; repeat: false }
+    }
+    function later(action) {
+        return new Promise(function (resolve, reject) {
+            var t = timerComponent.createObject(root)
+            t.triggered.connect(function () { t.destroy(); try { resolve(action()) } catch (e) { reject(e) } })
+        })
+    }
+
+    function init() { log = []; failures = [] }
+    function cleanup() { events.clear() }
+
+    function test_waitsForEveryPromise() {
+        createTemporaryObject(handlerComponent, root, { priority: 2,
+            handler: (e) => later(() => root.log.push("slow done")) })
+        createTemporaryObject(handlerComponent, root, { priority: 1,
+            handler: (e) => { root.log.push("sync " + e); } })
+        createTemporaryObject(handlerComponent, root, { priority: 0,
+            handler: (e) => later(() => later(() => root.log.push("slower done"))) })
+        var done = false
+        events.notifyAsync("go").then(() => { done = true; root.log.push("all done") })
+        compare(log, ["sync go"], "every handler started in the call, in priority order; none finished")
+        verify(!done)
+        tryVerify(() => done)
+        compare(log, ["sync go", "slow done", "slower done", "all done"])
+        compare(failures, [])
+    }
+
+    function test_rejectionIsReportedAndNeverRejectsTheJoin() {
+        var bad = createTemporaryObject(handlerComponent, root, {
+            handler: (e) => later(() => { throw new Error("late " + e) }) })
+        createTemporaryObject(handlerComponent, root, { priority: -1,
+            handler: (e) => later(() => root.log.push("sibling")) })
+        var outcome = ""
+        var failedBefore = events.failureCount
+        events.notifyAsync("x").then(() => outcome = "resolved", () => outcome = "rejected")
+        tryCompare(root, "failures", [], 0) // nothing reported synchronously
+        tryVerify(() => outcome !== "")
+        compare(outcome, "resolved")
+        compare(log, ["sibling"])
+        compare(failures.length, 1)
+        compare(failures[0].id, bad.handlerId)
+        compare(failures[0].message, "Error: late x")
+        verify(/tst_async\.qml:\d+$/.test(failures[0].location), failures[0].location)
+        compare(events.failureCount, failedBefore + 1)
+    }
+
+    function test_rejectedWithNonError() {
+        createTemporaryObject(handlerComponent, root, { handler: (e) => Promise.reject("plain reason") })
+        var done = false
+        events.notifyAsync(1).then(() => done = true)
+        tryVerify(() => done)
+        compare(failures.length, 1)
+        compare(failures[0].message, "plain reason")
+        compare(failures[0].location, "")
+    }
+
+    function test_throwBeforeReturningAPromise() {
+        var thrower = createTemporaryObject(handlerComponent, root, { priority: 5,
+            handler: (e) => { throw new TypeError("early") } })
+        createTemporaryObject(handlerComponent, root, { handler: (e) => later(() => root.log.push("ran")) })
+        var done = false
+        events.notifyAsync(1).then(() => done = true)
+        compare(failures.length, 1, "reported at once, like notify()")
+        compare(failures[0].id, thrower.handlerId)
+        compare(failures[0].message, "TypeError: early")
+        tryVerify(() => done)
+        compare(log, ["ran"])
+    }
+
+    // Qt 6.4's engine has no async/await: a handler returns a promise chain.
+    function test_promiseChainHandler() {
+        createTemporaryObject(handlerComponent, root, {
+            handler: (e) => later(() => e * 2).then((v) => root.log.push("chained " + v)) })
+        var done = false
+        events.notifyAsync(7).then(() => done = true)
+        tryVerify(() => done)
+        compare(log, ["chained 14"])
+    }
+
+    // A thenable that is not a native Promise is awaited too.
+    function test_customThenable() {
+        var settle
+        createTemporaryObject(handlerComponent, root, {
+            handler: (e) => ({ then: function (ok, fail) { settle = ok } }) })
+        var done = false
+        events.notifyAsync(1).then(() => done = true)
+        wait(20)
+        verify(!done, "waits for the thenable")
+        settle()
+        tryVerify(() => done)
+    }
+
+    function test_withoutHandlersResolves() {
+        var done = false
+        events.notifyAsync({}).then(() => done = true)
+        verify(!done, "a promise: settles from the event loop")
+        tryVerify(() => done)
+    }
+
+    function test_onNotifiedHandlersRunButAreNotAwaited() {
+        ignoreWarning(/RegistryHandler has no onNotified handler/) // connected below, after completion
+        var h = createTemporaryObject(handlerComponent, root, {})
+        h.notified.connect((e) => root.log.push("signal " + e))
+        var done = false
+        events.notifyAsync(3).then(() => done = true)
+        compare(log, ["signal 3"])
+        tryVerify(() => done)
+    }
+
+    function test_notifyAsyncWithoutArgumentWarns() {
+        ignoreWarning(new RegExp("tst_async\\.qml:\\d+:\\d+: QML Registry: Registry\\.notifyAsync\\(\\) needs an event argument"))
+        var done = false
+        events.notifyAsync().then(() => done = true)
+        tryVerify(() => done, 1000, "still a promise, resolved")
+    }
+}
