@@ -3,6 +3,7 @@
 #include "qmlsupport_p.h"
 
 #include <QtCore/QFutureWatcher>
+#include <QtCore/QThread>
 #include <QtQml/QJSEngine>
 #include <QtQml/QQmlEngine>
 #include <QtQml/QQmlInfo>
@@ -11,13 +12,34 @@ namespace sigreg {
 
 // --- QmlEvent --------------------------------------------------------------------
 
+namespace {
+// Serials of event copies: a per-thread counter under a per-thread prefix, so
+// that copying (once per notify with queued handlers) shares no cache line.
+std::atomic<quint64> g_nextThreadPrefix{1};
+thread_local quint64 t_serialPrefix = 0;
+thread_local quint64 t_serialCount = 0;
+
+quint64 nextSerial() noexcept
+{
+    if (t_serialPrefix == 0)
+        t_serialPrefix = g_nextThreadPrefix.fetch_add(1, std::memory_order_relaxed) << 40;
+    return t_serialPrefix | (++t_serialCount & ((quint64(1) << 40) - 1));
+}
+} // namespace
+
+QmlEvent::QmlEvent(const QmlEvent &other) : m_value(other.value()), m_serial(nextSerial()), m_hasValue(true) {}
+
 QmlEvent &QmlEvent::operator=(const QmlEvent &other)
 {
     if (this != &other) {
         m_value = other.value();
         m_hasValue = true;
+        m_converted = QJSValue();
+        m_convertedBy = nullptr;
         m_script = nullptr;
         m_engine = nullptr;
+        m_serial = nextSerial();
+        m_transient = false;
     }
     return *this;
 }
@@ -37,6 +59,13 @@ QJSValue QmlEvent::toScriptValue(QJSEngine *engine) const
 {
     if (m_script && engine == m_engine)
         return *m_script;
+    if (m_transient) { // read only on its own thread, where it also dies
+        if (m_convertedBy != engine) {
+            m_converted = engine->toScriptValue(value());
+            m_convertedBy = engine;
+        }
+        return m_converted;
+    }
     return engine->toScriptValue(value());
 }
 
@@ -86,10 +115,26 @@ QJSEngine *QmlRegistry::engine() const
     return qjsEngine(this);
 }
 
+QJSValue QmlRegistry::scriptValue(const QmlEvent &event, QJSEngine *engine)
+{
+    if (event.m_serial == 0 || QThread::currentThread() != thread())
+        return event.toScriptValue(engine);
+    for (const Converted &c : m_converted) {
+        if (c.serial == event.m_serial && c.engine == engine)
+            return c.value;
+    }
+    Converted &slot = m_converted[m_convertedNext];
+    m_convertedNext = (m_convertedNext + 1) % m_converted.size();
+    slot = {event.m_serial, engine, event.toScriptValue(engine)};
+    return slot.value;
+}
+
 qmldetail::JsCaller *QmlRegistry::caller(QJSEngine *engine)
 {
     // Handlers of one registry live in one engine; another engine's handler
     // (unusual) gets a trampoline of its own each time.
+    if (QThread::currentThread() != thread())
+        return nullptr;
     if (!m_caller)
         m_caller = std::make_unique<qmldetail::JsCaller>(engine);
     return m_caller->engine() == engine ? m_caller.get() : nullptr;

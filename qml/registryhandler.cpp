@@ -187,7 +187,9 @@ void RegistryHandler::deliver(const QmlEvent &event)
     QJSEngine *engine = qjsEngine(this);
     if (!engine)
         return;
-    const QJSValue value = event.toScriptValue(engine);
+    // One JS value per notify for all JS handlers of a registry (the
+    // original for events from JS, one conversion for events from C++).
+    const QJSValue value = m_registeredWith ? m_registeredWith->scriptValue(event, engine) : event.toScriptValue(engine);
     if (m_handler.isCallable()) {
         qmldetail::JsCaller *caller = m_registeredWith ? m_registeredWith->caller(engine) : nullptr;
         QJSValue result;

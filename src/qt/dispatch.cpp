@@ -258,7 +258,8 @@ Parcel *parcelFor(HandlerState *state, const void *event, OwnedParcel &owned)
     Frame *f = t_frame;
     // Address and event type: two registries' events may share an address
     // (an object and its first member).
-    if (f && f->event == event && f->makeParcel == state->makeParcel)
+    if (f && f->event == event
+        && (f->makeParcel == state->makeParcel || (f->eventType && state->eventType && *f->eventType == *state->eventType)))
         return f->sharedParcel();
     owned.reset(state->makeParcel(event));
     return owned.get();
@@ -897,8 +898,8 @@ void SequentialRun::advance() noexcept
 }
 
 // ====================================================================== frames
-Frame::Frame(const void *e, MakeParcelFn make, Mode m) noexcept
-    : event(e), makeParcel(make), mode(m), prev(t_frame)
+Frame::Frame(const void *e, MakeParcelFn make, const std::type_info *type, Mode m) noexcept
+    : event(e), makeParcel(make), eventType(type), mode(m), prev(t_frame)
 {
     t_frame = this;
 }

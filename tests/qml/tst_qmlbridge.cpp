@@ -145,6 +145,42 @@ private Q_SLOTS:
         QCOMPARE(probe.seen.size(), std::size_t(kProducers * kEach));
     }
 
+    // All JS handlers of one notify share one JS value, inline or queued.
+    void handlersOfOneNotifyShareOneJsValue()
+    {
+        sigreg::QtRegistry<Reading> readings;
+        QQmlEngine engine;
+        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        std::unique_ptr<sigreg::QmlRegistry> bridge(sigreg::exposeToQml(readings, &toMap));
+        auto root = load(engine, R"(
+            import QtQml
+            import Sigreg
+            QtObject {
+                required property var events
+                property var first: null
+                property int same: 0
+                property int calls: 0
+                property list<QtObject> handlers: [
+                    RegistryHandler { registry: events; priority: 2; onNotified: (e) => { first = e; e.mark = true; ++calls } },
+                    RegistryHandler { registry: events; priority: 1; onNotified: (e) => { if (e === first && e.mark) ++same; ++calls } },
+                    RegistryHandler { registry: events; priority: 0; handler: (e) => { if (e === first) ++same; ++calls } }
+                ]
+            })",
+                         {{QStringLiteral("events"), QVariant::fromValue(bridge.get())}});
+        QVERIFY(root);
+        readings.notify(Reading{QStringLiteral("inline"), 1});
+        QCOMPARE(root->property("calls").toInt(), 3);
+        QCOMPARE(root->property("same").toInt(), 2);
+
+        std::thread producer([&] {
+            for (int i = 0; i < 10; ++i)
+                readings.notify(Reading{QStringLiteral("queued"), double(i)});
+        });
+        producer.join();
+        QTRY_COMPARE(root->property("calls").toInt(), 33);
+        QCOMPARE(root->property("same").toInt(), 22);
+    }
+
     void gadgetEvents()
     {
         sigreg::QtRegistry<Point> points;

@@ -45,6 +45,7 @@
 #include <QtQml/QJSValue>
 #include <QtQml/qqmlregistration.h>
 
+#include <array>
 #include <memory>
 #include <mutex>
 #include <type_traits>
@@ -70,7 +71,7 @@ class SIGREG_QML_EXPORT QmlEvent
 public:
     QmlEvent() = default;
     explicit QmlEvent(QVariant value) : m_value(std::move(value)), m_hasValue(true) {}
-    QmlEvent(const QmlEvent &other) : m_value(other.value()), m_hasValue(true) {}
+    QmlEvent(const QmlEvent &other);
     QmlEvent &operator=(const QmlEvent &other);
     ~QmlEvent() = default;
 
@@ -87,11 +88,20 @@ public:
 private:
     friend class QmlRegistry;
     QmlEvent(const QJSValue *script, QJSEngine *engine) : m_script(script), m_engine(engine) {}
+    // An event made by QmlRegistry::notify(QVariant) for the length of the
+    // call, on the notifying thread: it keeps its own JS conversion, so that
+    // the JS handlers it reaches inline share one value.
+    struct Transient {};
+    QmlEvent(Transient, const QVariant &value) : m_value(value), m_hasValue(true), m_transient(true) {}
 
     mutable QVariant m_value;
-    mutable bool m_hasValue = false;
+    mutable QJSValue m_converted;         // transient events only
+    mutable QJSEngine *m_convertedBy = nullptr;
     const QJSValue *m_script = nullptr;
     QJSEngine *m_engine = nullptr;
+    quint64 m_serial = 0;                 // copies: unique, keys QmlRegistry's conversion cache
+    mutable bool m_hasValue = false;
+    bool m_transient = false;
 };
 
 namespace qmldetail {
@@ -136,7 +146,7 @@ public:
 
     /// C++: notifies from any thread. JS handlers run in the engine's thread
     /// (queued when this is another thread).
-    void notify(const QVariant &event) const noexcept { m_registry.notify(QmlEvent(event)); }
+    void notify(const QVariant &event) const noexcept { m_registry.notify(QmlEvent(QmlEvent::Transient{}, event)); }
     void notify(const QmlEvent &event) const noexcept { m_registry.notify(event); }
 
     /// C++: the add() overloads of QtRegistry<QmlEvent> (handlers callable
@@ -192,6 +202,7 @@ private:
     void reportRejection(quint64 id, const QJSValue &reason);
     QJSEngine *engine() const;
     qmldetail::JsCaller *caller(QJSEngine *engine);
+    QJSValue scriptValue(const QmlEvent &event, QJSEngine *engine);
 
     QtRegistry<QmlEvent> m_registry;
     std::atomic<quint64> m_rejections{0};
@@ -199,6 +210,15 @@ private:
     std::vector<Guard> m_forwards;
     qmldetail::JsJoin *m_join = nullptr; // created on the first notifyAsync()
     std::unique_ptr<qmldetail::JsCaller> m_caller; // created on the first JS handler call
+    // The last conversions of queued events (copies), by serial: the JS
+    // handlers of one notify share one JS value. This object's thread only.
+    struct Converted {
+        quint64 serial = 0;
+        QJSEngine *engine = nullptr;
+        QJSValue value;
+    };
+    std::array<Converted, 4> m_converted;
+    std::size_t m_convertedNext = 0;
 };
 
 /// C++ → QML bridge: a new QML Registry (owned by `parent`) fed with the

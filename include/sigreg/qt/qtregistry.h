@@ -261,7 +261,7 @@ public:
             m_core.notify(std::addressof(event));
             return;
         }
-        qtdetail::Frame frame(std::addressof(event), parcelMaker(), qtdetail::Mode::Notify);
+        qtdetail::Frame frame(std::addressof(event), parcelMaker(), &typeid(E), qtdetail::Mode::Notify);
         m_core.notify(std::addressof(event));
     }
 
@@ -272,7 +272,7 @@ public:
     /// finishes. The future never fails and is never cancelled by Sigreg.
     QFuture<void> notifyAsync(const E &event)
     {
-        qtdetail::Frame frame(std::addressof(event), parcelMaker(), qtdetail::Mode::Async);
+        qtdetail::Frame frame(std::addressof(event), parcelMaker(), &typeid(E), qtdetail::Mode::Async);
         m_core.notify(std::addressof(event));
         return frame.finish();
     }
@@ -287,7 +287,7 @@ public:
     /// last async handler's future.
     QFuture<void> notifySequential(const E &event)
     {
-        qtdetail::Frame frame(std::addressof(event), parcelMaker(), qtdetail::Mode::Sequential);
+        qtdetail::Frame frame(std::addressof(event), parcelMaker(), &typeid(E), qtdetail::Mode::Sequential);
         m_core.notify(std::addressof(event));
         return frame.finish();
     }
@@ -319,6 +319,7 @@ private:
         else
             s->call = &S::callFn;
         s->makeParcel = parcelMaker();
+        s->eventType = &typeid(E);
         return s;
     }
 

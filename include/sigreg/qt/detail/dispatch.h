@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <typeinfo>
 #include <mutex>
 #include <new>
 #include <vector>
@@ -104,6 +105,9 @@ struct SIGREG_QT_EXPORT HandlerState {
     CallFn call = nullptr;           // synchronous handlers
     CallAsyncFn callAsync = nullptr; // handlers returning a QFuture
     MakeParcelFn makeParcel = nullptr;
+    // The event type: parcel makers of one type compiled into two shared
+    // objects (hidden visibility) differ in address, the types do not.
+    const std::type_info *eventType = nullptr;
     void (*destroy)(HandlerState *) noexcept = nullptr;
 
     HandlerId id;
@@ -189,13 +193,14 @@ struct SequentialRun;
 struct SIGREG_QT_EXPORT Frame {
     const void *event = nullptr;
     MakeParcelFn makeParcel = nullptr;
+    const std::type_info *eventType = nullptr;
     Parcel *parcel = nullptr; // made on first need; one reference owned here
     Mode mode = Mode::Notify;
     std::shared_ptr<AsyncJoin> join;      // Mode::Async, made on the first async handler
     std::shared_ptr<SequentialRun> run;   // Mode::Sequential, made on the first async handler
     Frame *prev = nullptr;
 
-    Frame(const void *e, MakeParcelFn make, Mode m) noexcept;
+    Frame(const void *e, MakeParcelFn make, const std::type_info *type, Mode m) noexcept;
     ~Frame();
     Frame(const Frame &) = delete;
     Frame &operator=(const Frame &) = delete;
