@@ -11,7 +11,6 @@ Rectangle {
 
     property Registry registry
     property var sensors: ({})
-    property var marks: ({})
     property var theme: ({})
     readonly property int maxAlarms: 3
 
@@ -30,7 +29,7 @@ Rectangle {
             const sensor = desk.sensors[event.sensor]
             if (!sensor || event.value <= sensor.limit)
                 return
-            desk.marks[event.seq] = true
+            event.alarm = true // the handlers after this one see the same event object
             recent.insert(0, {
                 time: event.time,
                 label: sensor.label,

@@ -12,7 +12,6 @@ Rectangle {
 
     property Registry registry
     property var sensors: ({})
-    property var marks: ({})
     property var theme: ({})
     property bool paused: false
     readonly property int maxLines: 11
@@ -51,7 +50,7 @@ Rectangle {
                 label: sensor.label,
                 accent: sensor.color,
                 text: event.value.toFixed(sensor.decimals) + " " + sensor.unit + "  · w" + event.worker,
-                alarm: log.marks[event.seq] !== undefined
+                alarm: event.alarm === true
             })
         }
     }

@@ -3,10 +3,11 @@
 // `readings`, the Registry main.cpp feeds from its C++ QtRegistry<Reading>.
 // Per reading, in the QML engine's thread, highest priority first:
 //    100  the alarm desk: compares with the sensor's limit, marks the event
+//         (event.alarm: all handlers of one reading share one JS object)
 //      0  one handler per sensor panel (Repeater delegates, created and
 //         destroyed with the model), each keeping only its sensor's readings
 //    -10  the log (a click pauses it: `enabled: false` unregisters it)
-//   -100  bookkeeping: counts, drops the mark
+//   -100  bookkeeping: counts
 pragma ComponentBehavior: Bound
 
 import QtQuick
@@ -31,9 +32,6 @@ Window {
         humidity: { label: "Humidity", unit: "%", limit: 66, min: 20, max: 90, decimals: 1, color: "#1dd1a1" },
         vibration: { label: "Vibration", unit: "mm/s", limit: 6.5, min: 0, max: 10, decimals: 2, color: "#c56cf0" }
     })
-    // Each handler gets its own JS copy of a C++ event, so the alarm desk
-    // leaves its marks here, by the event's seq, for the handlers after it.
-    property var marks: ({})
 
     readonly property var theme: ({
         background: "#0e1116", panel: "#171c24", border: "#262e3a", text: "#e6edf3", dim: "#8b98a5",
@@ -51,7 +49,6 @@ Window {
         registry: dashboard.readings
         priority: -100
         onNotified: (event) => {
-            delete dashboard.marks[event.seq]
             dashboard.received += 1
             if (!dashboard.settled)
                 dashboard.settled = dashboard.received >= 60 && dashboard.alarmCount >= 2
@@ -164,7 +161,6 @@ Window {
                 height: 206
                 registry: dashboard.readings
                 meta: dashboard.sensors[name]
-                marks: dashboard.marks
                 theme: dashboard.theme
             }
         }
@@ -181,7 +177,6 @@ Window {
             height: 150
             registry: dashboard.readings
             sensors: dashboard.sensors
-            marks: dashboard.marks
             theme: dashboard.theme
             onAlarm: dashboard.alarmCount += 1
         }
@@ -191,7 +186,6 @@ Window {
             height: 2 * 206 + 12 - 150 - 12
             registry: dashboard.readings
             sensors: dashboard.sensors
-            marks: dashboard.marks
             theme: dashboard.theme
         }
     }

@@ -13,7 +13,6 @@ Rectangle {
     required property string name // the model's role
     property Registry registry
     property var meta: ({})
-    property var marks: ({})
     property var theme: ({})
 
     property int count: 0
@@ -41,7 +40,7 @@ Rectangle {
         onNotified: (event) => {
             if (event.sensor !== panel.name)
                 return
-            const marked = panel.marks[event.seq] !== undefined
+            const marked = event.alarm === true
             panel.count += 1
             if (marked)
                 panel.alarms += 1
