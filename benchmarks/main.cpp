@@ -87,6 +87,9 @@ int main(int argc, char **argv)
 #ifdef SIGREG_BENCH_HAVE_SIGREG_QT
     peers += " sigreg-qt";
 #endif
+#ifdef SIGREG_BENCH_HAVE_SIGREG_QML
+    peers += " sigreg-qml qml-signal";
+#endif
 #ifdef SIGREG_BENCH_HAVE_BOOST
     peers += " boost-signals2";
 #endif

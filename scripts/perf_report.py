@@ -16,6 +16,13 @@ of all files together (the first file's row wins where two hold the same
 one), so the first file should be the run quoted; every file that holds the
 target rows adds one column to the targets table. The CrossThread and
 AsyncPending rows are wall-clock time (UseRealTime), the others CPU time.
+
+    scripts/perf_report.py --qml qml.json [more.json ...] > qml-table.md
+
+renders the QML module's rows (BM_Qml_*): notify through RegistryHandlers
+against a QML signal with Connections, and the churn of both kinds of
+objects. CPU time, medians. The tables come from the first file; every file
+adds one column to the table of ratios.
 """
 import json
 import os
@@ -264,9 +271,104 @@ def qt_main(paths):
     print("\n".join(out))
 
 
+# --- The QML module ---------------------------------------------------------------
+
+# The repetitions' coefficient of variation (Google Benchmark stores it as a fraction).
+QML_CV = re.compile(r"^(?P<base>BM_Qml_\w+?)/(?P<arg>\d+)(?:/threads:(?P<threads>\d+))?_cv$")
+
+
+def qml_ratios(rows):
+    """Sigreg's rows over QML's own, as (label, value) with None where a row is missing."""
+    def ratio(a, b):
+        return ns(a) / ns(b) if a and b else None
+
+    out = []
+    for h in (1, 16):
+        out.append((f"RegistryHandler ÷ QML signal, notify, {h} handler{'s' if h > 1 else ''}",
+                    ratio(rows.get(("BM_Qml_NotifyHandlers", h, 1)), rows.get(("BM_Qml_SignalHandlers", h, 1)))))
+    for n in (100, 1000):
+        out.append((f"RegistryHandler ÷ Connections, churn of {n}",
+                    ratio(rows.get(("BM_Qml_HandlerChurn", n, 1)), rows.get(("BM_Qml_ConnectionsChurn", n, 1)))))
+    return out
+
+
+def qml_main(paths):
+    path = paths[0]
+    context, rows = load(path)
+    _, cvs = load(path, QML_CV)
+    out = []
+    out.append(f"Host: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs at "
+               f"{context.get('mhz_per_cpu', '?')} MHz; run {context.get('date', '?')}.")
+    out.append("")
+
+    def cell(b, counter, unit):
+        if b is None:
+            return "–"
+        allocs = b.get(counter)
+        return fmt_ns(ns(b)) + (f" ({allocs:.2f} {unit})" if allocs is not None else "")
+
+    out.append("### Notify from C++, N handlers: CPU time per notify (median)")
+    out.append("")
+    out.append("| handlers | RegistryHandler, onNotified | RegistryHandler, handler function | Connections, QML signal "
+               "| calls per notify (all three) | onNotified ÷ QML signal | per handler: onNotified / QML signal |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|")
+    for h in sorted({a for (b, a, t) in rows if b in ("BM_Qml_NotifyHandlers", "BM_Qml_SignalHandlers")}):
+        r, f, q = (rows.get((base, h, 1)) for base in
+                   ("BM_Qml_NotifyHandlers", "BM_Qml_NotifyHandlerFunctions", "BM_Qml_SignalHandlers"))
+        calls = " / ".join(f"{b['calls_per_notify']:g}" if b and "calls_per_notify" in b else "–" for b in (r, f, q))
+        ratio = f"{ns(r) / ns(q):.2f}×" if r and q else "–"
+        per = f"{fmt_ns(ns(r) / h)} / {fmt_ns(ns(q) / h)}" if r and q else "–"
+        out.append(f"| {h} | {cell(r, 'allocs_per_notify', 'alloc')} | {cell(f, 'allocs_per_notify', 'alloc')} "
+                   f"| {cell(q, 'allocs_per_notify', 'alloc')} | {calls} | {ratio} | {per} |")
+    out.append("")
+
+    out.append("### Churn: create N objects, then delete them; CPU time per round (median)")
+    out.append("")
+    out.append("| objects | RegistryHandler | per object | Connections | per object | RegistryHandler ÷ Connections "
+               "| difference per object |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|")
+    for n in sorted({a for (b, a, t) in rows if b in ("BM_Qml_HandlerChurn", "BM_Qml_ConnectionsChurn")}):
+        r, c = rows.get(("BM_Qml_HandlerChurn", n, 1)), rows.get(("BM_Qml_ConnectionsChurn", n, 1))
+        cells = []
+        for b in (r, c):
+            cells.append(fmt_ns(ns(b)) if b else "–")
+            if b is None:
+                cells.append("–")
+            else:
+                allocs = b.get("allocs_per_object")
+                cells.append(fmt_ns(ns(b) / n) + (f" ({allocs:.2f} alloc)" if allocs is not None else ""))
+        cells.append(f"{ns(r) / ns(c):.2f}×" if r and c else "–")
+        cells.append(fmt_ns((ns(r) - ns(c)) / n) if r and c else "–")
+        out.append(f"| {n} | " + " | ".join(cells) + " |")
+    out.append("")
+
+    spread = [(b.get("cpu_time", 0.0) * 100, f"{base}/{arg}") for (base, arg, _), b in cvs.items()]
+    if spread:
+        worst = max(spread)
+        out.append(f"Spread across the repetitions: coefficient of variation of CPU time at most "
+                   f"{worst[0]:.1f} % ({worst[1]}).")
+        out.append("")
+
+    runs = [(os.path.basename(p), qml_ratios(load(p)[1])) for p in paths]
+    out.append("### Ratios, per run (CPU time, medians)")
+    out.append("")
+    out.append("| ratio | " + " | ".join(name for name, _ in runs) + " | range |")
+    out.append("|---|" + "---:|" * len(runs) + "---:|")
+    for i, (label, _) in enumerate(runs[0][1]):
+        values = [r[i][1] for _, r in runs]
+        known = [v for v in values if v is not None]
+        cells = [f"{v:.2f}×" if v is not None else "–" for v in values]
+        rng = f"{min(known):.2f}–{max(known):.2f}×" if known else "–"
+        out.append(f"| {label} | " + " | ".join(cells) + f" | {rng} |")
+    out.append("")
+    print("\n".join(out))
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--qt":
         qt_main(sys.argv[2:])
+    elif len(sys.argv) >= 3 and sys.argv[1] == "--qml":
+        qml_main(sys.argv[2:])
     elif len(sys.argv) == 2:
         main(sys.argv[1])
     else:

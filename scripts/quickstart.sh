@@ -17,7 +17,8 @@ esac
 packages=(
     build-essential cmake ninja-build pkg-config
     qt6-base-dev
-    qt6-declarative-dev qml6-module-qtqml-workerscript
+    qt6-declarative-dev
+    qml6-module-qtqml qml6-module-qtqml-models qml6-module-qtqml-workerscript
     qml6-module-qtquick qml6-module-qtquick-window qml6-module-qttest
     libbenchmark-dev libboost-dev libsigc++-3.0-dev
 )

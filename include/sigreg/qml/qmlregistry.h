@@ -13,11 +13,12 @@
 // * JS handlers always run in the QML engine's thread: a notify() from
 //   another thread queues their calls there (one wake-up per drain, per-thread
 //   order kept), exactly as the Qt facade does for any context object.
-// * notify() from JS hands every JS handler in the engine's thread the very
-//   JS value it was given (no conversion); C++ handlers and handlers in other
-//   threads see it converted once to a QVariant (objects become QVariantMap,
-//   arrays QVariantList). Events from C++ are converted to a JS value per
-//   handler call in the engine's thread.
+// * All JS handlers of one notify share one JS value: for notify() from JS
+//   the very value it was given (no conversion), for an event from C++ one
+//   conversion in the engine's thread (also when the calls were queued).
+//   C++ handlers and handlers in other threads see an event from JS
+//   converted once to a QVariant (objects become QVariantMap, arrays
+//   QVariantList).
 // * A handler that throws (a JS error or a C++ exception) never stops its
 //   siblings: handlerFailed(id, message, location) reports it, location being
 //   "file:line" of a JS error.
