@@ -13,8 +13,8 @@ namespace sigreg {
 // --- QmlEvent --------------------------------------------------------------------
 
 namespace {
-// Serials of event copies: a per-thread counter under a per-thread prefix, so
-// that copying (once per notify with queued handlers) shares no cache line.
+// Serials of events from C++ and of copies: a per-thread counter under a per-thread prefix, so
+// that making them shares no cache line between notifying threads.
 std::atomic<quint64> g_nextThreadPrefix{1};
 thread_local quint64 t_serialPrefix = 0;
 thread_local quint64 t_serialCount = 0;
@@ -27,6 +27,8 @@ quint64 nextSerial() noexcept
 }
 } // namespace
 
+QmlEvent::QmlEvent(QVariant value) : m_value(std::move(value)), m_serial(nextSerial()), m_hasValue(true) {}
+
 QmlEvent::QmlEvent(const QmlEvent &other) : m_value(other.value()), m_serial(nextSerial()), m_hasValue(true) {}
 
 QmlEvent &QmlEvent::operator=(const QmlEvent &other)
@@ -34,12 +36,9 @@ QmlEvent &QmlEvent::operator=(const QmlEvent &other)
     if (this != &other) {
         m_value = other.value();
         m_hasValue = true;
-        m_converted = QJSValue();
-        m_convertedBy = nullptr;
         m_script = nullptr;
         m_engine = nullptr;
         m_serial = nextSerial();
-        m_transient = false;
     }
     return *this;
 }
@@ -59,13 +58,6 @@ QJSValue QmlEvent::toScriptValue(QJSEngine *engine) const
 {
     if (m_script && engine == m_engine)
         return *m_script;
-    if (m_transient) { // read only on its own thread, where it also dies
-        if (m_convertedBy != engine) {
-            m_converted = engine->toScriptValue(value());
-            m_convertedBy = engine;
-        }
-        return m_converted;
-    }
     return engine->toScriptValue(value());
 }
 
@@ -127,17 +119,6 @@ QJSValue QmlRegistry::scriptValue(const QmlEvent &event, QJSEngine *engine)
     m_convertedNext = (m_convertedNext + 1) % m_converted.size();
     slot = {event.m_serial, engine, event.toScriptValue(engine)};
     return slot.value;
-}
-
-qmldetail::JsCaller *QmlRegistry::caller(QJSEngine *engine)
-{
-    // Handlers of one registry live in one engine; another engine's handler
-    // (unusual) gets a trampoline of its own each time.
-    if (QThread::currentThread() != thread())
-        return nullptr;
-    if (!m_caller)
-        m_caller = std::make_unique<qmldetail::JsCaller>(engine);
-    return m_caller->engine() == engine ? m_caller.get() : nullptr;
 }
 
 void QmlRegistry::notify()
@@ -207,9 +188,11 @@ JsHandlerError errorFromValue(const QJSValue &thrown)
     return JsHandlerError(message, location);
 }
 
-// --- JsCaller ----------------------------------------------------------------------
+// --- notifyAsync() ---------------------------------------------------------------
 
 namespace {
+thread_local AsyncCollector *t_collector = nullptr;
+
 // `box.thrown` is the exception of the last call that threw; the box itself
 // is the result of such a call (no handler can return it).
 constexpr auto kTrampolineSource = R"JS((function (box) {
@@ -222,28 +205,6 @@ constexpr auto kTrampolineSource = R"JS((function (box) {
         }
     };
 }))JS";
-} // namespace
-
-JsCaller::JsCaller(QJSEngine *engine) : m_engine(engine), m_box(engine->newObject())
-{
-    m_trampoline = engine->evaluate(QString::fromUtf8(kTrampolineSource)).call({m_box});
-}
-
-QJSValue JsCaller::call(const QJSValue &function, const QJSValue &argument)
-{
-    QJSValue result = m_trampoline.call({function, argument});
-    if (result.strictlyEquals(m_box)) {
-        const QJSValue thrown = m_box.property(QStringLiteral("thrown"));
-        m_box.deleteProperty(QStringLiteral("thrown"));
-        throw errorFromValue(thrown);
-    }
-    return result;
-}
-
-// --- notifyAsync() ---------------------------------------------------------------
-
-namespace {
-thread_local AsyncCollector *t_collector = nullptr;
 
 // Each handler's thenable, failures reported and swallowed, joined with the
 // C++ handlers' completion; resolves with undefined and never rejects.
@@ -280,20 +241,49 @@ AsyncCollector *AsyncCollector::current() noexcept
     return t_collector;
 }
 
-JsJoin::JsJoin(QmlRegistry *registry, QJSEngine *engine) : QObject(registry), m_registry(registry), m_engine(engine)
+EngineSupport *EngineSupport::of(QJSEngine *engine)
+{
+    if (auto *support = engine->findChild<EngineSupport *>(QString(), Qt::FindDirectChildrenOnly))
+        return support;
+    return new EngineSupport(engine);
+}
+
+EngineSupport::EngineSupport(QJSEngine *engine) : QObject(engine), m_engine(engine), m_box(engine->newObject())
+{
+    m_trampoline = engine->evaluate(QString::fromUtf8(kTrampolineSource)).call({m_box});
+    m_join = engine->evaluate(QString::fromUtf8(kJoinSource));
+    m_deferred = engine->evaluate(QString::fromUtf8(kDeferredSource));
+    // A throw in an onNotified handler is caught by QML and reported
+    // through warnings(), synchronously: one connection per engine.
+    if (auto *qml = qobject_cast<QQmlEngine *>(engine))
+        connect(qml, &QQmlEngine::warnings, this, &WarningCapture::collect, Qt::DirectConnection);
+}
+
+QJSValue EngineSupport::call(const QJSValue &function, const QJSValue &argument)
+{
+    QJSValue result = m_trampoline.call({function, argument});
+    if (result.strictlyEquals(m_box)) {
+        const QJSValue thrown = m_box.property(QStringLiteral("thrown"));
+        m_box.deleteProperty(QStringLiteral("thrown"));
+        throw errorFromValue(thrown);
+    }
+    return result;
+}
+
+JsJoin::JsJoin(QmlRegistry *registry, QJSEngine *engine)
+    : QObject(registry), m_registry(registry), m_support(EngineSupport::of(engine))
 {
     QJSEngine::setObjectOwnership(this, QJSEngine::CppOwnership);
     m_self = engine->newQObject(this);
-    m_joinFn = engine->evaluate(QString::fromUtf8(kJoinSource));
-    m_deferredFn = engine->evaluate(QString::fromUtf8(kDeferredSource));
 }
 
 QJSValue JsJoin::join(const AsyncCollector &collected, const QFuture<void> &cppDone)
 {
     const auto &entries = collected.entries();
-    QJSValue list = m_engine->newArray(uint(entries.size()));
+    QJSEngine *engine = m_support->engine();
+    QJSValue list = engine->newArray(uint(entries.size()));
     for (qsizetype i = 0; i < entries.size(); ++i) {
-        QJSValue entry = m_engine->newObject();
+        QJSValue entry = engine->newObject();
         entry.setProperty(QStringLiteral("id"), double(entries[i].first));
         entry.setProperty(QStringLiteral("promise"), entries[i].second);
         list.setProperty(quint32(i), entry);
@@ -303,7 +293,7 @@ QJSValue JsJoin::join(const AsyncCollector &collected, const QFuture<void> &cppD
         // C++ async handlers are still running: a promise resolved by a
         // watcher in this thread (QFuture::then(context) races in Qt 6.4
         // when another thread finishes the future).
-        const QJSValue deferred = m_deferredFn.call();
+        const QJSValue deferred = m_support->deferredFunction().call();
         cpp = deferred.property(QStringLiteral("promise"));
         auto *watcher = new QFutureWatcher<void>(this);
         connect(watcher, &QFutureWatcherBase::finished, this,
@@ -313,7 +303,7 @@ QJSValue JsJoin::join(const AsyncCollector &collected, const QFuture<void> &cppD
                 });
         watcher->setFuture(cppDone);
     }
-    return m_joinFn.call({list, cpp, m_self});
+    return m_support->joinFunction().call({list, cpp, m_self});
 }
 
 void JsJoin::reject(double id, const QJSValue &reason)

@@ -41,22 +41,34 @@ private:
 /// "url:line" for an Error object, its string form for anything else.
 JsHandlerError errorFromValue(const QJSValue &thrown);
 
-/// Calls a JS handler function and tells a throw from a return: QJSValue's
-/// call() returns what was thrown as if it were the result, so a call goes
-/// through a small JS trampoline that catches and stores the exception.
-/// One per registry, made in (and used from) the engine's thread.
-class JsCaller
+/// What Sigreg keeps per JS engine, as a child of the engine (so it lives
+/// and dies in the engine's thread, with the engine): the JS helpers below,
+/// and for a QML engine the one connection that feeds WarningCapture.
+class EngineSupport : public QObject
 {
+    Q_OBJECT
 public:
-    explicit JsCaller(QJSEngine *engine);
-    QJSEngine *engine() const noexcept { return m_engine; }
+    /// The engine's support object, made on first use (in its thread).
+    static EngineSupport *of(QJSEngine *engine);
+
     /// Calls `function(argument)`; throws JsHandlerError when it throws.
+    /// (QJSValue::call() returns a thrown value as if it were the result, so
+    /// the call goes through a JS trampoline that catches and stores it.)
     QJSValue call(const QJSValue &function, const QJSValue &argument);
 
+    QJSEngine *engine() const noexcept { return m_engine; }
+    /// function(entries, cppDone, sink): see Registry.notifyAsync().
+    const QJSValue &joinFunction() const noexcept { return m_join; }
+    /// function(): {promise, resolve}.
+    const QJSValue &deferredFunction() const noexcept { return m_deferred; }
+
 private:
+    explicit EngineSupport(QJSEngine *engine);
     QJSEngine *m_engine;
     QJSValue m_box;
     QJSValue m_trampoline;
+    QJSValue m_join;
+    QJSValue m_deferred;
 };
 
 /// Errors the QML engine reports while an `onNotified` handler runs (a throw
@@ -71,11 +83,10 @@ public:
     WarningCapture &operator=(const WarningCapture &) = delete;
 
     const QList<QQmlError> &errors() const noexcept { return m_errors; }
-    /// Connects `engine`'s warnings() to the capture (once per engine).
-    static void hook(QQmlEngine *engine);
+    /// Adds QML's warnings to the innermost capture of this thread, if any.
+    static void collect(const QList<QQmlError> &warnings);
 
 private:
-    static void collect(const QList<QQmlError> &warnings);
     QList<QQmlError> m_errors;
     WarningCapture *m_outer;
 };
@@ -112,10 +123,8 @@ public:
 
 private:
     QmlRegistry *m_registry;
-    QJSEngine *m_engine;
+    EngineSupport *m_support;
     QJSValue m_self;
-    QJSValue m_joinFn;
-    QJSValue m_deferredFn;
 };
 
 } // namespace sigreg::qmldetail

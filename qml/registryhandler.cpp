@@ -16,7 +16,6 @@ namespace qmldetail {
 
 namespace {
 thread_local WarningCapture *t_capture = nullptr;
-constexpr char kHookedProperty[] = "_sigreg_warnings_hooked";
 } // namespace
 
 WarningCapture::WarningCapture() noexcept : m_outer(t_capture)
@@ -31,18 +30,9 @@ WarningCapture::~WarningCapture()
 
 void WarningCapture::collect(const QList<QQmlError> &warnings)
 {
+    // Outside an onNotified call there is no capture: one thread-local read.
     if (t_capture)
         t_capture->m_errors += warnings;
-}
-
-void WarningCapture::hook(QQmlEngine *engine)
-{
-    if (engine->property(kHookedProperty).toBool())
-        return;
-    engine->setProperty(kHookedProperty, true);
-    // One connection per engine, not per handler: warnings outside an
-    // onNotified call find no capture and cost a thread-local read.
-    QObject::connect(engine, &QQmlEngine::warnings, engine, &WarningCapture::collect, Qt::DirectConnection);
 }
 
 } // namespace qmldetail
@@ -87,6 +77,7 @@ void RegistryHandler::setPriority(int priority)
     if (priority == m_priority)
         return;
     m_priority = priority;
+    unregister(); // registered anew, at the new place
     sync();
     Q_EMIT priorityChanged();
 }
@@ -119,14 +110,20 @@ void RegistryHandler::componentComplete()
 
 void RegistryHandler::sync()
 {
+    // setRegistry() and setPriority() unregister first: registered means
+    // registered with m_registry at m_priority.
     const bool wanted = m_complete && m_enabled && m_registry;
-    if (m_id != 0 && (!wanted || m_registeredWith != m_registry.data() || m_registeredPriority != m_priority))
+    if (m_id != 0 && !wanted)
         unregister();
     if (!wanted || m_id != 0)
         return;
 
-    if (auto *engine = qmlEngine(this))
-        qmldetail::WarningCapture::hook(engine);
+    QJSEngine *engine = qjsEngine(this);
+    if (!engine) {
+        qmlWarning(this) << "RegistryHandler needs a QML engine; it is not registered";
+        return;
+    }
+    m_support = qmldetail::EngineSupport::of(engine);
     if (!m_warnedNoHandler && !m_handler.isCallable()
         && !isSignalConnected(QMetaMethod::fromSignal(&RegistryHandler::notified))) {
         m_warnedNoHandler = true;
@@ -143,8 +140,6 @@ void RegistryHandler::sync()
         qmlWarning(this) << "RegistryHandler could not register: " << e.what();
         return;
     }
-    m_registeredWith = m_registry.data();
-    m_registeredPriority = m_priority;
     Q_EMIT registeredChanged();
 }
 
@@ -154,9 +149,8 @@ void RegistryHandler::unregister(bool announce)
         return;
     const quint64 id = std::exchange(m_id, 0);
     // The registry may be gone already (it removed every handler then).
-    if (m_registry && m_registry.data() == m_registeredWith)
+    if (m_registry)
         m_registry->typed().remove(HandlerId(id));
-    m_registeredWith = nullptr;
     if (announce)
         Q_EMIT registeredChanged();
 }
@@ -174,7 +168,6 @@ void RegistryHandler::registryDestroyed()
                          << "; it is unregistered and gets no events until `registry` is set again";
     }
     m_id = 0;
-    m_registeredWith = nullptr;
     m_registry.clear();
     m_assigned.clear();
     if (wasRegistered)
@@ -184,21 +177,16 @@ void RegistryHandler::registryDestroyed()
 
 void RegistryHandler::deliver(const QmlEvent &event)
 {
-    QJSEngine *engine = qjsEngine(this);
-    if (!engine)
+    // Called only while registered: m_registry and the engine (m_support's
+    // parent, which outlives the objects it created) are alive.
+    if (!m_support) // the engine is being destroyed
         return;
+    QJSEngine *engine = m_support->engine();
     // One JS value per notify for all JS handlers of a registry (the
     // original for events from JS, one conversion for events from C++).
-    const QJSValue value = m_registeredWith ? m_registeredWith->scriptValue(event, engine) : event.toScriptValue(engine);
+    const QJSValue value = m_registry->scriptValue(event, engine);
     if (m_handler.isCallable()) {
-        qmldetail::JsCaller *caller = m_registeredWith ? m_registeredWith->caller(engine) : nullptr;
-        QJSValue result;
-        if (caller) {
-            result = caller->call(m_handler, value); // throws what the handler threw
-        } else {
-            qmldetail::JsCaller own(engine);
-            result = own.call(m_handler, value);
-        }
+        const QJSValue result = m_support->call(m_handler, value); // throws what the handler threw
         if (auto *collector = qmldetail::AsyncCollector::current()) {
             if (result.isObject() && result.property(QStringLiteral("then")).isCallable())
                 collector->add(m_id, result);

@@ -14,6 +14,9 @@ namespace sigreg {
 
 class QmlRegistry;
 class QmlEvent;
+namespace qmldetail {
+class EngineSupport;
+}
 
 /// A handler of a QML `Registry`, alive as long as this object is:
 ///
@@ -91,10 +94,9 @@ private:
     QPointer<QmlRegistry> m_registry; // the same, when it is a Registry
     QMetaObject::Connection m_registryDestroyed;
     QJSValue m_handler;
+    QPointer<qmldetail::EngineSupport> m_support; // of this object's engine, set when registering
     quint64 m_id = 0;
-    QmlRegistry *m_registeredWith = nullptr;
     int m_priority = 0;
-    int m_registeredPriority = 0;
     bool m_enabled = true;
     bool m_complete = false;
     bool m_warnedNoHandler = false;

@@ -71,7 +71,7 @@ class SIGREG_QML_EXPORT QmlEvent
 {
 public:
     QmlEvent() = default;
-    explicit QmlEvent(QVariant value) : m_value(std::move(value)), m_hasValue(true) {}
+    explicit QmlEvent(QVariant value);
     QmlEvent(const QmlEvent &other);
     QmlEvent &operator=(const QmlEvent &other);
     ~QmlEvent() = default;
@@ -89,25 +89,18 @@ public:
 private:
     friend class QmlRegistry;
     QmlEvent(const QJSValue *script, QJSEngine *engine) : m_script(script), m_engine(engine) {}
-    // An event made by QmlRegistry::notify(QVariant) for the length of the
-    // call, on the notifying thread: it keeps its own JS conversion, so that
-    // the JS handlers it reaches inline share one value.
-    struct Transient {};
-    QmlEvent(Transient, const QVariant &value) : m_value(value), m_hasValue(true), m_transient(true) {}
 
     mutable QVariant m_value;
-    mutable QJSValue m_converted;         // transient events only
-    mutable QJSEngine *m_convertedBy = nullptr;
     const QJSValue *m_script = nullptr;
     QJSEngine *m_engine = nullptr;
-    quint64 m_serial = 0;                 // copies: unique, keys QmlRegistry's conversion cache
+    // Events made from a QVariant (and copies): unique, the key of
+    // QmlRegistry's conversion cache. 0 for an event from JS.
+    quint64 m_serial = 0;
     mutable bool m_hasValue = false;
-    bool m_transient = false;
 };
 
 namespace qmldetail {
 class JsJoin;
-class JsCaller;
 }
 
 /// `Registry { }` in QML: a registry of QML values. See the top of this file.
@@ -147,7 +140,7 @@ public:
 
     /// C++: notifies from any thread. JS handlers run in the engine's thread
     /// (queued when this is another thread).
-    void notify(const QVariant &event) const noexcept { m_registry.notify(QmlEvent(QmlEvent::Transient{}, event)); }
+    void notify(const QVariant &event) const noexcept { m_registry.notify(QmlEvent(event)); }
     void notify(const QmlEvent &event) const noexcept { m_registry.notify(event); }
 
     /// C++: the add() overloads of QtRegistry<QmlEvent> (handlers callable
@@ -202,7 +195,6 @@ private:
     QtRegistry<QmlEvent> &typed() noexcept { return m_registry; }
     void reportRejection(quint64 id, const QJSValue &reason);
     QJSEngine *engine() const;
-    qmldetail::JsCaller *caller(QJSEngine *engine);
     QJSValue scriptValue(const QmlEvent &event, QJSEngine *engine);
 
     QtRegistry<QmlEvent> m_registry;
@@ -210,9 +202,9 @@ private:
     std::mutex m_forwardsMutex;
     std::vector<Guard> m_forwards;
     qmldetail::JsJoin *m_join = nullptr; // created on the first notifyAsync()
-    std::unique_ptr<qmldetail::JsCaller> m_caller; // created on the first JS handler call
-    // The last conversions of queued events (copies), by serial: the JS
-    // handlers of one notify share one JS value. This object's thread only.
+    // The last conversions of events from C++, by serial: the JS handlers of
+    // one notify share one JS value (also across a few nested notifies or
+    // interleaved queued deliveries). This object's thread only.
     struct Converted {
         quint64 serial = 0;
         QJSEngine *engine = nullptr;
