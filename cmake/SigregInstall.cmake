@@ -8,12 +8,27 @@ include(CMakePackageConfigHelpers)
 
 set(SIGREG_CMAKE_INSTALL_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/Sigreg")
 # The components this build installs; SigregConfig.cmake offers only these.
-set(SIGREG_INSTALLED_COMPONENTS Core)
+set(SIGREG_INSTALLED_COMPONENTS "")
 
-install(TARGETS sigreg_core EXPORT SigregCoreTargets
-    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-    RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# sigreg_install_component(<Component> <target> <export header>): the library
+# in its own export set (Sigreg<Component>Targets.cmake), so that a consumer
+# of one component never loads another's dependencies, and its export header.
+# Its public headers are installed by the caller.
+function(sigreg_install_component component target export_header)
+    install(TARGETS ${target} EXPORT Sigreg${component}Targets
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+    install(FILES ${PROJECT_BINARY_DIR}/include/sigreg/${export_header}
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sigreg)
+    install(EXPORT Sigreg${component}Targets
+        NAMESPACE Sigreg::
+        FILE Sigreg${component}Targets.cmake
+        DESTINATION ${SIGREG_CMAKE_INSTALL_DIR})
+    set(SIGREG_INSTALLED_COMPONENTS ${SIGREG_INSTALLED_COMPONENTS} ${component} PARENT_SCOPE)
+endfunction()
+
+sigreg_install_component(Core sigreg_core sigreg_export.h)
 # Public headers only: detail/ is needed by the inline notify path, but no *_p.h
 # or src/ header is ever installed. The Qt and QML headers go with their components.
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/sigreg/
@@ -22,30 +37,13 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/sigreg/
     PATTERN "*_p.h" EXCLUDE
     PATTERN "qt" EXCLUDE
     PATTERN "qml" EXCLUDE)
-install(FILES ${PROJECT_BINARY_DIR}/include/sigreg/sigreg_export.h
-    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sigreg)
-install(EXPORT SigregCoreTargets
-    NAMESPACE Sigreg::
-    FILE SigregCoreTargets.cmake
-    DESTINATION ${SIGREG_CMAKE_INSTALL_DIR})
 
-# The Qt component (SIGREG_WITH_QT): its own export set, so that a consumer of
-# the core alone never loads Qt.
+# The Qt component (SIGREG_WITH_QT).
 if(TARGET sigreg_qt)
-    install(TARGETS sigreg_qt EXPORT SigregQtTargets
-        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-        RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+    sigreg_install_component(Qt sigreg_qt sigreg_qt_export.h)
     install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/sigreg/qt/
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sigreg/qt
         FILES_MATCHING PATTERN "*.h")
-    install(FILES ${PROJECT_BINARY_DIR}/include/sigreg/sigreg_qt_export.h
-        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sigreg)
-    install(EXPORT SigregQtTargets
-        NAMESPACE Sigreg::
-        FILE SigregQtTargets.cmake
-        DESTINATION ${SIGREG_CMAKE_INSTALL_DIR})
-    list(APPEND SIGREG_INSTALLED_COMPONENTS Qt)
 endif()
 
 # Where the QML module goes: <SIGREG_INSTALL_QMLDIR>/Sigreg (qmldir, qmltypes,
@@ -60,22 +58,13 @@ set(SIGREG_INSTALL_QMLDIR "${CMAKE_INSTALL_LIBDIR}/qml" CACHE STRING
 # for QML modules: the plugin, qmldir and qmltypes are installed by hand). The
 # plugin is loaded by the QML engine, never linked: it is not exported.
 if(TARGET sigreg_qml)
-    install(TARGETS sigreg_qml EXPORT SigregQmlTargets
-        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-        RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+    sigreg_install_component(Qml sigreg_qml sigreg_qml_export.h)
     # Public: sigreg/qml/qmlregistry.h. registryhandler.h and qmlsupport_p.h
     # live in qml/ and are never installed.
     install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/sigreg/qml/
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sigreg/qml
         FILES_MATCHING PATTERN "*.h"
         PATTERN "*_p.h" EXCLUDE)
-    install(FILES ${PROJECT_BINARY_DIR}/include/sigreg/sigreg_qml_export.h
-        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sigreg)
-    install(EXPORT SigregQmlTargets
-        NAMESPACE Sigreg::
-        FILE SigregQmlTargets.cmake
-        DESTINATION ${SIGREG_CMAKE_INSTALL_DIR})
 
     get_target_property(_sigreg_qml_module_dir sigreg_qml QT_QML_MODULE_OUTPUT_DIRECTORY)
     if(NOT _sigreg_qml_module_dir)
@@ -83,16 +72,12 @@ if(TARGET sigreg_qml)
     endif()
     # The plugin finds the backing library through its RUNPATH: the way from
     # <qmldir>/Sigreg to <libdir>, so that SIGREG_INSTALL_QMLDIR may move.
-    foreach(_sigreg_dir IN ITEMS LIBDIR QMLDIR)
-        if(_sigreg_dir STREQUAL "LIBDIR")
-            set(_sigreg_path "${CMAKE_INSTALL_LIBDIR}")
-        else()
-            set(_sigreg_path "${SIGREG_INSTALL_QMLDIR}/Sigreg")
+    set(_sigreg_abs_LIBDIR "${CMAKE_INSTALL_LIBDIR}")
+    set(_sigreg_abs_QMLDIR "${SIGREG_INSTALL_QMLDIR}/Sigreg")
+    foreach(_sigreg_var IN ITEMS _sigreg_abs_LIBDIR _sigreg_abs_QMLDIR)
+        if(NOT IS_ABSOLUTE "${${_sigreg_var}}")
+            set(${_sigreg_var} "${CMAKE_INSTALL_PREFIX}/${${_sigreg_var}}")
         endif()
-        if(NOT IS_ABSOLUTE "${_sigreg_path}")
-            set(_sigreg_path "${CMAKE_INSTALL_PREFIX}/${_sigreg_path}")
-        endif()
-        set(_sigreg_abs_${_sigreg_dir} "${_sigreg_path}")
     endforeach()
     file(RELATIVE_PATH _sigreg_plugin_to_lib "${_sigreg_abs_QMLDIR}" "${_sigreg_abs_LIBDIR}")
     string(REGEX REPLACE "/+$" "" _sigreg_plugin_to_lib "${_sigreg_plugin_to_lib}")
@@ -108,12 +93,10 @@ if(TARGET sigreg_qml)
         ${_sigreg_qml_module_dir}/sigreg_qml.qmltypes
         DESTINATION ${SIGREG_INSTALL_QMLDIR}/Sigreg)
     unset(_sigreg_qml_module_dir)
-    unset(_sigreg_dir)
-    unset(_sigreg_path)
+    unset(_sigreg_var)
     unset(_sigreg_abs_LIBDIR)
     unset(_sigreg_abs_QMLDIR)
     unset(_sigreg_plugin_to_lib)
-    list(APPEND SIGREG_INSTALLED_COMPONENTS Qml)
 endif()
 
 configure_package_config_file(
