@@ -16,7 +16,6 @@
 #include <QtCore/QCoreApplication>
 #include <QtCore/QDeadlineTimer>
 #include <QtCore/QDir>
-#include <QtCore/QFile>
 #include <QtCore/QObject>
 #include <QtCore/QString>
 #include <QtCore/QThread>
@@ -25,29 +24,16 @@
 #include <QtQml/QQmlComponent>
 #include <QtQml/QQmlEngine>
 
+#include "consumer_checks.h"
+
 #include <atomic>
-#include <cstdio>
 #include <functional>
 #include <memory>
 #include <thread>
 
 namespace {
 
-int g_passed = 0;
-int g_failed = 0;
-
-void check(bool ok, const char *what, const QString &detail = {})
-{
-    if (ok) {
-        ++g_passed;
-        return;
-    }
-    ++g_failed;
-    if (detail.isEmpty())
-        std::printf("FAIL: %s\n", what);
-    else
-        std::printf("FAIL: %s (%s)\n", what, qPrintable(detail));
-}
+using consumer::check;
 
 /// Pumps the event loop until `done` holds or `timeoutMs` passed (QTRY-like).
 bool waitFor(const std::function<bool()> &done, int timeoutMs = 10000)
@@ -234,10 +220,7 @@ int main(int argc, char **argv)
 
     // The module must come from the environment (the installed prefix), not
     // from the code: QML_IMPORT_PATH is the only way in.
-    const QByteArray importPath = qgetenv("QML_IMPORT_PATH");
-    check(!importPath.isEmpty(), "QML_IMPORT_PATH is set (by the test)");
-    check(QFile::exists(QString::fromLocal8Bit(importPath) + QStringLiteral("/Sigreg/qmldir")),
-          "<QML_IMPORT_PATH>/Sigreg/qmldir exists", QString::fromLocal8Bit(importPath));
+    consumer::checkInstalledModule();
 
     {
         QQmlEngine engine;
@@ -245,8 +228,7 @@ int main(int argc, char **argv)
         testBridge(engine);
     }
 
-    std::printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return consumer::summary();
 }
 
 #include "qml_consumer.moc"

@@ -15,26 +15,13 @@
 #include <QtQml/QQmlComponent>
 #include <QtQml/QQmlEngine>
 
-#include <cstdio>
+#include "consumer_checks.h"
+
 #include <memory>
 
 namespace {
 
-int g_passed = 0;
-int g_failed = 0;
-
-void check(bool ok, const char *what, const QString &detail = {})
-{
-    if (ok) {
-        ++g_passed;
-        return;
-    }
-    ++g_failed;
-    if (detail.isEmpty())
-        std::printf("FAIL: %s\n", what);
-    else
-        std::printf("FAIL: %s (%s)\n", what, qPrintable(detail));
-}
+using consumer::check;
 
 constexpr char kQml[] = R"QML(
 import QtQml
@@ -84,11 +71,7 @@ int main(int argc, char **argv)
 {
     QCoreApplication app(argc, argv);
 
-    const QString importPath = QString::fromLocal8Bit(qgetenv("QML_IMPORT_PATH"));
-    check(!importPath.isEmpty(), "QML_IMPORT_PATH is set (by the test)");
-    const QString moduleDir = QFileInfo(importPath + QStringLiteral("/Sigreg")).canonicalFilePath();
-    check(!moduleDir.isEmpty() && QFile::exists(moduleDir + QStringLiteral("/qmldir")),
-          "<QML_IMPORT_PATH>/Sigreg/qmldir exists", importPath);
+    const QString moduleDir = consumer::checkInstalledModule();
 
     {
         QQmlEngine engine;
@@ -124,6 +107,5 @@ int main(int argc, char **argv)
 #endif
     }
 
-    std::printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return consumer::summary();
 }

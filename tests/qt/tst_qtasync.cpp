@@ -54,6 +54,16 @@ private:
     std::vector<T> m_items;
 };
 
+/// Registers an async handler at `priority` that logs `priority` when started
+/// and returns `pending`'s future.
+void addLoggedPending(QtRegistry<int> &reg, int priority, Log<int> &started, Pending &pending)
+{
+    reg.add(priority, [&started, &pending, priority](int) {
+        started.add(priority);
+        return pending.start();
+    });
+}
+
 /// Failures reported through the error handler, thread-safe.
 struct Failures {
     Log<std::pair<std::uint64_t, std::string>> log;
@@ -141,18 +151,9 @@ void tst_QtAsync::notifySequentialStartsOneAfterAnother()
     QtRegistry<int> reg;
     Log<int> started;
     Pending a, b, c;
-    reg.add(3, [&](int) {
-        started.add(3);
-        return a.start();
-    });
-    reg.add(2, [&](int) {
-        started.add(2);
-        return b.start();
-    });
-    reg.add(1, [&](int) {
-        started.add(1);
-        return c.start();
-    });
+    addLoggedPending(reg, 3, started, a);
+    addLoggedPending(reg, 2, started, b);
+    addLoggedPending(reg, 1, started, c);
     ResumeCounter resumes;
     QFuture<void> f = reg.notifySequential(0);
     resumes.attach(f);
@@ -256,14 +257,8 @@ void tst_QtAsync::sequentialContinuesAfterFailureAndCancel()
     failures.attach(reg);
     Log<int> started;
     Pending a, b;
-    reg.add(3, [&](int) {
-        started.add(3);
-        return a.start();
-    });
-    reg.add(2, [&](int) {
-        started.add(2);
-        return b.start();
-    });
+    addLoggedPending(reg, 3, started, a);
+    addLoggedPending(reg, 2, started, b);
     reg.add(1, [&](int) {
         started.add(1);
         return QtFuture::makeReadyFuture();
