@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: MIT
+// Sigreg — the typed bus's compiled part: event type interning, the channel
+// table, failures, and the receivers' rings' slow paths (waiting, waking).
+#include <sigreg/bus.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <thread>
+
+#if defined(__GNUG__)
+#include <cxxabi.h>
+#endif
+
+namespace sigreg {
+
+namespace detail {
+
+namespace {
+
+/// The process-wide table of event types. Keys are mangled names, or, for
+/// types without external linkage (GCC and Clang mark their names with a
+/// leading '*'), the address of the std::type_info, so two such types never
+/// meet.
+struct TypeTable {
+    std::mutex mutex;
+    std::map<std::string, std::uint32_t, std::less<>> indices;
+};
+
+TypeTable &typeTable()
+{
+    static TypeTable *table = new TypeTable; // never destroyed: used until exit
+    return *table;
+}
+
+std::string typeKey(const std::type_info &type)
+{
+    const char *name = type.name();
+    if (name[0] == '*') {
+        char buf[2 + 2 * sizeof(void *) + 2];
+        std::snprintf(buf, sizeof buf, "*%p", static_cast<const void *>(&type));
+        return buf;
+    }
+    return name;
+}
+
+std::string readableName(const std::type_info &type)
+{
+    const char *name = type.name();
+    if (name[0] == '*')
+        ++name;
+#if defined(__GNUG__)
+    int status = 0;
+    char *demangled = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+    if (status == 0 && demangled) {
+        std::string s(demangled);
+        std::free(demangled);
+        return s;
+    }
+    std::free(demangled);
+#endif
+    return name;
+}
+
+} // namespace
+
+std::uint32_t internEventType(const std::type_info &type) noexcept
+{
+    try {
+        TypeTable &table = typeTable();
+        std::string key = typeKey(type);
+        std::lock_guard<std::mutex> lock(table.mutex);
+        auto it = table.indices.find(key);
+        if (it != table.indices.end())
+            return it->second;
+        const auto index = static_cast<std::uint32_t>(table.indices.size());
+        if (index == kNoEventType)
+            return kNoEventType;
+        table.indices.emplace(std::move(key), index);
+        return index;
+    } catch (...) { // std::bad_alloc: the type stays unknown for now
+        return kNoEventType;
+    }
+}
+
+void BusLink::detach() noexcept
+{
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_bus = nullptr;
+}
+
+// --- RingBase ------------------------------------------------------------------
+
+void RingBase::backoff(unsigned &round) noexcept
+{
+    if (round < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    } else if (round < 256) {
+        std::this_thread::yield();
+    } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+    ++round;
+}
+
+void RingBase::wakeSlow() noexcept
+{
+    const std::uint32_t w = m_waiters.load(std::memory_order_acquire);
+    if (w & kSleeper) {
+        { std::lock_guard<std::mutex> lock(m_mutex); }
+        m_cv.notify_all();
+    }
+    if ((w & kHook) && (m_waiters.fetch_and(~kHook, std::memory_order_acq_rel) & kHook))
+        fireHook();
+}
+
+void RingBase::fireHook() noexcept
+{
+    std::lock_guard<std::mutex> lock(m_mutex);
+    if (m_hook)
+        m_hook(m_hookContext);
+}
+
+void RingBase::setHook(WakeHook hook, void *context) noexcept
+{
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_hook = hook;
+    m_hookContext = context;
+}
+
+void RingBase::clearHook() noexcept
+{
+    std::lock_guard<std::mutex> lock(m_mutex);
+    m_hook = nullptr;
+    m_hookContext = nullptr;
+    m_waiters.fetch_and(~kHook, std::memory_order_relaxed);
+}
+
+bool RingBase::waitReady(const std::chrono::steady_clock::time_point *deadline)
+{
+    // A short spin first: on a multi-core machine the next event is often
+    // nanoseconds away, and sleeping costs microseconds on both sides.
+    for (unsigned i = 0; i < 128; ++i) {
+        if (peek() != Peek::NotReady || isClosed())
+            return true;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    std::unique_lock<std::mutex> lock(m_mutex);
+    for (;;) {
+        // Dekker with the producers' wakeIfWaiting(): announce, fence, look.
+        m_waiters.fetch_or(kSleeper, std::memory_order_seq_cst);
+        heavyFence();
+        if (peek(std::memory_order_seq_cst) != Peek::NotReady || m_closed.load(std::memory_order_seq_cst)) {
+            m_waiters.fetch_and(~kSleeper, std::memory_order_relaxed);
+            return true;
+        }
+        if (deadline) {
+            if (m_cv.wait_until(lock, *deadline) == std::cv_status::timeout) {
+                m_waiters.fetch_and(~kSleeper, std::memory_order_relaxed);
+                return peek(std::memory_order_seq_cst) != Peek::NotReady || isClosed();
+            }
+        } else {
+            m_cv.wait(lock);
+        }
+    }
+}
+
+bool RingBase::armHook() noexcept
+{
+    m_waiters.fetch_or(kHook, std::memory_order_seq_cst);
+    heavyFence();
+    if (peek(std::memory_order_seq_cst) == Peek::NotReady && !m_closed.load(std::memory_order_seq_cst))
+        return true;
+    // Something is there: take the hook back, unless a producer fired it already.
+    return (m_waiters.fetch_and(~kHook, std::memory_order_acq_rel) & kHook) == 0;
+}
+
+void RingBase::close() noexcept
+{
+    if (m_closed.exchange(true, std::memory_order_seq_cst))
+        return;
+    { std::lock_guard<std::mutex> lock(m_mutex); }
+    m_cv.notify_all();
+    if (m_waiters.fetch_and(~kHook, std::memory_order_acq_rel) & kHook)
+        fireHook();
+}
+
+} // namespace detail
+
+// --- Bus -------------------------------------------------------------------------
+
+namespace {
+detail::ChannelTable g_emptyTable{0, nullptr, nullptr};
+} // namespace
+
+Bus::Bus(std::size_t defaultCapacity)
+    : m_table(&g_emptyTable), m_defaultCapacity(defaultCapacity)
+{
+    checkCapacity(defaultCapacity);
+    m_link = std::make_shared<detail::BusLink>(this);
+}
+
+Bus::~Bus()
+{
+    m_link->detach();
+    Table *t = m_table.load(std::memory_order_relaxed);
+    if (t != &g_emptyTable) {
+        for (std::uint32_t i = 0; i < t->size; ++i) {
+            if (detail::ChannelBase *c = t->slots[i].load(std::memory_order_relaxed))
+                c->destroy(c);
+        }
+    }
+    while (t && t != &g_emptyTable) {
+        Table *older = t->older;
+        delete[] t->slots;
+        delete t;
+        t = older;
+    }
+}
+
+void Bus::checkCapacity(std::size_t capacity) const
+{
+    if (capacity == 0)
+        throw std::invalid_argument("sigreg::Bus: a receiver's capacity must be at least 1");
+    if (capacity > kMaxCapacity)
+        throw std::length_error("sigreg::Bus: a receiver's capacity must not exceed Bus::kMaxCapacity (2^30)");
+}
+
+detail::ChannelBase *Bus::installChannel(const std::type_info &type, MakeChannelFn make)
+{
+    const std::uint32_t index = detail::internEventType(type);
+    if (index == detail::kNoEventType)
+        throw std::bad_alloc();
+    std::lock_guard<std::mutex> lock(m_mutex);
+    Table *t = m_table.load(std::memory_order_relaxed);
+    if (index < t->size) {
+        if (detail::ChannelBase *c = t->slots[index].load(std::memory_order_relaxed))
+            return c; // created by another thread meanwhile
+    }
+    // Everything that can throw comes before the first publication.
+    std::unique_ptr<detail::ChannelBase, void (*)(detail::ChannelBase *)> channel(
+        make(*this), [](detail::ChannelBase *c) { c->destroy(c); });
+    channel->typeName = detail::readableName(type);
+    if (index >= t->size) {
+        // Grow: a new table; readers that loaded the old one keep using it
+        // (it stays until the bus goes), they merely miss this new channel,
+        // as if they had emitted before it existed.
+        const std::uint32_t size = std::max<std::uint32_t>({16u, index + 1, t->size * 2});
+        auto grown = std::make_unique<Table>();
+        grown->size = size;
+        grown->slots = new std::atomic<detail::ChannelBase *>[size];
+        for (std::uint32_t i = 0; i < size; ++i)
+            grown->slots[i].store(i < t->size ? t->slots[i].load(std::memory_order_relaxed) : nullptr,
+                                  std::memory_order_relaxed);
+        grown->older = t == &g_emptyTable ? nullptr : t;
+        t = grown.release();
+        m_table.store(t, std::memory_order_release);
+    }
+    detail::ChannelBase *c = channel.release();
+    t->slots[index].store(c, std::memory_order_release);
+    m_typeCount.fetch_add(1, std::memory_order_release);
+    return c;
+}
+
+void Bus::setErrorFunction(std::shared_ptr<const ErrorFunction> f)
+{
+    std::shared_ptr<const ErrorFunction> old;
+    {
+        std::lock_guard<std::mutex> lock(m_errorMutex);
+        old = std::exchange(m_errorFunction, std::move(f));
+    }
+}
+
+void Bus::reportFailure(const detail::ChannelBase &channel, const HandlerFailure &failure, bool receiver) noexcept
+{
+    m_failures.fetch_add(1, std::memory_order_relaxed);
+    std::shared_ptr<const ErrorFunction> f;
+    {
+        std::lock_guard<std::mutex> lock(m_errorMutex);
+        f = m_errorFunction;
+    }
+    if (!f) {
+        m_unhandled.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    BusFailure busFailure;
+    static_cast<HandlerFailure &>(busFailure) = failure;
+    busFailure.eventType = channel.typeName;
+    busFailure.receiver = receiver;
+    try {
+        (*f)(busFailure);
+    } catch (...) {
+        m_unhandled.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+bool Bus::initiateShutdown() noexcept
+{
+    if (m_shuttingDown.exchange(true, std::memory_order_acq_rel))
+        return false;
+    emit(ShutdownInitiated{});
+    return true;
+}
+
+} // namespace sigreg
