@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: MIT
+// Sigreg Qt — the typed bus (sigreg::Bus) for Qt code: a receiver that is a
+// QObject, the next event as a QFuture, and the shutdown event tied to the
+// application's life.
+//
+// QtBusReceiver<E>
+// ----------------
+// A bus receiver (Bus::subscribe<E>(capacity)) that delivers in its own
+// thread: every event is passed to the callbacks given to onEvent() and
+// emitted as eventReceived(QVariant); missed events are reported by
+// lagged(count). Nothing polls: a producer that finds the receiver idle
+// posts it one event (QEvent), and the receiver then takes everything that
+// has arrived, up to 256 events per turn of its event loop, so a flood never
+// starves the loop. While it has events to deliver, producers pay nothing
+// for waking it. Its bounded buffer is the bus's: a thread that does not run
+// its loop for a while loses the oldest events and is told how many.
+//
+// nextEvent<E>(bus)
+// -----------------
+// A QFuture<E> with the next event of type E (emitted after the call). The
+// future is fulfilled on the emitting thread; attach a continuation with a
+// context object to run it elsewhere. It is cancelled if the bus is
+// destroyed first. Cancelling it removes its handler on the next event.
+//
+// attachToApplication(bus)
+// ------------------------
+// Calls bus.initiateShutdown() (which emits ShutdownInitiated, once) when
+// the application emits aboutToQuit(); then delivers, before exec()
+// returns, what QtBusReceivers of the main thread have pending, so they see
+// ShutdownInitiated too.
+#pragma once
+
+#include <sigreg/bus.h>
+#include <sigreg/sigreg_qt_export.h>
+
+#include <QtCore/QFuture>
+#include <QtCore/QObject>
+#include <QtCore/QPointer>
+#include <QtCore/QPromise>
+#include <QtCore/QVariant>
+
+#include <cstddef>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace sigreg {
+
+/// The QObject part of QtBusReceiver<E> (a template cannot declare signals).
+class SIGREG_QT_EXPORT QtBusReceiverBase : public QObject {
+    Q_OBJECT
+    Q_PROPERTY(quint64 receivedCount READ receivedCount)
+    Q_PROPERTY(quint64 missedCount READ missedCount)
+    Q_PROPERTY(bool subscribed READ isSubscribed NOTIFY closed)
+    Q_PROPERTY(int capacity READ capacity CONSTANT)
+
+public:
+    ~QtBusReceiverBase() override;
+
+    /// Events delivered so far.
+    [[nodiscard]] quint64 receivedCount() const noexcept { return m_received; }
+    /// Events missed so far (the sum of lagged() counts).
+    [[nodiscard]] quint64 missedCount() const noexcept { return m_missed; }
+    /// True until unsubscribe(), or until the bus is destroyed.
+    [[nodiscard]] bool isSubscribed() const noexcept;
+    [[nodiscard]] int capacity() const noexcept;
+
+    /// Stops receiving: what is already buffered is still delivered, then closed() is emitted.
+    Q_INVOKABLE void unsubscribe();
+
+Q_SIGNALS:
+    /// One event, in this object's thread. Emitted only while something is
+    /// connected to it (the conversion to QVariant is skipped otherwise).
+    void eventReceived(const QVariant &event);
+    /// `missed` events were lost before the next one (the receiver fell
+    /// more than capacity() behind, or copying an event threw).
+    void lagged(quint64 missed);
+    /// No more events will come: unsubscribed, or the bus is gone. Once.
+    void closed();
+
+protected:
+    explicit QtBusReceiverBase(QObject *parent);
+
+    /// What the next receive found (the template reports it back).
+    enum class Step { Delivered, Lagged, Empty, Closed };
+
+    /// Subclass: hooks the ring up; call from the constructor, last.
+    void start(detail::RingBase &ring);
+    /// Subclass: before the receiver is unsubscribed (destructor, unsubscribe()).
+    void stop() noexcept;
+    /// Subclass: takes one result and delivers it. User code runs inside:
+    /// touch no member after delivering.
+    virtual Step deliverNext() = 0;
+    virtual void unsubscribeReceiver() noexcept = 0;
+
+    bool event(QEvent *e) override;
+    [[nodiscard]] bool variantWanted() const;
+
+    quint64 m_received = 0;
+    quint64 m_missed = 0;
+
+private:
+    static void wake(void *self) noexcept;
+    void drain();
+
+    detail::RingBase *m_ring = nullptr;
+    bool m_closedEmitted = false;
+};
+
+/// A bus receiver of events of type E that delivers in its thread (see the
+/// top of this file). E must be copy-constructible, and, for eventReceived(),
+/// storable in a QVariant.
+template <class E>
+class QtBusReceiver final : public QtBusReceiverBase {
+public:
+    /// Subscribes to `bus` with its default capacity.
+    explicit QtBusReceiver(Bus &bus, QObject *parent = nullptr)
+        : QtBusReceiver(bus, bus.defaultCapacity(), parent)
+    {
+    }
+    /// Subscribes to `bus`, holding up to `capacity` undelivered events.
+    /// Throws as Bus::subscribe().
+    QtBusReceiver(Bus &bus, std::size_t capacity, QObject *parent = nullptr)
+        : QtBusReceiverBase(parent), m_receiver(bus.subscribe<E>(capacity))
+    {
+        start(*m_receiver.m_ring);
+    }
+    ~QtBusReceiver() override
+    {
+        stop();
+        m_receiver.unsubscribe();
+    }
+
+    /// Calls `f(const E&)` for every event, in this object's thread, in the
+    /// order the callbacks were added, before eventReceived().
+    template <class F>
+    void onEvent(F &&f)
+    {
+        static_assert(std::is_invocable_v<std::decay_t<F> &, const E &>,
+                      "sigreg::QtBusReceiver<E>::onEvent: the callback must be callable as f(const E&)");
+        m_callbacks.push_back(Callback{std::function<void(const E &)>(std::forward<F>(f)), {}, false});
+    }
+    /// As onEvent(f), while `context` exists.
+    template <class F>
+    void onEvent(const QObject *context, F &&f)
+    {
+        static_assert(std::is_invocable_v<std::decay_t<F> &, const E &>,
+                      "sigreg::QtBusReceiver<E>::onEvent: the callback must be callable as f(const E&)");
+        m_callbacks.push_back(Callback{std::function<void(const E &)>(std::forward<F>(f)), context, true});
+    }
+
+private:
+    struct Callback {
+        std::function<void(const E &)> fn;
+        QPointer<const QObject> context;
+        bool hasContext;
+    };
+
+    Step deliverNext() override
+    {
+        ReceiveResult<E> r = m_receiver.tryReceive();
+        switch (r.status()) {
+        case ReceiveStatus::Received: {
+            ++m_received;
+            // Copies: a callback may add callbacks, or delete this object.
+            const std::vector<Callback> callbacks = m_callbacks;
+            const bool variant = variantWanted();
+            QPointer<QtBusReceiverBase> self(this);
+            for (const Callback &c : callbacks) {
+                if (c.hasContext && !c.context)
+                    continue;
+                c.fn(*r);
+                if (!self)
+                    return Step::Delivered;
+            }
+            if (variant)
+                Q_EMIT eventReceived(QVariant::fromValue(*r));
+            return Step::Delivered;
+        }
+        case ReceiveStatus::Lagged:
+            m_missed += r.lagged();
+            Q_EMIT lagged(r.lagged());
+            return Step::Lagged;
+        case ReceiveStatus::Closed:
+            return Step::Closed;
+        case ReceiveStatus::Empty:
+        case ReceiveStatus::TimedOut:
+            break;
+        }
+        return Step::Empty;
+    }
+    void unsubscribeReceiver() noexcept override { m_receiver.unsubscribe(); }
+
+    Receiver<E> m_receiver;
+    std::vector<Callback> m_callbacks;
+};
+
+namespace detail {
+
+template <class E>
+struct NextEventState {
+    std::mutex mutex;
+    bool fired = false;
+    Guard guard;
+    QPromise<E> promise;
+};
+
+} // namespace detail
+
+/// The next event of type E emitted on `bus` after this call (see the top of this file).
+template <class E>
+QFuture<E> nextEvent(Bus &bus)
+{
+    static_assert(std::is_copy_constructible_v<E>,
+                  "sigreg::nextEvent<E>: the future holds a copy of the event, so E must be copy-constructible");
+    auto state = std::make_shared<detail::NextEventState<E>>();
+    state->promise.start();
+    QFuture<E> future = state->promise.future();
+    // Highest priority: the future sees the event before other handlers run.
+    Guard guard = bus.onGuarded<E>(std::numeric_limits<int>::max(), [state](const E &event) {
+        {
+            std::lock_guard<std::mutex> lock(state->mutex);
+            if (state->fired)
+                return;
+            state->fired = true;
+            state->guard.resetNoWait(); // no-op if the registration has not stored it yet
+        }
+        if (!state->promise.isCanceled())
+            state->promise.addResult(event);
+        state->promise.finish();
+    });
+    std::lock_guard<std::mutex> lock(state->mutex);
+    if (state->fired)
+        guard.resetNoWait();
+    else
+        state->guard = std::move(guard);
+    return future;
+}
+
+/// Emits ShutdownInitiated on `bus` when the application is about to quit
+/// (see the top of this file). Returns false if `bus` was attached already.
+/// Call it in the application's thread; the attachment ends with the bus or
+/// the application, whichever goes first.
+/// Throws: std::logic_error if no QCoreApplication exists.
+SIGREG_QT_EXPORT bool attachToApplication(Bus &bus);
+
+} // namespace sigreg

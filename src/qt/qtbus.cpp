@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: MIT
+// Sigreg Qt — QtBusReceiverBase and the application attachment of a bus.
+#include <sigreg/qt/qtbus.h>
+
+#include <QtCore/QCoreApplication>
+#include <QtCore/QEvent>
+#include <QtCore/QMetaMethod>
+
+#include <algorithm>
+#include <climits>
+#include <stdexcept>
+
+namespace sigreg {
+
+namespace {
+
+/// The posted event that makes a receiver drain its ring.
+QEvent::Type wakeEventType()
+{
+    static const auto type = static_cast<QEvent::Type>(QEvent::registerEventType());
+    return type;
+}
+
+/// Drains at most this many events per turn of the event loop.
+constexpr int kBurst = 256;
+
+/// A bus attached to the application: a child of the QCoreApplication.
+class BusAttachment final : public QObject {
+public:
+    BusAttachment(std::shared_ptr<detail::BusLink> l, QObject *parent) : QObject(parent), link(std::move(l)) {}
+    std::shared_ptr<detail::BusLink> link;
+};
+
+} // namespace
+
+QtBusReceiverBase::QtBusReceiverBase(QObject *parent) : QObject(parent) {}
+
+// The subclass has stopped the hook and unsubscribed already.
+QtBusReceiverBase::~QtBusReceiverBase() = default;
+
+bool QtBusReceiverBase::isSubscribed() const noexcept
+{
+    return m_ring && !m_ring->isClosed();
+}
+
+int QtBusReceiverBase::capacity() const noexcept
+{
+    return m_ring ? static_cast<int>(std::min<std::size_t>(m_ring->capacity(), INT_MAX)) : 0;
+}
+
+void QtBusReceiverBase::unsubscribe()
+{
+    // Closing the ring fires the hook: what is buffered is delivered, then closed().
+    unsubscribeReceiver();
+}
+
+void QtBusReceiverBase::start(detail::RingBase &ring)
+{
+    m_ring = &ring;
+    ring.setHook(&QtBusReceiverBase::wake, this);
+    if (!ring.armHook()) // events arrived already
+        QCoreApplication::postEvent(this, new QEvent(wakeEventType()));
+}
+
+void QtBusReceiverBase::stop() noexcept
+{
+    // Under the ring's mutex: once this returns, no producer posts to us.
+    if (m_ring)
+        m_ring->clearHook();
+}
+
+void QtBusReceiverBase::wake(void *self) noexcept
+{
+    // Any thread. The receiver exists: its destructor clears the hook first,
+    // waiting for a call in progress.
+    QCoreApplication::postEvent(static_cast<QtBusReceiverBase *>(self), new QEvent(wakeEventType()));
+}
+
+bool QtBusReceiverBase::event(QEvent *e)
+{
+    if (e->type() == wakeEventType()) {
+        drain();
+        return true;
+    }
+    return QObject::event(e);
+}
+
+bool QtBusReceiverBase::variantWanted() const
+{
+    static const QMetaMethod signal = QMetaMethod::fromSignal(&QtBusReceiverBase::eventReceived);
+    return isSignalConnected(signal);
+}
+
+void QtBusReceiverBase::drain()
+{
+    const QPointer<QtBusReceiverBase> self(this);
+    int budget = kBurst;
+    for (;;) {
+        const Step step = deliverNext();
+        if (!self)
+            return; // deleted by a callback or slot
+        switch (step) {
+        case Step::Delivered:
+        case Step::Lagged:
+            if (--budget == 0) {
+                // Let the loop breathe; the hook stays disarmed: we are scheduled.
+                QCoreApplication::postEvent(this, new QEvent(wakeEventType()));
+                return;
+            }
+            continue;
+        case Step::Empty:
+            if (m_ring->armHook())
+                return;
+            continue; // something arrived while arming
+        case Step::Closed:
+            if (!m_closedEmitted) {
+                m_closedEmitted = true;
+                Q_EMIT closed();
+            }
+            return;
+        }
+    }
+}
+
+bool attachToApplication(Bus &bus)
+{
+    QCoreApplication *app = QCoreApplication::instance();
+    if (!app)
+        throw std::logic_error("sigreg::attachToApplication: no QCoreApplication exists yet");
+    std::shared_ptr<detail::BusLink> link = bus.link();
+    const QObjectList children = app->children();
+    for (QObject *child : children) {
+        auto *attachment = dynamic_cast<BusAttachment *>(child);
+        if (!attachment)
+            continue;
+        if (attachment->link == link)
+            return false;
+        if (!attachment->link->alive())
+            delete attachment; // its bus is gone
+    }
+    auto *attachment = new BusAttachment(std::move(link), app);
+    QObject::connect(app, &QCoreApplication::aboutToQuit, attachment, [attachment] {
+        if (attachment->link->with([](Bus &b) { b.initiateShutdown(); })) {
+            // Receivers of this thread would otherwise get their wake-up after
+            // exec() returned, i.e. never.
+            QCoreApplication::sendPostedEvents(nullptr, wakeEventType());
+        }
+    });
+    return true;
+}
+
+} // namespace sigreg
