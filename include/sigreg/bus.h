@@ -59,8 +59,12 @@
 //   into it — only possible when `capacity` emits overtake one copy.
 //
 // Not covered: events are matched by exact type (emitting a Derived does not
-// reach Base's subscribers). Modules that define event types must stay
-// loaded while the bus exists (its channels run their code).
+// reach Base's subscribers). A channel runs code of the module that created
+// it (the first to call on<E>() or subscribe<E>(), or to register a
+// QtBusReceiver<E>): such a module must stay loaded while the bus exists.
+// The interning needs one copy of Sigreg per process: modules in separate
+// shared objects must share one shared sigreg_core (the default when the
+// QML module is built, or with BUILD_SHARED_LIBS), not each link a static one.
 // ============================================================================
 #pragma once
 
@@ -85,6 +89,14 @@
 #include <type_traits>
 #include <typeinfo>
 #include <utility>
+
+// Qt defines `emit` (and `signals`, `slots`) as macros unless QT_NO_KEYWORDS
+// is set; this header must compile after any Qt header all the same.
+#if defined(emit)
+#pragma push_macro("emit")
+#undef emit
+#define SIGREG_BUS_RESTORE_EMIT
+#endif
 
 namespace sigreg {
 
@@ -419,7 +431,7 @@ class BusLink;
 /// tables stay until the bus goes (emits may still be reading them).
 struct ChannelTable {
     std::uint32_t size;
-    std::atomic<ChannelBase *> *slots;
+    std::atomic<ChannelBase *> *entries;
     ChannelTable *older;
 };
 } // namespace detail
@@ -495,6 +507,14 @@ public:
     /// to choose another).
     template <class E>
     SIGREG_ALWAYS_INLINE void emit(const E &event) const noexcept
+    {
+        publish(event);
+    }
+    /// The same as emit(), under a name Qt's `emit` macro leaves alone: in
+    /// code compiled with Qt's keywords (no QT_NO_KEYWORDS / QT_NO_EMIT),
+    /// `bus.emit(e)` becomes `bus.(e)`.
+    template <class E>
+    SIGREG_ALWAYS_INLINE void publish(const E &event) const noexcept
     {
         const detail::Channel<E> *ch = find<E>();
         if (!ch)
@@ -605,7 +625,7 @@ private:
         const Table *t = m_table.load(std::memory_order_acquire);
         if (index >= t->size) // also kNoEventType
             return nullptr;
-        return static_cast<detail::Channel<E> *>(t->slots[index].load(std::memory_order_acquire));
+        return static_cast<detail::Channel<E> *>(t->entries[index].load(std::memory_order_acquire));
     }
     template <class E>
     detail::Channel<E> &channel()
@@ -691,3 +711,8 @@ detail::ChannelBase *Bus::makeChannel(Bus &bus)
 }
 
 } // namespace sigreg
+
+#if defined(SIGREG_BUS_RESTORE_EMIT)
+#pragma pop_macro("emit")
+#undef SIGREG_BUS_RESTORE_EMIT
+#endif

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <thread>
 
@@ -20,9 +21,8 @@ namespace detail {
 namespace {
 
 /// The process-wide table of event types. Keys are mangled names, or, for
-/// types without external linkage (GCC and Clang mark their names with a
-/// leading '*'), the address of the std::type_info, so two such types never
-/// meet.
+/// types without external linkage (see hasInternalName()), the address of
+/// the std::type_info, so two such types never meet.
 struct TypeTable {
     std::mutex mutex;
     std::map<std::string, std::uint32_t, std::less<>> indices;
@@ -34,10 +34,35 @@ TypeTable &typeTable()
     return *table;
 }
 
+/// The type's name as the compiler stored it. GCC marks the names of types
+/// without linkage outside their translation unit (anonymous namespaces,
+/// local classes, templates over them) with a leading '*', but libstdc++'s
+/// type_info::name() skips that '*': read the stored name itself.
+const char *storedName(const std::type_info &type) noexcept
+{
+#if defined(__GLIBCXX__)
+    struct Stored : std::type_info {
+        static const char *of(const std::type_info &t) noexcept { return t.*(&Stored::__name); }
+    };
+    return Stored::of(type);
+#else
+    return type.name();
+#endif
+}
+
+/// True for a type whose mangled name may be shared by a different type
+/// elsewhere: marked '*' (GCC), or naming an anonymous namespace (Itanium
+/// "_GLOBAL__N", for compilers that do not mark such names).
+bool hasInternalName(const std::type_info &type) noexcept
+{
+    const char *stored = storedName(type);
+    return stored[0] == '*' || std::strstr(stored, "_GLOBAL__N") != nullptr;
+}
+
 std::string typeKey(const std::type_info &type)
 {
     const char *name = type.name();
-    if (name[0] == '*') {
+    if (hasInternalName(type)) {
         char buf[2 + 2 * sizeof(void *) + 2];
         std::snprintf(buf, sizeof buf, "*%p", static_cast<const void *>(&type));
         return buf;
@@ -211,13 +236,13 @@ Bus::~Bus()
     Table *t = m_table.load(std::memory_order_relaxed);
     if (t != &g_emptyTable) {
         for (std::uint32_t i = 0; i < t->size; ++i) {
-            if (detail::ChannelBase *c = t->slots[i].load(std::memory_order_relaxed))
+            if (detail::ChannelBase *c = t->entries[i].load(std::memory_order_relaxed))
                 c->destroy(c);
         }
     }
     while (t && t != &g_emptyTable) {
         Table *older = t->older;
-        delete[] t->slots;
+        delete[] t->entries;
         delete t;
         t = older;
     }
@@ -239,7 +264,7 @@ detail::ChannelBase *Bus::installChannel(const std::type_info &type, MakeChannel
     std::lock_guard<std::mutex> lock(m_mutex);
     Table *t = m_table.load(std::memory_order_relaxed);
     if (index < t->size) {
-        if (detail::ChannelBase *c = t->slots[index].load(std::memory_order_relaxed))
+        if (detail::ChannelBase *c = t->entries[index].load(std::memory_order_relaxed))
             return c; // created by another thread meanwhile
     }
     // Everything that can throw comes before the first publication.
@@ -253,16 +278,16 @@ detail::ChannelBase *Bus::installChannel(const std::type_info &type, MakeChannel
         const std::uint32_t size = std::max<std::uint32_t>({16u, index + 1, t->size * 2});
         auto grown = std::make_unique<Table>();
         grown->size = size;
-        grown->slots = new std::atomic<detail::ChannelBase *>[size];
+        grown->entries = new std::atomic<detail::ChannelBase *>[size];
         for (std::uint32_t i = 0; i < size; ++i)
-            grown->slots[i].store(i < t->size ? t->slots[i].load(std::memory_order_relaxed) : nullptr,
+            grown->entries[i].store(i < t->size ? t->entries[i].load(std::memory_order_relaxed) : nullptr,
                                   std::memory_order_relaxed);
         grown->older = t == &g_emptyTable ? nullptr : t;
         t = grown.release();
         m_table.store(t, std::memory_order_release);
     }
     detail::ChannelBase *c = channel.release();
-    t->slots[index].store(c, std::memory_order_release);
+    t->entries[index].store(c, std::memory_order_release);
     m_typeCount.fetch_add(1, std::memory_order_release);
     return c;
 }

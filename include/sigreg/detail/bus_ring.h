@@ -131,8 +131,8 @@ public:
     void close() noexcept;
 
 protected:
-    RingBase(unsigned char *slots, std::size_t stride, std::size_t capacity) noexcept
-        : m_slots(slots), m_stride(stride), m_capacity(capacity),
+    RingBase(unsigned char *slotMemory, std::size_t stride, std::size_t capacity) noexcept
+        : m_slots(slotMemory), m_stride(stride), m_capacity(capacity),
           m_pow2((capacity & (capacity - 1)) == 0)
     {
     }
@@ -204,12 +204,12 @@ public:
     }
     ~Ring()
     {
-        Slot *slots = typedSlots();
+        Slot *all = typedSlots();
         for (std::size_t i = 0; i < m_capacity; ++i) {
-            if ((slots[i].seq.load(std::memory_order_relaxed) & kStateMask) == Full)
-                slots[i].value()->~E();
+            if ((all[i].seq.load(std::memory_order_relaxed) & kStateMask) == Full)
+                all[i].value()->~E();
         }
-        ::operator delete(slots, std::align_val_t(alignof(Slot)));
+        ::operator delete(all, std::align_val_t(alignof(Slot)));
     }
 
     /// Producer: appends a copy of `event`, overwriting the oldest unread
@@ -290,10 +290,10 @@ private:
     {
         if (capacity == 0 || capacity > std::size_t(-1) / sizeof(Slot))
             throw std::length_error("sigreg::Receiver: capacity out of range");
-        Slot *slots = static_cast<Slot *>(::operator new(capacity * sizeof(Slot), std::align_val_t(alignof(Slot))));
+        Slot *all = static_cast<Slot *>(::operator new(capacity * sizeof(Slot), std::align_val_t(alignof(Slot))));
         for (std::size_t i = 0; i < capacity; ++i)
-            ::new (static_cast<void *>(&slots[i])) Slot(std::uint64_t(i) << kStateBits | Free);
-        return slots;
+            ::new (static_cast<void *>(&all[i])) Slot(std::uint64_t(i) << kStateBits | Free);
+        return all;
     }
     Slot *typedSlots() const noexcept { return std::launder(reinterpret_cast<Slot *>(m_slots)); }
     Slot &slotAt(std::uint64_t pos) const noexcept { return typedSlots()[indexOf(pos)]; }

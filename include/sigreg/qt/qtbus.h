@@ -40,13 +40,13 @@
 #include <QtCore/QVariant>
 
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <limits>
 #include <memory>
 #include <mutex>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 namespace sigreg {
 
@@ -136,7 +136,9 @@ public:
     }
 
     /// Calls `f(const E&)` for every event, in this object's thread, in the
-    /// order the callbacks were added, before eventReceived().
+    /// order the callbacks were added, before eventReceived(). Call it from
+    /// this object's thread (callbacks are not synchronised); a callback
+    /// added during a delivery is called from the next event on.
     template <class F>
     void onEvent(F &&f)
     {
@@ -166,11 +168,13 @@ private:
         switch (r.status()) {
         case ReceiveStatus::Received: {
             ++m_received;
-            // Copies: a callback may add callbacks, or delete this object.
-            const std::vector<Callback> callbacks = m_callbacks;
             const bool variant = variantWanted();
             QPointer<QtBusReceiverBase> self(this);
-            for (const Callback &c : callbacks) {
+            // A callback may add callbacks (a deque keeps the others where
+            // they are) or delete this object.
+            const std::size_t count = m_callbacks.size();
+            for (std::size_t i = 0; i < count; ++i) {
+                const Callback &c = m_callbacks[i];
                 if (c.hasContext && !c.context)
                     continue;
                 c.fn(*r);
@@ -196,7 +200,7 @@ private:
     void unsubscribeReceiver() noexcept override { m_receiver.unsubscribe(); }
 
     Receiver<E> m_receiver;
-    std::vector<Callback> m_callbacks;
+    std::deque<Callback> m_callbacks;
 };
 
 namespace detail {
