@@ -96,6 +96,11 @@ int main(int argc, char **argv)
 #ifdef SIGREG_BENCH_HAVE_SIGC
     peers += " sigc++";
 #endif
+#ifdef SIGREG_BENCH_HAVE_MOODYCAMEL
+    peers += " moodycamel mutex-deque";
+#else
+    peers += " mutex-deque";
+#endif
     benchmark::AddCustomContext("sigreg_bench_peers", peers);
     benchmark::AddCustomContext("sigreg_bench_alloc_counting",
                                 sigreg_bench::allocationCountingEnabled()

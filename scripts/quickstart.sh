@@ -11,16 +11,16 @@ case "$mode" in
     *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 
-# Debian packages the build needs. Boost and libsigc++ are only peers in the
-# benchmark; they are optional for CMake but installed here so that the
-# benchmark compares against every peer.
+# Debian packages the build needs. Boost, libsigc++ and moodycamel's
+# concurrentqueue are only peers in the benchmark; they are optional for CMake
+# but installed here so that the benchmark compares against every peer.
 packages=(
     build-essential cmake ninja-build pkg-config
     qt6-base-dev
     qt6-declarative-dev
     qml6-module-qtqml qml6-module-qtqml-models qml6-module-qtqml-workerscript
     qml6-module-qtquick qml6-module-qtquick-window qml6-module-qttest
-    libbenchmark-dev libboost-dev libsigc++-3.0-dev
+    libbenchmark-dev libboost-dev libsigc++-3.0-dev libconcurrentqueue-dev
 )
 
 missing=()
