@@ -172,8 +172,17 @@ public:
     [[nodiscard]] std::uint64_t lagged() const noexcept { return m_lagged; }
 
 private:
+    template <class>
+    friend class Receiver;
+
     explicit ReceiveResult(ReceiveStatus s) noexcept : m_status(s) {}
     explicit ReceiveResult(E &&e) : m_value(std::move(e)), m_status(ReceiveStatus::Received) {}
+    /// Moves the event out of a receiver's ring, then frees its slot.
+    explicit ReceiveResult(typename detail::Ring<E>::Head &head)
+        : m_value(std::in_place, std::move(head.value())), m_status(ReceiveStatus::Received)
+    {
+        head.release();
+    }
 
     E &checked()
     {
@@ -331,13 +340,16 @@ public:
         for (;;) {
             switch (m_ring->peek()) {
             case detail::RingBase::Peek::Ready: {
-                bool claimed = false;
-                std::optional<E> event = m_ring->take(claimed);
-                if (!claimed)
+                typename detail::Ring<E>::Head head(*m_ring);
+                if (!head.claimed())
                     continue; // overwritten meanwhile
-                if (event)
-                    return ReceiveResult<E>::received(std::move(*event));
-                return ReceiveResult<E>::lagged(1);
+                if (head.missed()) {
+                    head.release();
+                    return ReceiveResult<E>::lagged(1);
+                }
+                // Moved once, straight into the caller's result; the slot is
+                // freed only then (if the move throws, the event stays).
+                return ReceiveResult<E>(head);
             }
             case detail::RingBase::Peek::Overwritten:
                 if (const std::uint64_t skipped = m_ring->skipOverwritten())
@@ -409,10 +421,12 @@ private:
 
     ReceiveResult<E> receiveImpl(const std::chrono::steady_clock::time_point *deadline)
     {
+        // Returns tryReceive()'s result itself (not a local copy of it): moving
+        // an event after tryReceive() freed its slot could throw and lose it.
+        // Once peek() is not NotReady, tryReceive() does not report Empty.
         for (;;) {
-            ReceiveResult<E> r = tryReceive();
-            if (r.status() != ReceiveStatus::Empty)
-                return r;
+            if (!m_ring || m_ring->peek() != detail::RingBase::Peek::NotReady || m_ring->isClosed())
+                return tryReceive();
             if (!m_ring->waitReady(deadline))
                 return ReceiveResult<E>::of(ReceiveStatus::TimedOut);
         }

@@ -249,41 +249,62 @@ public:
         wakeIfWaiting();
     }
 
-    /// Consumer: takes the event at the head if peek() == Ready. Returns it,
-    /// or nothing if the position was missed (then counted in missedTotal());
-    /// `claimed` is false if a producer overwrote the slot meanwhile (peek()
-    /// again).
-    std::optional<E> take(bool &claimed)
-    {
-        Slot &slot = slotAt(m_head);
-        const std::uint64_t mine = m_head << kStateBits;
-        std::uint64_t seq = slot.seq.load(std::memory_order_acquire);
-        const std::uint64_t state = seq & kStateMask;
-        claimed = false;
-        if ((seq >> kStateBits) != m_head || (state != Full && state != Missed))
-            return std::nullopt;
-        if (!slot.seq.compare_exchange_strong(seq, mine | Reading, std::memory_order_acquire,
-                                              std::memory_order_relaxed)) {
-            return std::nullopt;
-        }
-        claimed = true;
-        std::optional<E> out;
-        if (state == Full) {
-            try {
-                out.emplace(std::move(*slot.value()));
-            } catch (...) {
-                slot.seq.store(seq, std::memory_order_release); // still Full: retry later
-                claimed = false;
-                throw;
+    /// Consumer: claims the event at the head, if peek() == Ready, for as
+    /// long as it lives. The caller moves the event straight to where it
+    /// goes (value()), then release() frees the slot; a Head destroyed
+    /// without release() (the move threw) leaves the event for the next
+    /// take. So no move of the event happens after its slot is freed, and a
+    /// throwing move loses nothing. A missed position (missed()) is released
+    /// without a value (then counted in missedTotal()).
+    class Head {
+    public:
+        explicit Head(Ring &ring) noexcept : m_ring(ring)
+        {
+            Slot &slot = ring.slotAt(ring.m_head);
+            const std::uint64_t mine = ring.m_head << kStateBits;
+            std::uint64_t seq = slot.seq.load(std::memory_order_acquire);
+            const std::uint64_t state = seq & kStateMask;
+            if ((seq >> kStateBits) != ring.m_head || (state != Full && state != Missed))
+                return;
+            if (!slot.seq.compare_exchange_strong(seq, mine | Reading, std::memory_order_acquire,
+                                                  std::memory_order_relaxed)) {
+                return;
             }
-            slot.value()->~E();
-        } else {
-            ++m_missedTotal;
+            m_slot = &slot;
+            m_seq = seq;
         }
-        slot.seq.store((m_head + m_capacity) << kStateBits | Free, std::memory_order_release);
-        ++m_head;
-        return out;
-    }
+        Head(const Head &) = delete;
+        Head &operator=(const Head &) = delete;
+        ~Head()
+        {
+            if (m_slot)
+                m_slot->seq.store(m_seq, std::memory_order_release); // still Full: taken next time
+        }
+
+        /// False if a producer overwrote the slot meanwhile (peek() again).
+        [[nodiscard]] bool claimed() const noexcept { return m_slot != nullptr; }
+        /// The position holds no event (its copy threw). Only when claimed().
+        [[nodiscard]] bool missed() const noexcept { return (m_seq & kStateMask) == Missed; }
+        /// The event. Only when claimed() and not missed().
+        [[nodiscard]] E &value() noexcept { return *m_slot->value(); }
+        /// The event was moved out (or the position was missed): frees the
+        /// slot and advances the head. Only when claimed().
+        void release() noexcept
+        {
+            if (missed())
+                ++m_ring.m_missedTotal;
+            else
+                m_slot->value()->~E();
+            m_slot->seq.store((m_ring.m_head + m_ring.m_capacity) << kStateBits | Free, std::memory_order_release);
+            ++m_ring.m_head;
+            m_slot = nullptr;
+        }
+
+    private:
+        Ring &m_ring;
+        Slot *m_slot = nullptr;
+        std::uint64_t m_seq = 0;
+    };
 
 private:
     static Slot *allocate(std::size_t capacity)
