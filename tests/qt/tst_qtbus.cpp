@@ -1,0 +1,394 @@
+// SPDX-License-Identifier: MIT
+// Qt Test suite for the bus's Qt side (sigreg/qt/qtbus.h): QtBusReceiver<E>
+// delivering in its thread, nextEvent<E>() futures, and the application
+// attachment that emits ShutdownInitiated.
+#include <sigreg/qt/qtbus.h>
+
+#include "qt_test_support.h"
+
+#include <QtCore/QCoreApplication>
+#include <QtCore/QFutureWatcher>
+#include <QtCore/QThread>
+#include <QtCore/QTimer>
+#include <QtTest/QSignalSpy>
+#include <QtTest/QTest>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+struct Tick {
+    int value = 0;
+};
+
+struct Text {
+    std::string text;
+};
+
+/// Drives the event loop until `pred` holds (QTRY_ for use outside test functions).
+template <class Pred>
+bool spinUntil(Pred pred, int timeoutMs = 10000)
+{
+    return QTest::qWaitFor(pred, timeoutMs);
+}
+
+} // namespace
+
+Q_DECLARE_METATYPE(Tick)
+
+int qtKeywordsPublish(int value); // qt_keywords_check.cpp: compiled with Qt's keywords on
+
+class tst_QtBus : public QObject {
+    Q_OBJECT
+
+private Q_SLOTS:
+    void deliversInOrderInItsThread();
+    void eventReceivedCarriesTheEventAsQVariant();
+    void deliversInAWorkerThread();
+    void reportsExactLag();
+    void deliversLargeBurstsAcrossLoopTurns();
+    void callbackWithContextStopsWithIt();
+    void unsubscribeDeliversTheRestThenCloses();
+    void closedWhenTheBusIsDestroyed();
+    void deletedWhileProducersEmit();
+    void deletedFromItsOwnCallback();
+    void nextEventGetsTheNextOneOnly();
+    void nextEventFromAnotherThread();
+    void nextEventCancelledWhenTheBusGoes();
+    void attachEmitsShutdownOnceWhenTheAppQuits();
+    void attachOutlivedByTheApplication();
+    void headersCompileWithQtKeywords();
+};
+
+void tst_QtBus::deliversInOrderInItsThread()
+{
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<Tick> rx(bus);
+    QVERIFY(rx.isSubscribed());
+    QCOMPARE(rx.capacity(), 64);
+    std::vector<int> got;
+    std::vector<QThread *> threads;
+    rx.onEvent([&](const Tick &t) {
+        got.push_back(t.value);
+        threads.push_back(QThread::currentThread());
+    });
+    for (int i = 0; i < 10; ++i)
+        bus.emit(Tick{i});
+    // Nothing is delivered synchronously: the receiver drains in its loop.
+    QVERIFY(got.empty());
+    QVERIFY(spinUntil([&] { return got.size() == 10; }));
+    for (int i = 0; i < 10; ++i)
+        QCOMPARE(got[std::size_t(i)], i);
+    for (QThread *t : threads)
+        QCOMPARE(t, QThread::currentThread());
+    QCOMPARE(rx.receivedCount(), quint64(10));
+    QCOMPARE(rx.missedCount(), quint64(0));
+    // Idle again: later events wake it again.
+    bus.emit(Tick{42});
+    QVERIFY(spinUntil([&] { return got.size() == 11; }));
+    QCOMPARE(got.back(), 42);
+}
+
+void tst_QtBus::eventReceivedCarriesTheEventAsQVariant()
+{
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<Tick> rx(bus);
+    QSignalSpy spy(&rx, &sigreg::QtBusReceiverBase::eventReceived);
+    bus.emit(Tick{7});
+    bus.emit(Tick{8});
+    QTRY_COMPARE(spy.count(), 2);
+    QCOMPARE(spy.at(0).at(0).value<Tick>().value, 7);
+    QCOMPARE(spy.at(1).at(0).value<Tick>().value, 8);
+}
+
+void tst_QtBus::deliversInAWorkerThread()
+{
+    sigreg::Bus bus;
+    sigreg_test::Worker worker;
+    std::atomic<int> count{0};
+    std::atomic<bool> wrongThread{false};
+    sigreg::QtBusReceiver<Tick> *rx = nullptr;
+    QThread *workerThread = worker.thread();
+    worker.run([&] {
+        rx = new sigreg::QtBusReceiver<Tick>(bus, 256, worker.context);
+        rx->onEvent([&, workerThread](const Tick &) {
+            if (QThread::currentThread() != workerThread)
+                wrongThread = true;
+            count.fetch_add(1);
+        });
+    });
+    // Producers on two threads, neither the worker's.
+    std::thread a([&] { for (int i = 0; i < 100; ++i) bus.emit(Tick{i}); });
+    std::thread b([&] { for (int i = 0; i < 100; ++i) bus.emit(Tick{i}); });
+    a.join();
+    b.join();
+    QTRY_COMPARE(count.load(), 200);
+    QVERIFY(!wrongThread);
+    worker.stop(); // deletes the context, and the receiver with it, in the worker thread
+    QCOMPARE(bus.receiverCount<Tick>(), std::size_t(0));
+}
+
+void tst_QtBus::reportsExactLag()
+{
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<Tick> rx(bus, 4);
+    QSignalSpy lagged(&rx, &sigreg::QtBusReceiverBase::lagged);
+    std::vector<int> got;
+    rx.onEvent([&](const Tick &t) { got.push_back(t.value); });
+    for (int i = 0; i < 10; ++i) // the loop does not run meanwhile
+        bus.emit(Tick{i});
+    QTRY_COMPARE(int(got.size()), 4);
+    QCOMPARE(lagged.count(), 1);
+    QCOMPARE(lagged.at(0).at(0).toULongLong(), quint64(6));
+    QCOMPARE(got, (std::vector<int>{6, 7, 8, 9}));
+    QCOMPARE(rx.missedCount(), quint64(6));
+    QCOMPARE(rx.receivedCount(), quint64(4));
+}
+
+void tst_QtBus::deliversLargeBurstsAcrossLoopTurns()
+{
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<Tick> rx(bus, 5000);
+    std::vector<int> got;
+    rx.onEvent([&](const Tick &t) { got.push_back(t.value); });
+    for (int i = 0; i < 3000; ++i)
+        bus.emit(Tick{i});
+    // A zero-timer posted now runs before the whole burst is delivered: the
+    // receiver hands the loop back between turns.
+    std::size_t deliveredWhenTimerRan = 0;
+    bool timerRan = false;
+    QTimer::singleShot(0, this, [&] {
+        timerRan = true;
+        deliveredWhenTimerRan = got.size();
+    });
+    QTRY_COMPARE(int(got.size()), 3000);
+    QVERIFY(timerRan);
+    QVERIFY2(deliveredWhenTimerRan < 3000, "a 3000-event burst must not be delivered in one turn of the loop");
+    for (int i = 0; i < 3000; ++i)
+        QCOMPARE(got[std::size_t(i)], i);
+}
+
+void tst_QtBus::callbackWithContextStopsWithIt()
+{
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<Tick> rx(bus);
+    auto *context = new QObject;
+    int withContext = 0;
+    int without = 0;
+    rx.onEvent(context, [&](const Tick &) { ++withContext; });
+    rx.onEvent([&](const Tick &) { ++without; });
+    bus.emit(Tick{1});
+    QTRY_COMPARE(without, 1);
+    QCOMPARE(withContext, 1);
+    delete context;
+    bus.emit(Tick{2});
+    QTRY_COMPARE(without, 2);
+    QCOMPARE(withContext, 1);
+}
+
+void tst_QtBus::unsubscribeDeliversTheRestThenCloses()
+{
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<Tick> rx(bus);
+    QSignalSpy closed(&rx, &sigreg::QtBusReceiverBase::closed);
+    std::vector<int> got;
+    rx.onEvent([&](const Tick &t) { got.push_back(t.value); });
+    bus.emit(Tick{1});
+    bus.emit(Tick{2});
+    rx.unsubscribe();
+    QVERIFY(!rx.isSubscribed());
+    QCOMPARE(bus.receiverCount<Tick>(), std::size_t(0));
+    bus.emit(Tick{3}); // after unsubscribe: not delivered
+    QTRY_COMPARE(closed.count(), 1);
+    QCOMPARE(got, (std::vector<int>{1, 2}));
+    rx.unsubscribe(); // idempotent
+    QTest::qWait(0);
+    QCOMPARE(closed.count(), 1);
+}
+
+void tst_QtBus::closedWhenTheBusIsDestroyed()
+{
+    auto bus = std::make_unique<sigreg::Bus>();
+    sigreg::QtBusReceiver<Tick> rx(*bus);
+    QSignalSpy closed(&rx, &sigreg::QtBusReceiverBase::closed);
+    int got = 0;
+    rx.onEvent([&](const Tick &) { ++got; });
+    bus->emit(Tick{1});
+    bus.reset();
+    QTRY_COMPARE(closed.count(), 1);
+    QCOMPARE(got, 1); // delivered before the closure
+    QVERIFY(!rx.isSubscribed());
+}
+
+void tst_QtBus::deletedWhileProducersEmit()
+{
+    // Receivers come and go in this thread while two threads emit: the
+    // destructor must stop producers from posting to a dead object.
+    sigreg::Bus bus;
+    std::atomic<bool> stop{false};
+    std::atomic<long> emitted{0};
+    auto producer = [&] {
+        while (!stop.load(std::memory_order_relaxed)) {
+            bus.emit(Tick{1});
+            emitted.fetch_add(1, std::memory_order_relaxed);
+        }
+    };
+    std::thread a(producer);
+    std::thread b(producer);
+    while (emitted.load() < 1000) // both running before receivers come and go
+        std::this_thread::yield();
+    int delivered = 0;
+    for (int round = 0; round < 200; ++round) {
+        auto *rx = new sigreg::QtBusReceiver<Tick>(bus, 8);
+        rx->onEvent([&](const Tick &) { ++delivered; });
+        QCoreApplication::processEvents();
+        if (round % 2)
+            delete rx;
+        else
+            rx->deleteLater();
+        QCoreApplication::processEvents();
+    }
+    stop = true;
+    a.join();
+    b.join();
+    QCoreApplication::sendPostedEvents(nullptr, QEvent::DeferredDelete);
+    QCOMPARE(bus.receiverCount<Tick>(), std::size_t(0));
+}
+
+void tst_QtBus::deletedFromItsOwnCallback()
+{
+    sigreg::Bus bus;
+    QPointer<sigreg::QtBusReceiver<Tick>> rx = new sigreg::QtBusReceiver<Tick>(bus);
+    int calls = 0;
+    rx->onEvent([&](const Tick &) {
+        ++calls;
+        delete rx.data();
+    });
+    for (int i = 0; i < 5; ++i)
+        bus.emit(Tick{i});
+    QTRY_VERIFY(rx.isNull());
+    QCOMPARE(calls, 1);
+    QCOMPARE(bus.receiverCount<Tick>(), std::size_t(0));
+    bus.emit(Tick{9});
+    QTest::qWait(0);
+    QCOMPARE(calls, 1);
+}
+
+void tst_QtBus::nextEventGetsTheNextOneOnly()
+{
+    sigreg::Bus bus;
+    bus.emit(Text{"before"}); // not the next one: emitted before the call
+    QFuture<Text> f = sigreg::nextEvent<Text>(bus);
+    QVERIFY(!f.isFinished());
+    QCOMPARE(bus.handlerCount<Text>(), std::size_t(1));
+    bus.emit(Text{"first"});
+    QVERIFY(f.isFinished());
+    QCOMPARE(f.resultCount(), 1);
+    QCOMPARE(f.result().text, std::string("first"));
+    bus.emit(Text{"second"});
+    QCOMPARE(f.resultCount(), 1);
+    QCOMPARE(bus.handlerCount<Text>(), std::size_t(0)); // it removed itself
+}
+
+void tst_QtBus::nextEventFromAnotherThread()
+{
+    sigreg::Bus bus;
+    QFuture<Tick> f = sigreg::nextEvent<Tick>(bus);
+    int continuationValue = -1;
+    QThread *continuationThread = nullptr;
+    f.then(this, [&](Tick t) {
+        continuationValue = t.value;
+        continuationThread = QThread::currentThread();
+    });
+    std::thread producer([&] {
+        bus.emit(Tick{5});
+        bus.emit(Tick{6});
+    });
+    producer.join();
+    QTRY_COMPARE(continuationValue, 5);
+    QCOMPARE(continuationThread, QThread::currentThread());
+    QCOMPARE(f.resultCount(), 1);
+}
+
+void tst_QtBus::nextEventCancelledWhenTheBusGoes()
+{
+    auto bus = std::make_unique<sigreg::Bus>();
+    QFuture<Tick> f = sigreg::nextEvent<Tick>(*bus);
+    QVERIFY(!f.isFinished());
+    bus.reset();
+    QVERIFY(f.isFinished());
+    QVERIFY(f.isCanceled());
+    QCOMPARE(f.resultCount(), 0);
+}
+
+void tst_QtBus::attachEmitsShutdownOnceWhenTheAppQuits()
+{
+    sigreg::Bus bus;
+    QVERIFY(sigreg::attachToApplication(bus));
+    QVERIFY(!sigreg::attachToApplication(bus)); // once per bus
+    int pushed = 0;
+    auto guard = bus.onGuarded([&](const sigreg::ShutdownInitiated &) { ++pushed; });
+    // A receiver in this (the application's) thread sees it before exec() returns.
+    sigreg::QtBusReceiver<sigreg::ShutdownInitiated> rx(bus);
+    int pulledBeforeExecReturned = 0;
+    rx.onEvent([&](const sigreg::ShutdownInitiated &) { ++pulledBeforeExecReturned; });
+    // And one in a worker thread, whose loop still runs.
+    sigreg_test::Worker worker;
+    std::atomic<int> pulledInWorker{0};
+    worker.run([&] {
+        auto *w = new sigreg::QtBusReceiver<sigreg::ShutdownInitiated>(bus, worker.context);
+        w->onEvent([&](const sigreg::ShutdownInitiated &) { pulledInWorker.fetch_add(1); });
+    });
+    QVERIFY(!bus.isShuttingDown());
+
+    QTimer::singleShot(0, qApp, &QCoreApplication::quit);
+    QCoreApplication::exec(); // emits aboutToQuit on the way out
+    QCOMPARE(pushed, 1);
+    QCOMPARE(pulledBeforeExecReturned, 1);
+    QVERIFY(bus.isShuttingDown());
+    QTRY_COMPARE(pulledInWorker.load(), 1);
+
+    // A second quit (exec() again): no second ShutdownInitiated.
+    QTimer::singleShot(0, qApp, &QCoreApplication::quit);
+    QCoreApplication::exec();
+    QCOMPARE(pushed, 1);
+    QTest::qWait(0);
+    QCOMPARE(pulledBeforeExecReturned, 1);
+    QCOMPARE(pulledInWorker.load(), 1);
+}
+
+void tst_QtBus::attachOutlivedByTheApplication()
+{
+    // A bus destroyed before the application quits: the attachment is inert,
+    // and the next attach removes it. (Attachments are the application's only
+    // children of plain QObject type; the one of the previous test's bus is
+    // still there at first.)
+    auto count = [] {
+        int n = 0;
+        for (QObject *c : qApp->children())
+            n += c->metaObject() == &QObject::staticMetaObject ? 1 : 0;
+        return n;
+    };
+    {
+        sigreg::Bus bus;
+        QVERIFY(sigreg::attachToApplication(bus));
+    }
+    QCOMPARE(count(), 1);
+    QTimer::singleShot(0, qApp, &QCoreApplication::quit);
+    QCoreApplication::exec(); // no bus to reach: nothing happens, nothing crashes
+    sigreg::Bus other;
+    QVERIFY(sigreg::attachToApplication(other)); // removes the dead attachment
+    QCOMPARE(count(), 1);
+}
+
+void tst_QtBus::headersCompileWithQtKeywords()
+{
+    QCOMPARE(qtKeywordsPublish(41), 41);
+}
+
+QTEST_GUILESS_MAIN(tst_QtBus)
+#include "tst_qtbus.moc"
