@@ -9,6 +9,8 @@
 //   BM_Notify_Sigreg, so the two rows differ only in the bus's lookup of the
 //   channel and its receivers check: read BusEmit ÷ Notify_Sigreg per row.
 //   CPU time per emit (per thread with 2 threads).
+// * BM_BusEmit_Sender: the same through a sigreg::Sender<int>, which looked
+//   the channel up once: what a hot path that keeps a sender pays.
 // * BM_BusEmit_NoListener: emit of a type with no handler and no receiver.
 //   Argument 0: the type never had a channel on this bus (the bus has a
 //   channel for another type, so its table exists and the lookup reads the
@@ -107,6 +109,26 @@ void BM_BusEmit_Handlers(benchmark::State &state)
 
 // As BM_Notify_Sigreg: CPU time, per emit per thread with 2 threads.
 BENCHMARK(BM_BusEmit_Handlers)->Arg(1)->Arg(4)->Arg(16)->Threads(1)->Threads(2);
+
+/// The same through a Sender<int>: the channel looked up once, not per emit.
+struct BusSenderPeer {
+    sigreg::Bus bus;
+    sigreg::Sender<int> sender;
+
+    explicit BusSenderPeer(int handlers)
+    {
+        for (int i = 0; i < handlers; ++i)
+            bus.on<int>(kHandler);
+        sender = bus.sender<int>();
+    }
+    SIGREG_ALWAYS_INLINE void notify(const int &event) noexcept { sender.emit(event); }
+};
+
+void BM_BusEmit_Sender(benchmark::State &state)
+{
+    notifyBenchmark<BusSenderPeer>(state);
+}
+BENCHMARK(BM_BusEmit_Sender)->Arg(1)->Arg(4)->Arg(16)->Threads(1)->Threads(2);
 
 // ---------------------------------------------------------------------------
 // BM_BusEmit_NoListener

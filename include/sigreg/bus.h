@@ -82,6 +82,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -229,14 +230,30 @@ struct EventTypeIndex {
     }
 };
 
-/// What a channel of any type has. Channels are created by the bus
-/// (installChannel) and destroyed with it.
-struct ChannelBase {
+/// What a channel of any type has: the receivers (one handler each, copying
+/// into its ring) live in a type-erased registry engine, so their walk is
+/// compiled once, out of line; only the push handlers are typed.
+/// Created by the bus (installChannel) and destroyed with it.
+struct SIGREG_CORE_EXPORT ChannelBase {
     using DestroyFn = void (*)(ChannelBase *) noexcept;
-    ChannelBase(Bus &b, DestroyFn d) noexcept : bus(&b), destroy(d) {}
+    ChannelBase(Bus &b, DestroyFn d);
+    ~ChannelBase();
+    ChannelBase(const ChannelBase &) = delete;
+    ChannelBase &operator=(const ChannelBase &) = delete;
+
+    /// Copies `event` into every receiver. Out of line: it keeps emit's
+    /// inlined code to the handlers' walk.
+    SIGREG_NOINLINE void notifyReceivers(const void *event) const noexcept;
+
     Bus *bus;
     DestroyFn destroy;
+    /// receivers.size() != 0, kept by the receivers' observer; read by emit.
+    std::atomic<bool> hasReceivers{false};
     std::string typeName; // set by the bus when it installs the channel
+    RegistryCore receivers;
+
+private:
+    static void receiversChanged(void *self) noexcept;
 };
 
 /// The handler a receiver registers in its channel: copies each event into the ring.
@@ -441,14 +458,54 @@ template <class E>
 struct Channel;
 class BusLink;
 
-/// The bus's channels, by event type index. Grows by replacement; replaced
+/// The bus's channels, by event type index: a header and the entries right
+/// after it (one load less on emit's path). Grows by replacement; replaced
 /// tables stay until the bus goes (emits may still be reading them).
 struct ChannelTable {
     std::uint32_t size;
-    std::atomic<ChannelBase *> *entries;
     ChannelTable *older;
+
+    std::atomic<ChannelBase *> *entries() noexcept
+    {
+        return std::launder(reinterpret_cast<std::atomic<ChannelBase *> *>(this + 1));
+    }
+    const std::atomic<ChannelBase *> *entries() const noexcept
+    {
+        return std::launder(reinterpret_cast<const std::atomic<ChannelBase *> *>(this + 1));
+    }
 };
+static_assert(sizeof(ChannelTable) % alignof(std::atomic<ChannelBase *>) == 0);
 } // namespace detail
+
+/// Emits events of type E on one bus without looking the channel up: for a
+/// hot path that emits one type. Obtained from Bus::sender<E>() (which
+/// creates the channel); usable while the bus exists. Copyable; a
+/// default-constructed sender emits nothing.
+template <class E>
+class Sender {
+public:
+    Sender() noexcept = default;
+
+    /// As Bus::emit(event).
+    SIGREG_ALWAYS_INLINE void emit(const E &event) const noexcept { publish(event); }
+    /// As Bus::publish(event) (emit() under a name Qt's `emit` macro leaves alone).
+    SIGREG_ALWAYS_INLINE void publish(const E &event) const noexcept
+    {
+        if (!m_channel)
+            return;
+        if (m_channel->hasReceivers.load(std::memory_order_relaxed))
+            m_channel->notifyReceivers(std::addressof(event));
+        m_channel->handlers.notify(event);
+    }
+    /// False for a default-constructed sender.
+    explicit operator bool() const noexcept { return m_channel != nullptr; }
+
+private:
+    friend class Bus;
+    explicit Sender(const detail::Channel<E> *channel) noexcept : m_channel(channel) {}
+
+    const detail::Channel<E> *m_channel = nullptr;
+};
 
 /// A typed event bus: one channel per event type, created on demand.
 ///
@@ -533,9 +590,17 @@ public:
         const detail::Channel<E> *ch = find<E>();
         if (!ch)
             return;
-        if (ch->receivers.size() != 0)
-            ch->receivers.notify(event);
+        if (ch->hasReceivers.load(std::memory_order_relaxed))
+            ch->notifyReceivers(std::addressof(event));
         ch->handlers.notify(event);
+    }
+
+    /// A handle that emits events of type E on this bus without the lookup
+    /// (see Sender). Creates E's channel. Throws: std::bad_alloc.
+    template <class E>
+    [[nodiscard]] Sender<E> sender()
+    {
+        return Sender<E>(&channel<E>());
     }
 
     // --- pull receivers ------------------------------------------------------
@@ -559,8 +624,10 @@ public:
         static_assert(std::is_nothrow_destructible_v<E>, "sigreg::Bus::subscribe<E>: E's destructor must not throw");
         checkCapacity(capacity);
         auto ring = std::make_shared<detail::Ring<E>>(capacity);
-        Guard guard = channel<E>().receivers.addGuarded(detail::RingPusher<E>(ring));
-        return Receiver<E>(std::move(ring), std::move(guard));
+        detail::RegistryCore &receivers = channel<E>().receivers;
+        auto anchor = receivers.anchor();
+        const HandlerId id = receivers.add(detail::makeNode<E>(detail::RingPusher<E>(ring)), 0);
+        return Receiver<E>(std::move(ring), Guard(std::move(anchor), id));
     }
 
     // --- lifecycle ---------------------------------------------------------------
@@ -627,20 +694,26 @@ public:
 private:
     template <class E>
     friend struct detail::Channel;
+    friend struct detail::ChannelBase;
     using ErrorFunction = std::function<void(const BusFailure &)>;
     using MakeChannelFn = detail::ChannelBase *(*)(Bus &);
 
     using Table = detail::ChannelTable;
 
+    /// Channels of the first kDirect event types of the process are also
+    /// in m_direct, inside the bus: one dependent load less on emit.
+    static constexpr std::uint32_t kDirect = 64;
+
     template <class E>
     SIGREG_ALWAYS_INLINE detail::Channel<E> *find() const noexcept
     {
         const std::uint32_t index = detail::EventTypeIndex<E>::get();
-        const Table *t = m_table.load(std::memory_order_acquire);
-        if (index >= t->size) // also kNoEventType
-            return nullptr;
-        return static_cast<detail::Channel<E> *>(t->entries[index].load(std::memory_order_acquire));
+        if (SIGREG_LIKELY(index < kDirect))
+            return static_cast<detail::Channel<E> *>(m_direct[index].load(std::memory_order_acquire));
+        return static_cast<detail::Channel<E> *>(findInTable(index));
     }
+    /// The table's entry (null past its end, e.g. for kNoEventType).
+    SIGREG_NOINLINE detail::ChannelBase *findInTable(std::uint32_t index) const noexcept;
     template <class E>
     detail::Channel<E> &channel()
     {
@@ -657,7 +730,10 @@ private:
     void reportFailure(const detail::ChannelBase &channel, const HandlerFailure &failure, bool receiver) noexcept;
 
     // Read by every emit; written when a type gets its first channel.
-    alignas(64) std::atomic<Table *> m_table;
+    alignas(64) std::atomic<detail::ChannelBase *> m_direct[kDirect] = {};
+    // Every channel, by index (the owner of the channels; m_direct mirrors
+    // its first entries).
+    std::atomic<Table *> m_table;
     std::size_t m_defaultCapacity;
 
     alignas(64) mutable std::mutex m_mutex; // channel creation
@@ -672,16 +748,13 @@ private:
 
 namespace detail {
 
-/// A channel: the receivers (one handler each, pushing into its ring) and the
-/// push handlers of one event type.
+/// A channel: the receivers (in the base) and the push handlers of one event type.
 template <class E>
 struct Channel final : ChannelBase {
-    Registry<E> receivers;
     Registry<E> handlers;
 
     explicit Channel(Bus &b) : ChannelBase(b, &destroyChannel)
     {
-        receivers.setErrorHandler([this](const HandlerFailure &f) { bus->reportFailure(*this, f, true); });
         handlers.setErrorHandler([this](const HandlerFailure &f) { bus->reportFailure(*this, f, false); });
     }
     static void destroyChannel(ChannelBase *c) noexcept { delete static_cast<Channel *>(c); }

@@ -134,9 +134,12 @@ void RingBase::backoff(unsigned &round) noexcept
 void RingBase::wakeSlow() noexcept
 {
     const std::uint32_t w = m_waiters.load(std::memory_order_acquire);
-    if (w & kSleeper) {
+    // The first producer to see the consumer asleep takes the bit and wakes
+    // it; the others see it clear and pay nothing more. (The consumer sets
+    // the bit again, and looks again, before each wait.)
+    if ((w & kSleeper) && (m_waiters.fetch_and(~kSleeper, std::memory_order_acq_rel) & kSleeper)) {
         { std::lock_guard<std::mutex> lock(m_mutex); }
-        m_cv.notify_all();
+        m_cv.notify_one();
     }
     if ((w & kHook) && (m_waiters.fetch_and(~kHook, std::memory_order_acq_rel) & kHook))
         fireHook();
@@ -217,10 +220,55 @@ void RingBase::close() noexcept
 
 } // namespace detail
 
+// --- ChannelBase -----------------------------------------------------------------
+
+namespace detail {
+
+namespace {
+/// Serialises the receivers' observers: each reads size() and stores the
+/// flag as one step, so the last one to run leaves the flag right.
+std::mutex g_receiversFlagMutex;
+} // namespace
+
+ChannelBase::ChannelBase(Bus &b, DestroyFn d) : bus(&b), destroy(d)
+{
+    auto report = [this](const HandlerFailure &f) { bus->reportFailure(*this, f, true); };
+    receivers.setErrorSink(new ErrorSinkFor<decltype(report)>(report));
+    receivers.setObserver(&ChannelBase::receiversChanged, this);
+}
+
+ChannelBase::~ChannelBase()
+{
+    receivers.setObserver(nullptr, nullptr);
+}
+
+void ChannelBase::notifyReceivers(const void *event) const noexcept
+{
+    receivers.notify(event);
+}
+
+void ChannelBase::receiversChanged(void *self) noexcept
+{
+    auto *channel = static_cast<ChannelBase *>(self);
+    std::lock_guard<std::mutex> lock(g_receiversFlagMutex);
+    channel->hasReceivers.store(channel->receivers.size() != 0, std::memory_order_relaxed);
+}
+
+} // namespace detail
+
 // --- Bus -------------------------------------------------------------------------
 
 namespace {
-detail::ChannelTable g_emptyTable{0, nullptr, nullptr};
+detail::ChannelTable g_emptyTable{0, nullptr};
+
+detail::ChannelTable *allocateTable(std::uint32_t size, detail::ChannelTable *older)
+{
+    void *memory = ::operator new(sizeof(detail::ChannelTable) + size * sizeof(std::atomic<detail::ChannelBase *>));
+    auto *t = ::new (memory) detail::ChannelTable{size, older};
+    for (std::uint32_t i = 0; i < size; ++i)
+        ::new (static_cast<void *>(t->entries() + i)) std::atomic<detail::ChannelBase *>(nullptr);
+    return t;
+}
 } // namespace
 
 Bus::Bus(std::size_t defaultCapacity)
@@ -234,18 +282,21 @@ Bus::~Bus()
 {
     m_link->detach();
     Table *t = m_table.load(std::memory_order_relaxed);
-    if (t != &g_emptyTable) {
-        for (std::uint32_t i = 0; i < t->size; ++i) {
-            if (detail::ChannelBase *c = t->entries[i].load(std::memory_order_relaxed))
-                c->destroy(c);
-        }
+    for (std::uint32_t i = 0; i < t->size; ++i) {
+        if (detail::ChannelBase *c = t->entries()[i].load(std::memory_order_relaxed))
+            c->destroy(c);
     }
     while (t && t != &g_emptyTable) {
         Table *older = t->older;
-        delete[] t->entries;
-        delete t;
+        ::operator delete(t);
         t = older;
     }
+}
+
+detail::ChannelBase *Bus::findInTable(std::uint32_t index) const noexcept
+{
+    const Table *t = m_table.load(std::memory_order_acquire);
+    return index < t->size ? t->entries()[index].load(std::memory_order_acquire) : nullptr;
 }
 
 void Bus::checkCapacity(std::size_t capacity) const
@@ -264,7 +315,7 @@ detail::ChannelBase *Bus::installChannel(const std::type_info &type, MakeChannel
     std::lock_guard<std::mutex> lock(m_mutex);
     Table *t = m_table.load(std::memory_order_relaxed);
     if (index < t->size) {
-        if (detail::ChannelBase *c = t->entries[index].load(std::memory_order_relaxed))
+        if (detail::ChannelBase *c = t->entries()[index].load(std::memory_order_relaxed))
             return c; // created by another thread meanwhile
     }
     // Everything that can throw comes before the first publication.
@@ -276,18 +327,16 @@ detail::ChannelBase *Bus::installChannel(const std::type_info &type, MakeChannel
         // (it stays until the bus goes), they merely miss this new channel,
         // as if they had emitted before it existed.
         const std::uint32_t size = std::max<std::uint32_t>({16u, index + 1, t->size * 2});
-        auto grown = std::make_unique<Table>();
-        grown->size = size;
-        grown->entries = new std::atomic<detail::ChannelBase *>[size];
-        for (std::uint32_t i = 0; i < size; ++i)
-            grown->entries[i].store(i < t->size ? t->entries[i].load(std::memory_order_relaxed) : nullptr,
-                                  std::memory_order_relaxed);
-        grown->older = t == &g_emptyTable ? nullptr : t;
-        t = grown.release();
+        Table *grown = allocateTable(size, t == &g_emptyTable ? nullptr : t);
+        for (std::uint32_t i = 0; i < t->size; ++i)
+            grown->entries()[i].store(t->entries()[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+        t = grown;
         m_table.store(t, std::memory_order_release);
     }
     detail::ChannelBase *c = channel.release();
-    t->entries[index].store(c, std::memory_order_release);
+    t->entries()[index].store(c, std::memory_order_release);
+    if (index < kDirect)
+        m_direct[index].store(c, std::memory_order_release);
     m_typeCount.fetch_add(1, std::memory_order_release);
     return c;
 }
