@@ -3,6 +3,8 @@
 // table, failures, and the receivers' rings' slow paths (waiting, waking).
 #include <sigreg/bus.h>
 
+#include "backoff_p.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -119,16 +121,7 @@ void BusLink::detach() noexcept
 
 void RingBase::backoff(unsigned &round) noexcept
 {
-    if (round < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-    } else if (round < 256) {
-        std::this_thread::yield();
-    } else {
-        std::this_thread::sleep_for(std::chrono::microseconds(20));
-    }
-    ++round;
+    backoffStep(round);
 }
 
 void RingBase::wakeSlow() noexcept

@@ -3,6 +3,8 @@
 // removal that waits for running calls, and hazard-based reclamation.
 #include <sigreg/detail/registry_core.h>
 
+#include "backoff_p.h"
+
 #include <algorithm>
 #include <chrono>
 #include <limits>
@@ -42,28 +44,6 @@ std::uint32_t grownCapacity(std::size_t needed)
         throw std::length_error("sigreg::Registry: too many handlers");
     return static_cast<std::uint32_t>(std::max<std::size_t>(8, needed * 2));
 }
-
-/// Spin, then yield, then sleep: the wait in a removal is as long as a
-/// handler call, usually nanoseconds, but a handler may block.
-class Backoff {
-public:
-    void pause() noexcept
-    {
-        if (m_round < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        } else if (m_round < 128) {
-            std::this_thread::yield();
-        } else {
-            std::this_thread::sleep_for(std::chrono::microseconds(50));
-        }
-        ++m_round;
-    }
-
-private:
-    unsigned m_round = 0;
-};
 
 /// The heavy fence, skipped when no other thread has a hazard record in use.
 ///
