@@ -406,6 +406,11 @@ def bus_ratios(rows):
             e, n = rows.get(("BM_BusEmit_Handlers", h, thr)), rows.get(("BM_Notify_Sigreg", h, thr))
             out.append((f"BusEmit ÷ Notify_Sigreg, {h} handler{'s' if h > 1 else ''}, {thr} thread{'s' if thr > 1 else ''}",
                         ns(e) / ns(n) if e and n else None, BUS_EMIT_TARGET))
+    for thr in (1, 2):
+        for h in (1, 4, 16):
+            e, n = rows.get(("BM_BusEmit_Sender", h, thr)), rows.get(("BM_Notify_Sigreg", h, thr))
+            out.append((f"Sender emit ÷ Notify_Sigreg, {h} handler{'s' if h > 1 else ''}, {thr} thread{'s' if thr > 1 else ''}",
+                        ns(e) / ns(n) if e and n else None, None))
     for peer, base in BROADCAST[1:]:
         for mode in BROADCAST_MODES:
             s, p = rows.get(("BM_BusBroadcast_Receivers", mode, 1)), rows.get((base, mode, 1))
@@ -425,15 +430,16 @@ def bus_main(paths):
     out.append("### Emit with N push handlers against the registry's notify: CPU time per emit (median)")
     out.append("")
     out.append("| handlers | threads | Registry notify (BM_Notify_Sigreg) | Bus emit (BM_BusEmit_Handlers) "
-               "| BusEmit ÷ Notify | difference |")
-    out.append("|---:|---:|---:|---:|---:|---:|")
+               "| Sender emit (BM_BusEmit_Sender) | BusEmit ÷ Notify | difference | Sender ÷ Notify |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
     configs = sorted({(a, t) for (b, a, t) in rows if b == "BM_BusEmit_Handlers"}, key=lambda c: (c[1], c[0]))
     for arg, thr in configs:
-        cells, times = notify_cells(rows, ("BM_Notify_Sigreg", "BM_BusEmit_Handlers"), arg, thr)
-        n, e = times.get("BM_Notify_Sigreg"), times.get("BM_BusEmit_Handlers")
+        cells, times = notify_cells(rows, ("BM_Notify_Sigreg", "BM_BusEmit_Handlers", "BM_BusEmit_Sender"), arg, thr)
+        n, e, snd = (times.get(k) for k in ("BM_Notify_Sigreg", "BM_BusEmit_Handlers", "BM_BusEmit_Sender"))
         ratio = f"{e / n:.2f}×" if e and n else "–"
         diff = f"{e - n:+.1f} ns" if e and n else "–"
-        out.append(f"| {arg} | {thr} | " + " | ".join(cells) + f" | {ratio} | {diff} |")
+        sratio = f"{snd / n:.2f}×" if snd and n else "–"
+        out.append(f"| {arg} | {thr} | " + " | ".join(cells) + f" | {ratio} | {diff} | {sratio} |")
     out.append("")
 
     quiet = sorted(a for (b, a, t) in rows if b == "BM_BusEmit_NoListener")
