@@ -91,8 +91,8 @@
 #include <typeinfo>
 #include <utility>
 
-// Qt defines `emit` (and `signals`, `slots`) as macros unless QT_NO_KEYWORDS
-// is set; this header must compile after any Qt header all the same.
+// Qt defines `emit` (and `signals`, `slots`) as macros unless its keywords
+// are switched off; this header must compile after any Qt header all the same.
 #if defined(emit)
 #pragma push_macro("emit")
 #undef emit
@@ -582,7 +582,7 @@ public:
         publish(event);
     }
     /// The same as emit(), under a name Qt's `emit` macro leaves alone: in
-    /// code compiled with Qt's keywords (no QT_NO_KEYWORDS / QT_NO_EMIT),
+    /// code compiled with Qt's keywords on (the default),
     /// `bus.emit(e)` becomes `bus.(e)`.
     template <class E>
     SIGREG_ALWAYS_INLINE void publish(const E &event) const noexcept
