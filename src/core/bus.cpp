@@ -238,13 +238,6 @@ ChannelBase::~ChannelBase()
 void ChannelBase::notifyReceivers(const void *event) const noexcept
 {
     receivers.notify(event);
-    // The walk left its last receiver announced in this thread's hazard level
-    // (announcements are not cleared when a walk ends; see hazard.h). The
-    // handlers' walk that follows takes the same level and, with no handlers,
-    // announces nothing: a receiver unsubscribing meanwhile would wait for a
-    // call that is over, for as long as this thread keeps emitting. Clear it.
-    HazardScope scope;
-    scope.announce(nullptr);
 }
 
 void ChannelBase::receiversChanged(void *self) noexcept

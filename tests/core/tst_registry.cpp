@@ -3,6 +3,7 @@
 // removal, handler types and lifetimes, error isolation, reentrancy, batches,
 // registration at scale and reclamation. The multi-threaded guarantees are in
 // tst_concurrency.cpp, guards in tst_guard.cpp.
+#include <sigreg/detail/hazard.h>
 #include <sigreg/registry.h>
 
 #include <QtTest/QTest>
@@ -186,6 +187,8 @@ private Q_SLOTS:
     void manyAdds_data();
     void manyAdds();
     void pendingReclamationDrainsAfterRemoval();
+    // the hazard protocol, white-box
+    void emptyNotifyWithdrawsStaleAnnouncement();
 };
 
 // ===========================================================================
@@ -1500,6 +1503,29 @@ void tst_Registry::pendingReclamationDrainsAfterRemoval()
         QVERIFY(reg.removeNoWait(id));
     QCOMPARE(reg.pendingReclamation(), std::size_t(0));
     QVERIFY(reg.empty());
+}
+
+// ===========================================================================
+// the hazard protocol, white-box
+// ===========================================================================
+
+void tst_Registry::emptyNotifyWithdrawsStaleAnnouncement()
+{
+    // Announcements are not cleared when a read ends; a read that calls no
+    // handler must clear the one an earlier read left, or a remover of that
+    // handler waits while this thread keeps reading empty registries (the
+    // bus does that: receivers, then an empty handler list, on every emit).
+    Reg withHandler;
+    Reg empty;
+    const sigreg::detail::Node *seen = nullptr;
+    withHandler.add([&](const Event &) {
+        seen = sigreg::detail::tl_record->levels[0].current.load(std::memory_order_relaxed);
+    });
+    withHandler.notify(Event{});
+    QVERIFY(seen != nullptr); // the handler was announced on level 0 while it ran
+    QCOMPARE(sigreg::detail::tl_record->levels[0].current.load(), seen); // and still is: not cleared
+    empty.notify(Event{});
+    QCOMPARE(sigreg::detail::tl_record->levels[0].current.load(), nullptr);
 }
 
 QTEST_GUILESS_MAIN(tst_Registry)

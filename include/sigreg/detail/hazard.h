@@ -220,9 +220,10 @@ public:
     }
 
     /// Announces that `node` is about to be called. Every scope must announce
-    /// (a node, or null) before it runs user code: `current` is not cleared
-    /// between reads. A remover that saw the
-    /// announcement waits for the call to end.
+    /// (a node, or null) before it runs user code, and a scope that calls no
+    /// handler at all announces null: `current` is not cleared between reads,
+    /// and a stale one would make a remover wait for a call that is over. A
+    /// remover that saw the announcement waits for the call to end.
     SIGREG_ALWAYS_INLINE void announce(const Node *node) noexcept
     {
         m_level->current.store(node, kHazardStore);

@@ -117,6 +117,15 @@ public:
         const Block *block = scope.protect(m_head);
         Node *const *it = block->entries();
         Node *const *const end = it + block->count.load(std::memory_order_acquire);
+        if (SIGREG_UNLIKELY(it == end)) {
+            // Nothing to announce, so withdraw what an earlier read on this
+            // level left announced (announcements are not cleared when a read
+            // ends): a remover of that handler would otherwise wait for this
+            // read, and a thread that alternates between a registry and an
+            // empty one would keep it waiting.
+            scope.announce(nullptr);
+            return;
+        }
         for (; it != end; ++it) {
             const Node *node = *it;
             scope.announce(node);
