@@ -19,9 +19,10 @@
 //
 // emit(e) finds the channel without a lock and without allocating: every
 // event type has a process-wide small index (below), and the bus keeps an
-// array of channels by index. So emit costs two loads more than a notify of
-// the type's registry, and for a type nobody listens to it is those loads
-// and a test. Receivers get their copy first, then the handlers run: a
+// array of channels by index. So before the handlers' walk emit loads the
+// cached index, the array and its entry, and tests whether any receiver is
+// subscribed; for a type nobody listens to it stops after the entry. Receivers
+// get their copy first, then the handlers run: a
 // handler that emits a second event of the same type cannot put it ahead of
 // the first in any receiver.
 //
@@ -40,7 +41,8 @@
 // handler and receiver are gone. That is what keeps emit free of hazard
 // pointers and reference counts for the channel itself. Memory stays
 // bounded: one channel per event type the program uses (a number fixed when
-// it is compiled), about 700 bytes each; what can be large (rings, handlers)
+// it is compiled), 832 bytes each on x86-64 (sizeof(detail::Channel<E>))
+// plus the type's name; what can be large (rings, handlers)
 // goes with its receiver or handler. typeCount() therefore counts the types
 // that have had a channel.
 //
@@ -237,7 +239,6 @@ struct EventTypeIndex {
 struct SIGREG_CORE_EXPORT ChannelBase {
     using DestroyFn = void (*)(ChannelBase *) noexcept;
     ChannelBase(Bus &b, DestroyFn d);
-    ~ChannelBase();
     ChannelBase(const ChannelBase &) = delete;
     ChannelBase &operator=(const ChannelBase &) = delete;
 
@@ -245,15 +246,13 @@ struct SIGREG_CORE_EXPORT ChannelBase {
     /// inlined code to the handlers' walk.
     SIGREG_NOINLINE void notifyReceivers(const void *event) const noexcept;
 
+    /// True while any receiver is subscribed (read by emit).
+    [[nodiscard]] bool hasReceivers() const noexcept { return receivers.size() != 0; }
+
     Bus *bus;
     DestroyFn destroy;
-    /// receivers.size() != 0, kept by the receivers' observer; read by emit.
-    std::atomic<bool> hasReceivers{false};
     std::string typeName; // set by the bus when it installs the channel
     RegistryCore receivers;
-
-private:
-    static void receiversChanged(void *self) noexcept;
 };
 
 /// The handler a receiver registers in its channel: copies each event into the ring.
@@ -493,7 +492,7 @@ public:
     {
         if (!m_channel)
             return;
-        if (m_channel->hasReceivers.load(std::memory_order_relaxed))
+        if (m_channel->hasReceivers())
             m_channel->notifyReceivers(std::addressof(event));
         m_channel->handlers.notify(event);
     }
@@ -590,7 +589,7 @@ public:
         const detail::Channel<E> *ch = find<E>();
         if (!ch)
             return;
-        if (ch->hasReceivers.load(std::memory_order_relaxed))
+        if (ch->hasReceivers())
             ch->notifyReceivers(std::addressof(event));
         ch->handlers.notify(event);
     }
@@ -700,20 +699,15 @@ private:
 
     using Table = detail::ChannelTable;
 
-    /// Channels of the first kDirect event types of the process are also
-    /// in m_direct, inside the bus: one dependent load less on emit.
-    static constexpr std::uint32_t kDirect = 64;
-
     template <class E>
     SIGREG_ALWAYS_INLINE detail::Channel<E> *find() const noexcept
     {
         const std::uint32_t index = detail::EventTypeIndex<E>::get();
-        if (SIGREG_LIKELY(index < kDirect))
-            return static_cast<detail::Channel<E> *>(m_direct[index].load(std::memory_order_acquire));
-        return static_cast<detail::Channel<E> *>(findInTable(index));
+        const Table *t = m_table.load(std::memory_order_acquire);
+        if (index >= t->size) // also kNoEventType
+            return nullptr;
+        return static_cast<detail::Channel<E> *>(t->entries()[index].load(std::memory_order_acquire));
     }
-    /// The table's entry (null past its end, e.g. for kNoEventType).
-    SIGREG_NOINLINE detail::ChannelBase *findInTable(std::uint32_t index) const noexcept;
     template <class E>
     detail::Channel<E> &channel()
     {
@@ -730,10 +724,7 @@ private:
     void reportFailure(const detail::ChannelBase &channel, const HandlerFailure &failure, bool receiver) noexcept;
 
     // Read by every emit; written when a type gets its first channel.
-    alignas(64) std::atomic<detail::ChannelBase *> m_direct[kDirect] = {};
-    // Every channel, by index (the owner of the channels; m_direct mirrors
-    // its first entries).
-    std::atomic<Table *> m_table;
+    alignas(64) std::atomic<Table *> m_table;
     std::size_t m_defaultCapacity;
 
     alignas(64) mutable std::mutex m_mutex; // channel creation

@@ -217,34 +217,15 @@ void RingBase::close() noexcept
 
 namespace detail {
 
-namespace {
-/// Serialises the receivers' observers: each reads size() and stores the
-/// flag as one step, so the last one to run leaves the flag right.
-std::mutex g_receiversFlagMutex;
-} // namespace
-
 ChannelBase::ChannelBase(Bus &b, DestroyFn d) : bus(&b), destroy(d)
 {
     auto report = [this](const HandlerFailure &f) { bus->reportFailure(*this, f, true); };
     receivers.setErrorSink(new ErrorSinkFor<decltype(report)>(report));
-    receivers.setObserver(&ChannelBase::receiversChanged, this);
-}
-
-ChannelBase::~ChannelBase()
-{
-    receivers.setObserver(nullptr, nullptr);
 }
 
 void ChannelBase::notifyReceivers(const void *event) const noexcept
 {
     receivers.notify(event);
-}
-
-void ChannelBase::receiversChanged(void *self) noexcept
-{
-    auto *channel = static_cast<ChannelBase *>(self);
-    std::lock_guard<std::mutex> lock(g_receiversFlagMutex);
-    channel->hasReceivers.store(channel->receivers.size() != 0, std::memory_order_relaxed);
 }
 
 } // namespace detail
@@ -286,12 +267,6 @@ Bus::~Bus()
     }
 }
 
-detail::ChannelBase *Bus::findInTable(std::uint32_t index) const noexcept
-{
-    const Table *t = m_table.load(std::memory_order_acquire);
-    return index < t->size ? t->entries()[index].load(std::memory_order_acquire) : nullptr;
-}
-
 void Bus::checkCapacity(std::size_t capacity) const
 {
     if (capacity == 0)
@@ -328,8 +303,6 @@ detail::ChannelBase *Bus::installChannel(const std::type_info &type, MakeChannel
     }
     detail::ChannelBase *c = channel.release();
     t->entries()[index].store(c, std::memory_order_release);
-    if (index < kDirect)
-        m_direct[index].store(c, std::memory_order_release);
     m_typeCount.fetch_add(1, std::memory_order_release);
     return c;
 }
