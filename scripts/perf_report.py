@@ -82,6 +82,12 @@ def notify_cells(rows, bases, arg, thr):
     return cells, times
 
 
+def host_line(context):
+    """The line naming the machine and the date of a run."""
+    return (f"Host: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs at "
+            f"{context.get('mhz_per_cpu', '?')} MHz; run {context.get('date', '?')}.")
+
+
 def fmt_ns(v):
     if v >= 1e6:
         return f"{v / 1e6:.2f} ms"
@@ -93,8 +99,7 @@ def fmt_ns(v):
 def main(path):
     context, rows = load(path)
     out = []
-    out.append(f"Host: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs at "
-               f"{context.get('mhz_per_cpu', '?')} MHz; run {context.get('date', '?')}.")
+    out.append(host_line(context))
     out.append("")
     out.append("### Notify: CPU time per notify (median), and Sigreg's ratio to each peer")
     out.append("")
@@ -195,8 +200,7 @@ def qt_main(paths):
     for _, _, r in reversed(runs):
         rows.update(r)
     out = []
-    out.append(f"Host: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs at "
-               f"{context.get('mhz_per_cpu', '?')} MHz; run {context.get('date', '?')}.")
+    out.append(host_line(context))
     out.append("")
 
     out.append("### Inline notify through the facade: CPU time per notify (median)")
@@ -306,8 +310,7 @@ def qml_main(paths):
     context, rows = load(path)
     _, cvs = load(path, QML_CV)
     out = []
-    out.append(f"Host: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs at "
-               f"{context.get('mhz_per_cpu', '?')} MHz; run {context.get('date', '?')}.")
+    out.append(host_line(context))
     out.append("")
 
     def cell(b, counter, unit):
@@ -423,8 +426,7 @@ def bus_main(paths):
     context, rows = load(paths[0], BUS_NAME)
     _, cvs = load(paths[0], BUS_CV)
     out = []
-    out.append(f"Host: {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs at "
-               f"{context.get('mhz_per_cpu', '?')} MHz; run {context.get('date', '?')}.")
+    out.append(host_line(context))
     out.append("")
 
     out.append("### Emit with N push handlers against the registry's notify: CPU time per emit (median)")

@@ -33,24 +33,13 @@
 #include <utility>
 #include <vector>
 
+#include "../support/sanitizers.h"
+
 using namespace std::chrono_literals;
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr bool kUnderSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-constexpr bool kUnderSanitizer = true;
-#else
-constexpr bool kUnderSanitizer = false;
-#endif
-#else
-constexpr bool kUnderSanitizer = false;
-#endif
-
-// Iteration counts: smaller under sanitizers, which slow everything down.
-constexpr int scaled(int normal, int sanitized) { return kUnderSanitizer ? sanitized : normal; }
+constexpr int scaled(int normal, int sanitized) { return sigreg_test::kUnderSanitizer ? sanitized : normal; }
 
 using Clock = std::chrono::steady_clock;
 using sigreg::Bus;

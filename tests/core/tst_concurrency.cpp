@@ -39,21 +39,13 @@
 #include <thread>
 #include <vector>
 
+#include "../support/sanitizers.h"
+
 using namespace std::chrono_literals;
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kUnderTsan = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kUnderTsan = true;
-#else
-constexpr bool kUnderTsan = false;
-#endif
-#else
-constexpr bool kUnderTsan = false;
-#endif
+using sigreg_test::kUnderTsan;
 
 // Iteration counts: smaller under TSan, which slows everything ~10x.
 constexpr int scaled(int normal, int tsan) { return kUnderTsan ? tsan : normal; }

@@ -241,10 +241,9 @@ void tst_QtBus::deletedWhileProducersEmit()
     std::thread b(producer);
     while (emitted.load() < 1000) // both running before receivers come and go
         std::this_thread::yield();
-    int delivered = 0;
     for (int round = 0; round < 200; ++round) {
         auto *rx = new sigreg::QtBusReceiver<Tick>(bus, 8);
-        rx->onEvent([&](const Tick &) { ++delivered; });
+        rx->onEvent([](const Tick &) {}); // deliveries run while the others emit
         QCoreApplication::processEvents();
         if (round % 2)
             delete rx;
