@@ -148,15 +148,6 @@ enum class ReceiveStatus : std::uint8_t {
 template <class E>
 class [[nodiscard]] ReceiveResult {
 public:
-    static ReceiveResult received(E &&event) { return ReceiveResult(std::move(event)); }
-    static ReceiveResult lagged(std::uint64_t missed) noexcept
-    {
-        ReceiveResult r(ReceiveStatus::Lagged);
-        r.m_lagged = missed;
-        return r;
-    }
-    static ReceiveResult of(ReceiveStatus status) noexcept { return ReceiveResult(status); }
-
     [[nodiscard]] ReceiveStatus status() const noexcept { return m_status; }
     [[nodiscard]] bool hasValue() const noexcept { return m_status == ReceiveStatus::Received; }
     explicit operator bool() const noexcept { return hasValue(); }
@@ -178,8 +169,15 @@ private:
     template <class>
     friend class Receiver;
 
+    static ReceiveResult lagged(std::uint64_t missed) noexcept
+    {
+        ReceiveResult r(ReceiveStatus::Lagged);
+        r.m_lagged = missed;
+        return r;
+    }
+    static ReceiveResult of(ReceiveStatus status) noexcept { return ReceiveResult(status); }
+
     explicit ReceiveResult(ReceiveStatus s) noexcept : m_status(s) {}
-    explicit ReceiveResult(E &&e) : m_value(std::move(e)), m_status(ReceiveStatus::Received) {}
     /// Moves the event out of a receiver's ring, then frees its slot.
     explicit ReceiveResult(typename detail::Ring<E>::Head &head)
         : m_value(std::in_place, std::move(head.value())), m_status(ReceiveStatus::Received)
@@ -490,11 +488,8 @@ public:
     /// As Bus::publish(event) (emit() under a name Qt's `emit` macro leaves alone).
     SIGREG_ALWAYS_INLINE void publish(const E &event) const noexcept
     {
-        if (!m_channel)
-            return;
-        if (m_channel->hasReceivers())
-            m_channel->notifyReceivers(std::addressof(event));
-        m_channel->handlers.notify(event);
+        if (m_channel)
+            m_channel->deliver(event);
     }
     /// False for a default-constructed sender.
     explicit operator bool() const noexcept { return m_channel != nullptr; }
@@ -586,12 +581,8 @@ public:
     template <class E>
     SIGREG_ALWAYS_INLINE void publish(const E &event) const noexcept
     {
-        const detail::Channel<E> *ch = find<E>();
-        if (!ch)
-            return;
-        if (ch->hasReceivers())
-            ch->notifyReceivers(std::addressof(event));
-        ch->handlers.notify(event);
+        if (const detail::Channel<E> *ch = find<E>())
+            ch->deliver(event);
     }
 
     /// A handle that emits events of type E on this bus without the lookup
@@ -747,6 +738,13 @@ struct Channel final : ChannelBase {
     explicit Channel(Bus &b) : ChannelBase(b, &destroyChannel)
     {
         handlers.setErrorHandler([this](const HandlerFailure &f) { bus->reportFailure(*this, f, false); });
+    }
+    /// Receivers first, then the handlers (see "Ordering and delivery").
+    SIGREG_ALWAYS_INLINE void deliver(const E &event) const noexcept
+    {
+        if (hasReceivers())
+            notifyReceivers(std::addressof(event));
+        handlers.notify(event);
     }
     static void destroyChannel(ChannelBase *c) noexcept { delete static_cast<Channel *>(c); }
 };

@@ -78,8 +78,6 @@ public:
     }
     /// Events this consumer missed so far (overrun, or a copy that threw).
     [[nodiscard]] std::uint64_t missedTotal() const noexcept { return m_missedTotal; }
-    /// Position of the next event the consumer takes.
-    [[nodiscard]] std::uint64_t head() const noexcept { return m_head; }
 
     /// What the slot at the consumer's head holds now.
     [[nodiscard]] Peek peek(std::memory_order order = std::memory_order_acquire) const noexcept
