@@ -383,25 +383,54 @@ public:
     /// Waits for the next event, a lag report or the closure (never Empty or TimedOut).
     ReceiveResult<E> receive() { return receiveImpl(nullptr); }
 
-    /// As receive(), giving up after `timeout` (then TimedOut).
+    /// As receive(), giving up after `timeout` (then TimedOut). A zero or
+    /// negative timeout only looks. A timeout beyond maxTimeout() (about a
+    /// century, e.g. `duration::max()`) waits as receive() does: no deadline
+    /// is computed that the clock could not represent (nor for a NaN).
     template <class Rep, class Period>
     ReceiveResult<E> receiveFor(const std::chrono::duration<Rep, Period> &timeout)
     {
-        const auto deadline = std::chrono::steady_clock::now()
-            + std::chrono::ceil<std::chrono::steady_clock::duration>(timeout);
+        using Steady = std::chrono::steady_clock;
+        const auto now = Steady::now();
+        if (timeout <= timeout.zero())
+            return receiveImpl(&now); // looks once, then TimedOut
+        // Compared in floating point: converting `timeout` to the clock's
+        // unit first could overflow (hours::max() in nanoseconds).
+        if (!(std::chrono::duration<double>(timeout) < maxTimeout()))
+            return receiveImpl(nullptr);
+        const auto deadline = now + std::chrono::ceil<Steady::duration>(timeout);
         return receiveImpl(&deadline);
     }
 
-    /// As receive(), giving up at `deadline` (then TimedOut).
+    /// As receive(), giving up at `deadline` (then TimedOut), a time point of
+    /// any clock; one further than maxTimeout() away waits as receive().
     template <class Clock, class Duration>
     ReceiveResult<E> receiveUntil(const std::chrono::time_point<Clock, Duration> &deadline)
     {
-        if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>) {
-            const auto d = std::chrono::time_point_cast<std::chrono::steady_clock::duration>(deadline);
-            return receiveImpl(&d);
-        } else {
-            return receiveFor(deadline - Clock::now());
+        // The distance in floating point first: comparing or subtracting in
+        // the common (finer) unit overflows for e.g. time_point::max().
+        const auto now = Clock::now();
+        const std::chrono::duration<double> left = std::chrono::duration<double>(deadline.time_since_epoch())
+            - std::chrono::duration<double>(now.time_since_epoch());
+        if (left <= std::chrono::duration<double>::zero()) {
+            const auto past = std::chrono::steady_clock::now();
+            return receiveImpl(&past); // looks once, then TimedOut
         }
+        if (!(left < maxTimeout()))
+            return receiveImpl(nullptr);
+        if constexpr (std::is_same_v<Clock, std::chrono::steady_clock>
+                      && std::is_same_v<Duration, std::chrono::steady_clock::duration>) {
+            return receiveImpl(&deadline);
+        } else {
+            return receiveFor(deadline - now);
+        }
+    }
+
+    /// The longest wait receiveFor()/receiveUntil() time out after; longer
+    /// ones wait without a deadline.
+    static constexpr std::chrono::duration<double> maxTimeout() noexcept
+    {
+        return std::chrono::hours(24 * 365 * 100);
     }
 
     /// Stops receiving: no new events arrive (waiting, as Registry::remove()

@@ -259,6 +259,8 @@ private Q_SLOTS:
     void lagAfterPartialDrain();
     void pendingAndMissedCount();
     void emptyAndTimedOut();
+    void unboundedTimeoutsWaitWithoutDeadline();
+    void pastDeadlinesOfAnyClockLookOnce();
     void unsubscribeDrainsThenCloses();
     void receiverOutlivesBus();
     void defaultConstructedReceiverIsClosed();
@@ -767,6 +769,56 @@ void tst_Bus::emptyAndTimedOut()
     QCOMPARE_STATUS(r, Received);
     QCOMPARE(r->value, 4);
     QCOMPARE_STATUS(rx.tryReceive(), Empty);
+}
+
+// Timeouts and deadlines the clock cannot represent (duration::max(),
+// time_point::max() of a coarse clock) wait like receive(): they used to
+// overflow into a deadline in the past (signed overflow: UBSan reports it;
+// without UBSan the receive timed out at once).
+void tst_Bus::unboundedTimeoutsWaitWithoutDeadline()
+{
+    using namespace std::chrono;
+    using SteadyHours = time_point<steady_clock, hours>;
+    const std::vector<std::function<ReceiveResult<Ping>(Receiver<Ping> &)>> waits = {
+        [](Receiver<Ping> &rx) { return rx.receiveFor(nanoseconds::max()); },
+        [](Receiver<Ping> &rx) { return rx.receiveFor(hours::max()); },
+        [](Receiver<Ping> &rx) { return rx.receiveFor(duration<double>(1e300)); },
+        [](Receiver<Ping> &rx) { return rx.receiveFor(Receiver<Ping>::maxTimeout() * 2); },
+        [](Receiver<Ping> &rx) { return rx.receiveUntil(steady_clock::time_point::max()); },
+        [](Receiver<Ping> &rx) { return rx.receiveUntil(SteadyHours::max()); },
+        [](Receiver<Ping> &rx) { return rx.receiveUntil(system_clock::time_point::max()); },
+    };
+    Bus bus;
+    Receiver<Ping> rx = bus.subscribe<Ping>();
+    for (std::size_t i = 0; i < waits.size(); ++i) {
+        std::thread producer([&bus, i] { bus.emit(Ping{int(i)}); });
+        const ReceiveResult<Ping> r = waits[i](rx);
+        producer.join();
+        QCOMPARE_STATUS(r, Received);
+        QCOMPARE(r->value, int(i));
+    }
+    // ...and end with the closure like receive().
+    std::optional<Bus> owner;
+    owner.emplace();
+    Receiver<Ping> last = owner->subscribe<Ping>();
+    std::thread closer([&owner] { owner.reset(); });
+    QCOMPARE_STATUS(last.receiveFor(hours::max()), Closed);
+    closer.join();
+}
+
+void tst_Bus::pastDeadlinesOfAnyClockLookOnce()
+{
+    using namespace std::chrono;
+    Bus bus;
+    Receiver<Ping> rx = bus.subscribe<Ping>();
+    QCOMPARE_STATUS(rx.receiveUntil(system_clock::time_point::min()), TimedOut);
+    QCOMPARE_STATUS(rx.receiveUntil(time_point<steady_clock, hours>::min()), TimedOut);
+    QCOMPARE_STATUS(rx.receiveFor(nanoseconds::min()), TimedOut);
+    QCOMPARE_STATUS(rx.receiveFor(hours::min()), TimedOut);
+    bus.emit(Ping{9});
+    const ReceiveResult<Ping> r = rx.receiveUntil(system_clock::time_point::min());
+    QCOMPARE_STATUS(r, Received);
+    QCOMPARE(r->value, 9);
 }
 
 void tst_Bus::unsubscribeDrainsThenCloses()
