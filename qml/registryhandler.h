@@ -2,6 +2,12 @@
 // Sigreg QML — `RegistryHandler`, the guard object of `import Sigreg`.
 #pragma once
 
+/// @file
+/// The `RegistryHandler` element of `import Sigreg` (sigreg::RegistryHandler):
+/// one handler of a QML `Registry`, registered while the object exists and is
+/// enabled. Part of Sigreg::Qml; QML code uses the element, C++ code rarely
+/// needs this header.
+
 #include <sigreg/sigreg_qml_export.h>
 
 #include <QtCore/QObject>
@@ -58,30 +64,53 @@ class SIGREG_QML_EXPORT RegistryHandler : public QObject, public QQmlParserStatu
     Q_PROPERTY(double handlerId READ handlerId NOTIFY registeredChanged)
 
 public:
+    /// An unregistered handler; QML creates it with `RegistryHandler {}`.
     explicit RegistryHandler(QObject *parent = nullptr);
+    /// Unregisters the handler; events still queued for it are dropped.
     ~RegistryHandler() override;
 
+    /// @{
+    /// The `registry` property.
     QObject *registry() const;
     void setRegistry(QObject *registry);
+    /// @}
+    /// @{
+    /// The `priority` property.
     int priority() const noexcept { return m_priority; }
     void setPriority(int priority);
+    /// @}
+    /// @{
+    /// The `enabled` property.
     bool isEnabled() const noexcept { return m_enabled; }
     void setEnabled(bool enabled);
+    /// @}
+    /// @{
+    /// The `handler` property.
     QJSValue handler() const { return m_handler; }
     void setHandler(const QJSValue &handler);
+    /// @}
+    /// The `registered` property.
     bool isRegistered() const noexcept { return m_id != 0; }
+    /// The `handlerId` property (a double because QML numbers are).
     double handlerId() const noexcept { return static_cast<double>(m_id); }
 
+    /// QQmlParserStatus: nothing to do before the properties are set.
     void classBegin() override {}
+    /// QQmlParserStatus: registers the handler, now that its properties are set.
     void componentComplete() override;
 
 Q_SIGNALS:
     /// The event, in the engine's thread.
     void notified(const QJSValue &event);
+    /// The `registry` property changed.
     void registryChanged();
+    /// The `priority` property changed.
     void priorityChanged();
+    /// The `enabled` property changed.
     void enabledChanged();
+    /// The `handler` property changed.
     void handlerChanged();
+    /// The handler was registered or unregistered (`registered` and `handlerId` changed).
     void registeredChanged();
 
 private:

@@ -23,18 +23,8 @@ packages=(
     libbenchmark-dev libboost-dev libsigc++-3.0-dev libconcurrentqueue-dev
 )
 
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    echo "quickstart: installing ${missing[*]}"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq
-    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+. scripts/lib/packages.sh
+sigreg_ensure_packages "${packages[@]}"
 
 jobs="$(nproc 2>/dev/null || echo 2)"
 cmake --preset release

@@ -70,6 +70,16 @@
 // ============================================================================
 #pragma once
 
+/// @file
+/// sigreg::Bus, the typed event bus: one channel per event type, created on
+/// demand, with push handlers and pull receivers (sigreg::Receiver). Part of
+/// Sigreg::Core (no Qt).
+///
+/// The comment at the top of this header (see its source) states the
+/// design and its guarantees: type identity across shared libraries, why
+/// channels are never reclaimed, ordering and delivery, and what is not
+/// covered.
+
 #include <sigreg/detail/bus_ring.h>
 #include <sigreg/guard.h>
 #include <sigreg/handler_id.h>
@@ -148,19 +158,27 @@ enum class ReceiveStatus : std::uint8_t {
 template <class E>
 class [[nodiscard]] ReceiveResult {
 public:
+    /// What the receive found: an event, a lag report, or why there is nothing.
     [[nodiscard]] ReceiveStatus status() const noexcept { return m_status; }
+    /// True when status() is Received, i.e. the result holds an event.
     [[nodiscard]] bool hasValue() const noexcept { return m_status == ReceiveStatus::Received; }
+    /// As hasValue().
     explicit operator bool() const noexcept { return hasValue(); }
 
+    /// @{
     /// The event. Throws std::logic_error when status() is not Received.
+    /// The rvalue overload moves the event out of the result.
     [[nodiscard]] E &value() & { return checked(); }
     [[nodiscard]] const E &value() const & { return const_cast<ReceiveResult *>(this)->checked(); }
     [[nodiscard]] E &&value() && { return std::move(checked()); }
+    /// @}
+    /// @{
     /// The event, unchecked: status() must be Received.
     E &operator*() noexcept { return *m_value; }
     const E &operator*() const noexcept { return *m_value; }
     E *operator->() noexcept { return &*m_value; }
     const E *operator->() const noexcept { return &*m_value; }
+    /// @}
 
     /// Number of events missed, when status() is Lagged; 0 otherwise.
     [[nodiscard]] std::uint64_t lagged() const noexcept { return m_lagged; }
@@ -335,6 +353,8 @@ class Receiver {
 public:
     /// A receiver subscribed to nothing: every receive reports Closed.
     Receiver() noexcept = default;
+    /// Takes the other receiver's subscription and held events; the other
+    /// is left subscribed to nothing.
     Receiver(Receiver &&) noexcept = default;
     /// Unsubscribes this receiver (as unsubscribe()), then takes `other`'s subscription.
     Receiver &operator=(Receiver &&) noexcept = default;
@@ -537,6 +557,7 @@ private:
 /// not run concurrently with any other use or inside one of its handlers.
 class SIGREG_CORE_EXPORT Bus {
 public:
+    /// The receiver capacity of a bus constructed without one.
     static constexpr std::size_t kDefaultCapacity = 64;
     /// The largest receiver capacity accepted.
     static constexpr std::size_t kMaxCapacity = std::size_t(1) << 30;
@@ -577,6 +598,7 @@ public:
         using Event = typename detail::BusEventOf<E, F>::type;
         return channel<Event>().handlers.addGuarded(priority, std::forward<F>(f));
     }
+    /// As onGuarded(0, f).
     template <class E = detail::DeduceEvent, class F>
     [[nodiscard]] Guard onGuarded(F &&f)
     {
@@ -605,8 +627,8 @@ public:
         publish(event);
     }
     /// The same as emit(), under a name Qt's `emit` macro leaves alone: in
-    /// code compiled with Qt's keywords on (the default),
-    /// `bus.emit(e)` becomes `bus.(e)`.
+    /// code compiled with Qt's keywords on (the default), that macro expands
+    /// to nothing and `bus.emit(e)` does not compile.
     template <class E>
     SIGREG_ALWAYS_INLINE void publish(const E &event) const noexcept
     {
@@ -633,6 +655,7 @@ public:
     {
         return subscribe<E>(m_defaultCapacity);
     }
+    /// As subscribe<E>(), holding up to `capacity` events.
     template <class E>
     [[nodiscard]] Receiver<E> subscribe(std::size_t capacity)
     {
@@ -671,9 +694,11 @@ public:
         detail::checkNotEmpty(f);
         setErrorFunction(std::make_shared<const ErrorFunction>(std::forward<F>(f)));
     }
+    /// Effect: removes the error handler; failures are then only counted.
     void resetErrorHandler() { setErrorFunction(nullptr); }
     /// Failures (of handlers and receivers' copies) since construction.
     [[nodiscard]] std::uint64_t failureCount() const noexcept { return m_failures.load(std::memory_order_relaxed); }
+    /// Failures that reached no error handler (none installed, or it threw).
     [[nodiscard]] std::uint64_t unhandledFailureCount() const noexcept
     {
         return m_unhandled.load(std::memory_order_relaxed);

@@ -2,6 +2,10 @@
 // Sigreg — RAII ownership of one registered handler.
 #pragma once
 
+/// @file
+/// sigreg::Guard: RAII ownership of one registered handler. Part of
+/// Sigreg::Core (no Qt).
+
 #include <sigreg/handler_id.h>
 #include <sigreg/sigreg_export.h>
 
@@ -28,18 +32,23 @@ class [[nodiscard]] Guard {
 public:
     /// An empty guard that owns nothing.
     Guard() noexcept = default;
+    /// Owns handler `id` of the registry behind `anchor`. Used by the
+    /// registries (`Registry<E>::guard()`, `addGuarded()`); not needed in user code.
     SIGREG_CORE_EXPORT Guard(std::shared_ptr<detail::Anchor> anchor, HandlerId id) noexcept;
+    /// Takes `other`'s handler; `other` is left empty.
     SIGREG_CORE_EXPORT Guard(Guard &&other) noexcept;
     /// Removes the currently owned handler (waiting), then takes `other`'s.
     SIGREG_CORE_EXPORT Guard &operator=(Guard &&other) noexcept;
     Guard(const Guard &) = delete;
     Guard &operator=(const Guard &) = delete;
+    /// Removes the owned handler, waiting as `reset()` does.
     SIGREG_CORE_EXPORT ~Guard();
 
     /// The owned handler's id; invalid for an empty guard.
     [[nodiscard]] HandlerId id() const noexcept { return m_id; }
     /// True while the guard owns a handler (whether or not its registry still exists).
     [[nodiscard]] bool isActive() const noexcept { return m_id.isValid(); }
+    /// As isActive().
     explicit operator bool() const noexcept { return isActive(); }
 
     /// Effect: gives up ownership; the handler stays registered.

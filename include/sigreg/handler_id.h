@@ -2,6 +2,16 @@
 // Sigreg — handler identifiers and failure reports.
 #pragma once
 
+/// @file
+/// sigreg::HandlerId, which names one handler of one registry, and
+/// sigreg::HandlerFailure, what an error handler receives when a handler
+/// throws. Part of Sigreg::Core (no Qt).
+
+/// @namespace sigreg
+/// Sigreg's public API. Implementation details live in nested namespaces
+/// (`detail`, `qtdetail`, `qmldetail`) that are not part of it and may change
+/// at any time.
+
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -17,10 +27,15 @@ namespace sigreg {
 /// A default-constructed id is invalid (`isValid() == false`).
 class HandlerId {
 public:
+    /// An invalid id (value 0).
     constexpr HandlerId() noexcept = default;
+    /// The id whose value() is `value` (0: invalid). Ids are made by
+    /// registries; this is for ids that travelled as integers (QML, logs).
     constexpr explicit HandlerId(std::uint64_t value) noexcept : m_value(value) {}
 
+    /// The id as an integer: unique within its registry, 0 for an invalid id.
     [[nodiscard]] constexpr std::uint64_t value() const noexcept { return m_value; }
+    /// True unless default-constructed (or made from 0).
     [[nodiscard]] constexpr bool isValid() const noexcept { return m_value != 0; }
 
     // Spelled out rather than `<=>`: Qt 6.4's moc cannot parse <compare>,

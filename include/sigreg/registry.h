@@ -83,6 +83,15 @@
 // ============================================================================
 #pragma once
 
+/// @file
+/// sigreg::Registry<E>, the lock-free event registry, and its batches. Part
+/// of Sigreg::Core (no Qt).
+///
+/// The comment at the top of this header (see its source) is the design in
+/// short: what is guaranteed, snapshots and hazard slots, reclamation, why
+/// removal can wait and the hazard that remains, and when not to use it.
+/// docs/ARCHITECTURE.md has the full account and the proof sketches.
+
 #include <sigreg/detail/registry_core.h>
 #include <sigreg/guard.h>
 #include <sigreg/handler_id.h>
@@ -164,7 +173,10 @@ Node *makeNode(F &&f)
 
 /// Result of `Registry<E>::Batch::commit()`.
 struct BatchResult {
+    /// Handlers registered by the commit (every queued add).
     std::size_t added = 0;
+    /// Handlers removed by the commit (queued removals of unknown or already
+    /// removed ids are not counted).
     std::size_t removed = 0;
 };
 
@@ -264,6 +276,7 @@ public:
     [[nodiscard]] bool contains(HandlerId id) const { return m_core.contains(id); }
     /// Number of registered handlers. Lock-free.
     [[nodiscard]] std::size_t size() const noexcept { return m_core.size(); }
+    /// True when no handler is registered. Lock-free.
     [[nodiscard]] bool empty() const noexcept { return size() == 0; }
 
     /// Effect: calls every handler with `event`, in priority order, on the
@@ -320,6 +333,7 @@ private:
 template <class E>
 class Registry<E>::Batch {
 public:
+    /// Takes over the other batch's queued operations, leaving it empty.
     Batch(Batch &&) noexcept = default;
     Batch &operator=(Batch &&) = delete;
     Batch(const Batch &) = delete;

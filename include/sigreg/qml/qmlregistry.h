@@ -36,6 +36,16 @@
 // signal handler's return value).
 #pragma once
 
+/// @file
+/// The `Registry` element of `import Sigreg` (sigreg::QmlRegistry), its
+/// events (sigreg::QmlEvent) and the bridge from typed C++ registries to QML
+/// (sigreg::exposeToQml()). Part of Sigreg::Qml.
+///
+/// The comment at the top of this header (see its source) describes the
+/// model (which thread JS handlers run in, how events are converted, how
+/// failures are reported) and asynchrony in QML (notifyAsync() and
+/// promises).
+
 #include <sigreg/guard.h>
 #include <sigreg/handler_id.h>
 #include <sigreg/qt/qtregistry.h>
@@ -70,16 +80,23 @@ class QmlRegistry;
 class SIGREG_QML_EXPORT QmlEvent
 {
 public:
+    /// An event holding an invalid QVariant.
     QmlEvent() = default;
+    /// An event holding `value` (what a notify from C++ sends).
     explicit QmlEvent(QVariant value);
+    /// @{
+    /// A copy owning the other event's value as a QVariant (an event from JS
+    /// is converted for it, on the calling thread).
     QmlEvent(const QmlEvent &other);
     QmlEvent &operator=(const QmlEvent &other);
+    /// @}
     ~QmlEvent() = default;
 
     /// The event as a QVariant. For an event from JS, converted on first use.
     /// Safety: an event from JS is only readable on the notifying thread
     /// (that is where handlers that see the original run).
     const QVariant &value() const;
+    /// As value(): lets handlers take the event as `const QVariant&`.
     operator const QVariant &() const { return value(); } // NOLINT(google-explicit-constructor)
 
     /// The event as a JS value of `engine`: the original value when the event
@@ -117,31 +134,43 @@ class SIGREG_QML_EXPORT QmlRegistry : public QObject
     Q_PROPERTY(double failureCount READ failureCount NOTIFY handlerFailed)
 
 public:
+    /// An empty registry, a QObject child of `parent` (QML creates it with `Registry {}`).
     explicit QmlRegistry(QObject *parent = nullptr);
     ~QmlRegistry() override;
 
+    /// The number of registered handlers, JS and C++ (the `count` property).
     int count() const noexcept { return m_registry.count(); }
+    /// Failures reported so far (the `failureCount` property): handler
+    /// throws, rejected promises, C++ exceptions. A double because QML
+    /// numbers are.
     double failureCount() const noexcept;
 
     /// QML: calls every handler in priority order with `event` (see the top
     /// of this file). Without an argument: a warning, and nothing is called.
+    /// @{
     Q_INVOKABLE void notify();
     Q_INVOKABLE void notify(const QJSValue &event);
+    /// @}
     /// QML: as notify(event), returning a Promise that resolves once every
     /// handler's returned promise (and C++ future) settled. Never rejects.
+    /// @{
     Q_INVOKABLE QJSValue notifyAsync();
     Q_INVOKABLE QJSValue notifyAsync(const QJSValue &event);
+    /// @}
     /// Removes a handler by id (RegistryHandler.handlerId); waits as
     /// QtRegistry::remove() does. Returns whether it was registered.
     Q_INVOKABLE bool remove(quint64 handlerId) { return m_registry.remove(HandlerId(handlerId)); }
+    /// QML: true if `handlerId` is registered here.
     Q_INVOKABLE bool contains(quint64 handlerId) const { return m_registry.contains(HandlerId(handlerId)); }
     /// Removes every handler; returns how many there were.
     Q_INVOKABLE int clear() { return m_registry.clear(); }
 
     /// C++: notifies from any thread. JS handlers run in the engine's thread
     /// (queued when this is another thread).
+    /// @{
     void notify(const QVariant &event) const noexcept { m_registry.notify(QmlEvent(event)); }
     void notify(const QmlEvent &event) const noexcept { m_registry.notify(event); }
+    /// @}
 
     /// C++: the add() overloads of QtRegistry<QmlEvent> (handlers callable
     /// as f(const QVariant&) or f(const QmlEvent&), optional priority and
@@ -151,13 +180,17 @@ public:
     {
         return m_registry.add(std::forward<Args>(args)...);
     }
+    /// C++: as add(), returning a guard that removes the handler when destroyed.
     template <class... Args>
     [[nodiscard]] Guard addGuarded(Args &&...args)
     {
         return m_registry.addGuarded(std::forward<Args>(args)...);
     }
+    /// C++: as QtRegistry::remove(): waits for calls running on other threads.
     bool remove(HandlerId id) { return m_registry.remove(id); }
+    /// C++: as QtRegistry::removeNoWait().
     bool removeNoWait(HandlerId id) { return m_registry.removeNoWait(id); }
+    /// C++: true if `id` is registered here.
     [[nodiscard]] bool contains(HandlerId id) const { return m_registry.contains(id); }
 
     /// C++: forwards every event of `source` to this registry, converted by
@@ -183,6 +216,7 @@ public:
     }
 
 Q_SIGNALS:
+    /// The number of handlers changed. Emitted on the thread that changed it.
     void countChanged();
     /// A handler failed: a JS error thrown (or a promise rejected), or a C++
     /// exception. `location` is "url:line" for a JS error, else empty.

@@ -30,6 +30,14 @@
 // ShutdownInitiated too.
 #pragma once
 
+/// @file
+/// The typed bus for Qt code: sigreg::QtBusReceiver (a receiver that is a
+/// QObject and delivers in its thread), sigreg::nextEvent() (the next event as
+/// a QFuture) and sigreg::attachToApplication() (sigreg::ShutdownInitiated
+/// when the application is about to quit). Part of Sigreg::Qt.
+///
+/// The comment at the top of this header (see its source) describes each.
+
 #include <sigreg/bus.h>
 #include <sigreg/sigreg_qt_export.h>
 
@@ -53,9 +61,13 @@ namespace sigreg {
 /// The QObject part of QtBusReceiver<E> (a template cannot declare signals).
 class SIGREG_QT_EXPORT QtBusReceiverBase : public QObject {
     Q_OBJECT
+    /// Events delivered so far (see receivedCount()).
     Q_PROPERTY(quint64 receivedCount READ receivedCount)
+    /// Events missed so far (see missedCount()).
     Q_PROPERTY(quint64 missedCount READ missedCount)
+    /// True until unsubscribed or the bus is gone; closed() tells when it ends.
     Q_PROPERTY(bool subscribed READ isSubscribed NOTIFY closed)
+    /// The most undelivered events it holds (see capacity()).
     Q_PROPERTY(int capacity READ capacity CONSTANT)
 
 public:
@@ -67,6 +79,8 @@ public:
     [[nodiscard]] quint64 missedCount() const noexcept { return m_missed; }
     /// True until unsubscribe(), or until the bus is destroyed.
     [[nodiscard]] bool isSubscribed() const noexcept;
+    /// The most undelivered events it holds (fixed at construction); a
+    /// receiver further behind loses the oldest and reports lagged().
     [[nodiscard]] int capacity() const noexcept;
 
     /// Stops receiving: what is already buffered is still delivered, then closed() is emitted.
@@ -82,6 +96,8 @@ Q_SIGNALS:
     /// No more events will come: unsubscribed, or the bus is gone. Once.
     void closed();
 
+    /// @cond SIGREG_INTERNAL
+    // The protected part is QtBusReceiver<E>'s interface to its base, not API.
 protected:
     explicit QtBusReceiverBase(QObject *parent);
 
@@ -102,6 +118,7 @@ protected:
 
     quint64 m_received = 0;
     quint64 m_missed = 0;
+    /// @endcond
 
 private:
     static void wake(void *self) noexcept;

@@ -58,6 +58,15 @@
 //   (Direct) calls running on a third thread.
 #pragma once
 
+/// @file
+/// sigreg::QtRegistry<E>: a QObject registry with thread-affine dispatch
+/// (Auto, Direct, Queued, BlockingQueued) and QFuture handlers. Part of
+/// Sigreg::Qt.
+///
+/// The comment at the top of this header (see its source) states what it
+/// adds to sigreg::Registry, what "removed" means for handlers in other
+/// threads and for futures, how threads are handled, and the known limits.
+
 #include <sigreg/guard.h>
 #include <sigreg/handler_id.h>
 #include <sigreg/qt/detail/dispatch.h>
@@ -81,6 +90,7 @@ namespace sigreg {
 /// future was cancelled.
 class SIGREG_QT_EXPORT HandlerCanceled : public std::exception {
 public:
+    /// A fixed description of the cancellation.
     const char *what() const noexcept override;
 };
 
@@ -90,7 +100,10 @@ class QtRegistryBasePrivate;
 /// properties and everything that does not depend on the event type.
 class SIGREG_QT_EXPORT QtRegistryBase : public QObject {
     Q_OBJECT
+    /// The number of registered handlers; countChanged() tells when it changed.
     Q_PROPERTY(int count READ count NOTIFY countChanged)
+    /// Failed handler calls since construction (see failureCount()); grows
+    /// with each handlerFailed().
     Q_PROPERTY(quint64 failureCount READ failureCount NOTIFY handlerFailed)
 
 public:
@@ -110,6 +123,7 @@ public:
     Q_INVOKABLE bool removeNoWait(quint64 id);
     /// Removes every handler (waiting); returns how many.
     Q_INVOKABLE int clear();
+    /// True if handler `id` is registered here. Takes the writers' mutex briefly.
     Q_INVOKABLE bool contains(quint64 id) const;
 
     /// A guard that removes handler `id` when destroyed.
@@ -122,6 +136,8 @@ public:
     /// finished after they were returned).
     /// Exceptions thrown by `f` are dropped.
     void setErrorHandler(std::function<void(const HandlerFailure &)> f);
+    /// Effect: removes the error handler; failures are then only counted and
+    /// signalled with handlerFailed().
     void resetErrorHandler() { setErrorHandler({}); }
 
 Q_SIGNALS:
@@ -130,6 +146,8 @@ Q_SIGNALS:
     /// The number of handlers changed. Emitted on the thread that changed it.
     void countChanged();
 
+    /// @cond SIGREG_INTERNAL
+    // The protected part is QtRegistry<E>'s interface to its base, not API.
 protected:
     explicit QtRegistryBase(QObject *parent);
 
@@ -144,6 +162,7 @@ protected:
     static void unbind(qtdetail::HandlerState *state) noexcept;
 
     detail::RegistryCore m_core;
+    /// @endcond
 
 private:
     friend struct qtdetail::Reporter;
@@ -173,6 +192,7 @@ class QtRegistry final : public QtRegistryBase {
         && !std::is_same_v<std::invoke_result_t<std::decay_t<F> &, const E &>, void>;
 
 public:
+    /// An empty registry, a QObject child of `parent`.
     explicit QtRegistry(QObject *parent = nullptr) : QtRegistryBase(parent) {}
     ~QtRegistry() override = default;
 
@@ -188,6 +208,8 @@ public:
     {
         return add(0, std::forward<F>(f));
     }
+    /// As add(f), with a priority: higher runs first; equal priorities run
+    /// in registration order.
     template <class F>
     HandlerId add(int priority, F &&f)
     {
@@ -215,6 +237,8 @@ public:
     {
         return add(0, context, std::forward<F>(f), type);
     }
+    /// As add(context, f, type), with a priority: higher runs first; equal
+    /// priorities run in registration order.
     template <class F>
     HandlerId add(int priority, QObject *context, F &&f, Qt::ConnectionType type = Qt::AutoConnection)
     {
@@ -243,13 +267,24 @@ public:
         return Guard(std::move(anchor), add(std::forward<Args>(args)...));
     }
 
+    /// Effect: removes handler `id`; returns true if this call removed it.
+    /// When it returns true the handler is not running on another thread,
+    /// inline or marshalled, its queued events are dropped, and it is never
+    /// called again (see `What "removed" means` at the top of this header).
+    /// Waits for running calls on other threads, so it deadlocks if such a
+    /// call is blocked on something the caller holds: use removeNoWait() there.
     bool remove(HandlerId id) { return m_core.remove(id, true); }
+    /// Effect: as remove(), but returns without waiting for calls already
+    /// running on other threads; no new call starts after it returns.
     bool removeNoWait(HandlerId id) { return m_core.remove(id, false); }
     using QtRegistryBase::remove;
     using QtRegistryBase::removeNoWait;
+    /// True if `id` is registered here. Takes the writers' mutex briefly.
     [[nodiscard]] bool contains(HandlerId id) const { return m_core.contains(id); }
     using QtRegistryBase::contains;
+    /// Number of registered handlers. Lock-free.
     [[nodiscard]] std::size_t size() const noexcept { return m_core.size(); }
+    /// True when no handler is registered. Lock-free.
     [[nodiscard]] bool empty() const noexcept { return size() == 0; }
 
     /// Effect: calls every handler in priority order: inline ones now, on
