@@ -8,7 +8,8 @@
 // checks and the counters are identical and the only thing that differs
 // between BM_Notify_* rows is the dispatch mechanism.
 //
-// Argument: number of handlers (1, 4, 16). Thread counts 1 and 2; with 2
+// Argument: number of handlers (1, 4, 16, 64; 64 so that the chart of
+// docs/PERFORMANCE.md shows the per-handler slope). Thread counts 1 and 2; with 2
 // threads both notify the same object at once, and the reported CPU time is
 // per notify per thread.
 #include "bench_common.h"
@@ -140,16 +141,16 @@ void BM_Notify_Sigc(benchmark::State &state)
 
 // Default CPU-time measurement for every peer, so that the rows compare
 // directly; with 2 threads that is CPU time per notify per thread.
-BENCHMARK(BM_Notify_Sigreg)->Arg(1)->Arg(4)->Arg(16)->Threads(1)->Threads(2);
-BENCHMARK(BM_Notify_FunctionLoop)->Arg(1)->Arg(4)->Arg(16)->Threads(1)->Threads(2);
+BENCHMARK(BM_Notify_Sigreg)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
+BENCHMARK(BM_Notify_FunctionLoop)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
 #ifdef SIGREG_BENCH_HAVE_QT
-BENCHMARK(BM_Notify_QtDirect)->Arg(1)->Arg(4)->Arg(16)->Threads(1)->Threads(2);
+BENCHMARK(BM_Notify_QtDirect)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
 #endif
 #ifdef SIGREG_BENCH_HAVE_BOOST
-BENCHMARK(BM_Notify_BoostSignals2)->Arg(1)->Arg(4)->Arg(16)->Threads(1)->Threads(2);
+BENCHMARK(BM_Notify_BoostSignals2)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
 #endif
 #ifdef SIGREG_BENCH_HAVE_SIGC
-BENCHMARK(BM_Notify_Sigc)->Arg(1)->Arg(4)->Arg(16)->Threads(1);
+BENCHMARK(BM_Notify_Sigc)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1);
 #endif
 
 } // namespace

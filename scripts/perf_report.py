@@ -1,5 +1,33 @@
 #!/usr/bin/env python3
-"""Turn sigreg-benchmarks JSON output into the Markdown tables of docs/PERFORMANCE.md.
+"""Turn sigreg-benchmarks JSON output into docs/PERFORMANCE.md, its chart and the README's performance part.
+
+The workflow: run the benchmarks, save their JSON in docs/perf/, name each file in
+docs/perf/manifest.json with the command that made it (the "command" of every
+run there is the one to repeat), then
+
+    scripts/perf_report.py render docs/perf/manifest.json
+
+writes docs/PERFORMANCE.md (from the template docs/perf/PERFORMANCE.md.in), the
+chart docs/images/notify-vs-handlers.png (matplotlib, imported only for it;
+--no-chart skips it), and the README's text between its perf:begin / perf:end
+markers (from docs/perf/README.perf.md.in). Every number in them, tables and
+prose, is computed here from the JSON; the templates hold placeholders
+({{name}}, {{name|cap}}, and {{?name}}...{{/name}} / {{!name}}...{{/name}} for
+text kept only where a computed condition holds or does not). The manifest
+holds what a run cannot record about itself (its command, its commit, the CPU
+model), the issues' targets, and the figures of registry-io, which is measured
+elsewhere.
+
+    scripts/perf_report.py check docs/perf/manifest.json
+
+renders again in memory (plain python3, no matplotlib) and exits 1 where
+docs/PERFORMANCE.md or the README's part differ from that, where the chart's
+embedded data digest is not that of the data it should show, or where a run's
+command in the manifest does not match the file (repetitions, filter, name).
+Without a path, both use docs/perf/manifest.json.
+
+The older modes print one section's tables for any JSON files, for a look at
+a new run before it is named in the manifest:
 
     build/release/benchmarks/sigreg-benchmarks --benchmark_repetitions=5 \
         --benchmark_report_aggregates_only=true --benchmark_format=json > bench.json
@@ -33,6 +61,7 @@ time; threaded:1, wall-clock time), per event (time / the rows' `burst`
 counter). Medians. The tables come from the first file, the run quoted; every
 file adds one column to the table of ratios.
 """
+import hashlib
 import json
 import os
 import re
@@ -96,13 +125,9 @@ def fmt_ns(v):
     return f"{v:.1f} ns"
 
 
-def main(path):
-    context, rows = load(path)
+def core_notify_table(rows):
+    """Notify rows of every peer, with Sigreg's ratios, as Markdown lines."""
     out = []
-    out.append(host_line(context))
-    out.append("")
-    out.append("### Notify: CPU time per notify (median), and Sigreg's ratio to each peer")
-    out.append("")
     configs = sorted({(arg, thr) for (base, arg, thr) in rows if base == "BM_Notify_Sigreg"},
                      key=lambda c: (c[1], c[0]))
     header = "| handlers | threads | " + " | ".join(p for p, _ in PEERS) + " | Sigreg ÷ loop | peer ÷ Sigreg (Qt / Boost / sigc++) |"
@@ -116,28 +141,40 @@ def main(path):
         peers = " / ".join(f"{times[b] / s:.1f}×" if b in times and s else "–"
                            for b in ("BM_Notify_QtDirect", "BM_Notify_BoostSignals2", "BM_Notify_Sigc"))
         out.append(f"| {arg} | {thr} | " + " | ".join(cells) + f" | {ratio} | {peers} |")
-    out.append("")
+    return out
 
-    out.append("### Two threads notifying one registry: per-notify cost relative to one thread")
-    out.append("")
-    out.append("| handlers | Sigreg 1 thread | Sigreg 2 threads | ratio |")
-    out.append("|---:|---:|---:|---:|")
+
+def core_threads_table(rows):
+    """Sigreg with two notifying threads against one, as Markdown lines."""
+    out = ["| handlers | Sigreg 1 thread | Sigreg 2 threads | ratio |", "|---:|---:|---:|---:|"]
     for arg in sorted({a for (b, a, t) in rows if b == "BM_Notify_Sigreg"}):
         one, two = rows.get(("BM_Notify_Sigreg", arg, 1)), rows.get(("BM_Notify_Sigreg", arg, 2))
         if one and two:
             out.append(f"| {arg} | {fmt_ns(ns(one))} | {fmt_ns(ns(two))} | {ns(two) / ns(one):.2f}× |")
-    out.append("")
+    return out
 
-    out.append("### Registration")
-    out.append("")
-    out.append("| benchmark | argument | CPU time | allocations per op |")
-    out.append("|---|---:|---:|---:|")
+
+def registration_table(rows):
+    """The registration rows, as Markdown lines."""
+    out = ["| benchmark | argument | CPU time | allocations per op |", "|---|---:|---:|---:|"]
     for (base, arg, thr), b in sorted(rows.items()):
         if base.startswith(("BM_AddRemove", "BM_AddOneByOne", "BM_AddBatch")):
             allocs = b.get("allocs_per_op", b.get("allocs_per_add", ""))
             allocs = f"{allocs:.2f}" if isinstance(allocs, float) else allocs
             out.append(f"| {base} | {arg} | {fmt_ns(ns(b))} | {allocs} |")
-    print("\n".join(out))
+    return out
+
+
+def core_report(path):
+    context, rows = load(path)
+    out = [host_line(context), ""]
+    out += ["### Notify: CPU time per notify (median), and Sigreg's ratio to each peer", ""]
+    out += core_notify_table(rows) + [""]
+    out += ["### Two threads notifying one registry: per-notify cost relative to one thread", ""]
+    out += core_threads_table(rows) + [""]
+    out += ["### Registration", ""]
+    out += registration_table(rows)
+    return "\n".join(out)
 
 
 # --- The Qt facade -------------------------------------------------------------
@@ -145,11 +182,11 @@ def main(path):
 # As NAME, and the "/real_time" that UseRealTime() rows carry.
 QT_NAME = re.compile(r"^(?P<base>BM_\w+?)/(?P<arg>\d+)(?:/threads:(?P<threads>\d+))?(?:/real_time)?_median$")
 
-# registry-io (Rust, its own machine): its async join and its sequence, for 1 / 4 / 16 handlers.
-REGISTRY_IO = {
-    "async": {1: 177.0, 4: 353.0, 16: 1390.0},
-    "sequential": {1: 53.0, 4: 185.0, 16: 694.0},
-}
+
+
+def registry_io(references, kind):
+    """registry-io's figures (Rust, its own machine), by handler count, from the manifest's references."""
+    return {int(h): v for h, v in references.get(f"registry_io_{kind}_ns", {}).items()}
 
 
 def load_qt(path):
@@ -193,18 +230,9 @@ def qt_targets(rows):
     return out
 
 
-def qt_main(paths):
-    runs = [(os.path.basename(p), *load_qt(p)) for p in paths]
-    context = runs[0][1]
-    rows = {}
-    for _, _, r in reversed(runs):
-        rows.update(r)
+def qt_inline_table(rows):
+    """The facade's inline notify against the core and a direct Qt signal, as Markdown lines."""
     out = []
-    out.append(host_line(context))
-    out.append("")
-
-    out.append("### Inline notify through the facade: CPU time per notify (median)")
-    out.append("")
     out.append("| handlers | threads | Sigreg core | QtRegistry (facade) | Qt direct signal "
                "| facade ÷ core | facade ÷ Qt direct |")
     out.append("|---:|---:|---:|---:|---:|---:|---:|")
@@ -216,6 +244,24 @@ def qt_main(paths):
         r1 = f"{f / core:.2f}×" if f and core else "–"
         r2 = f"{f / qt:.3f}×" if f and qt else "–"
         out.append(f"| {arg} | {thr} | " + " | ".join(cells) + f" | {r1} | {r2} |")
+    return out
+
+
+def qt_report(paths, references=None):
+    if references is None:
+        references = default_manifest().get("references", {})
+    runs = [(os.path.basename(p), *load_qt(p)) for p in paths]
+    context = runs[0][1]
+    rows = {}
+    for _, _, r in reversed(runs):
+        rows.update(r)
+    out = []
+    out.append(host_line(context))
+    out.append("")
+
+    out.append("### Inline notify through the facade: CPU time per notify (median)")
+    out.append("")
+    out += qt_inline_table(rows)
     out.append("")
 
     out.append("### Cross-thread delivery to a worker QThread: wall-clock time per event (median)")
@@ -244,10 +290,10 @@ def qt_main(paths):
         for b in (a, w):
             cells.append(f"{fmt_ns(ns(b))} ({b.get('allocs_per_notify', 0):.3g} alloc)" if b else "–")
         cells.append(f"{ns(a) / ns(w):.2f}×" if a and w else "–")
-        ref = REGISTRY_IO["async"].get(h)
+        ref = registry_io(references, "async").get(h)
         cells.append(fmt_ns(ref) if ref else "–")
         cells.append(f"{fmt_ns(ns(q))} ({q.get('allocs_per_notify', 0):.3g} alloc)" if q else "–")
-        ref = REGISTRY_IO["sequential"].get(h)
+        ref = registry_io(references, "sequential").get(h)
         cells.append(fmt_ns(ref) if ref else "–")
         out.append(f"| {h} | " + " | ".join(cells) + " |")
     out.append("")
@@ -281,7 +327,7 @@ def qt_main(paths):
             met = sum(1 for v in known if v <= limit)
             out.append(f"| {label} | ≤ {limit:g}{unit} | " + " | ".join(cells) + f" | {rng} | {met} of {len(known)} |")
         out.append("")
-    print("\n".join(out))
+    return "\n".join(out)
 
 
 # --- The QML module ---------------------------------------------------------------
@@ -305,7 +351,7 @@ def qml_ratios(rows):
     return out
 
 
-def qml_main(paths):
+def qml_report(paths):
     path = paths[0]
     context, rows = load(path)
     _, cvs = load(path, QML_CV)
@@ -373,7 +419,7 @@ def qml_main(paths):
         rng = f"{min(known):.2f}–{max(known):.2f}×" if known else "–"
         out.append(f"| {label} | " + " | ".join(cells) + f" | {rng} |")
     out.append("")
-    print("\n".join(out))
+    return "\n".join(out)
 
 
 # --- sigreg::Bus -------------------------------------------------------------------
@@ -422,7 +468,7 @@ def bus_ratios(rows):
     return out
 
 
-def bus_main(paths):
+def bus_report(paths):
     context, rows = load(paths[0], BUS_NAME)
     _, cvs = load(paths[0], BUS_CV)
     out = []
@@ -505,17 +551,839 @@ def bus_main(paths):
         met = f"{sum(1 for v in known if v <= limit)} of {len(known)}" if limit is not None else ""
         out.append(f"| {label} | {target} | " + " | ".join(cells) + f" | {rng} | {met} |")
     out.append("")
-    print("\n".join(out))
+    return "\n".join(out)
+
+
+# --- The document: manifest, values, template ---------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_MANIFEST = os.path.join(REPO, "docs", "perf", "manifest.json")
+
+# Every benchmark row: plain, "/threads:N", "/real_time", "/threaded:N" (bus), any aggregate.
+ANY_NAME = re.compile(r"^(?P<base>BM_\w+?)/(?:threaded:)?(?P<arg>\d+)(?:/threads:(?P<threads>\d+))?"
+                      r"(?:/real_time)?_(?P<agg>median|mean|stddev|cv)$")
+
+WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+
+
+def default_manifest():
+    if os.path.exists(DEFAULT_MANIFEST):
+        with open(DEFAULT_MANIFEST) as f:
+            return json.load(f)
+    return {}
+
+
+class Run:
+    """One saved run named in the manifest: its context and its rows by aggregate."""
+
+    def __init__(self, key, entry, perf_dir):
+        self.key, self.entry = key, entry
+        self.file = entry["file"]
+        self.path = os.path.join(perf_dir, self.file)
+        with open(self.path) as f:
+            data = json.load(f)
+        self.context = data.get("context", {})
+        self.benchmarks = data["benchmarks"]
+        self.agg = {"median": {}, "mean": {}, "stddev": {}, "cv": {}}
+        for b in self.benchmarks:
+            m = ANY_NAME.match(b["name"])
+            if m:
+                self.agg[m["agg"]][(m["base"], int(m["arg"]), int(m["threads"] or 1))] = b
+        self.rows = self.agg["median"]
+
+    def get(self, base, arg, thr=1):
+        return self.rows.get((base, arg, thr))
+
+    def t(self, base, arg, thr=1):
+        """A row's median in ns (wall-clock for UseRealTime() rows), or None."""
+        b = self.get(base, arg, thr)
+        return row_ns(b) if b else None
+
+    def ratio(self, a, b, arg, thr=1, arg_b=None):
+        x, y = self.t(a, arg, thr), self.t(b, arg if arg_b is None else arg_b, thr)
+        return x / y if x is not None and y else None
+
+    def cv(self, base, arg, thr=1):
+        """Coefficient of variation of a row's repetitions, in per cent."""
+        b = self.agg["cv"].get((base, arg, thr))
+        return row_ns(b) * 100 if b else None
+
+    def repetitions(self):
+        return sorted({b.get("repetitions") for b in self.benchmarks})
+
+
+# Formatting of prose values ------------------------------------------------------------
+
+def known(values):
+    return [v for v in values if v is not None]
+
+
+def fx(v, prec=2):
+    """A ratio: 1.24×."""
+    return "–" if v is None else f"{v:.{prec}f}×"
+
+
+def num(v, prec=2):
+    return "–" if v is None else f"{v:.{prec}f}"
+
+
+def span(values, prec=2, unit="×", sep="–"):
+    """The range of some values: 0.54–1.39×, or one value when they round alike."""
+    vals = known(values)
+    if not vals:
+        return "–"
+    lo, hi = f"{min(vals):.{prec}f}", f"{max(vals):.{prec}f}"
+    return f"{lo}{unit}" if lo == hi else f"{lo}{sep}{hi}{unit}"
+
+
+def auto_prec(values):
+    """One decimal below 10, none from 10 on (8.4, 14, 129)."""
+    return 1 if max(known(values)) < 10 else 0
+
+
+def span_auto(values, unit="×", sep=" to "):
+    vals = known(values)
+    lo, hi = min(vals), max(vals)
+    return f"{lo:.{auto_prec([lo])}f}{sep}{hi:.{auto_prec([hi])}f}{unit}"
+
+
+def span_ns(values):
+    """A range of times in one unit where both ends share it: 3.6–4.8 ns, 651.5 ns–2.11 µs."""
+    vals = known(values)
+    if not vals:
+        return "–"
+    lo, hi = fmt_ns(min(vals)), fmt_ns(max(vals))
+    if lo == hi:
+        return lo
+    (lv, lu), (_, hu) = lo.split(" "), hi.split(" ")
+    return f"{lv}–{hi}" if lu == hu else f"{lo}–{hi}"
+
+
+def span_in(values, scale, unit, prec=0):
+    """A range of times in a fixed unit: 5–13 µs."""
+    return span([v / scale for v in known(values)], prec, f" {unit}")
+
+
+def word(n):
+    return WORDS[n] if 0 <= n < len(WORDS) else str(n)
+
+
+def times_word(n):
+    n = round(n, 2)
+    return {1: "once", 2: "twice"}.get(n, f"{n:g} times")
+
+
+def join_and(items):
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def slash(items):
+    return " / ".join(items)
+
+
+def met_count(values, limit):
+    vals = known(values)
+    return sum(1 for v in vals if v <= limit), len(vals)
+
+
+def verdict(values, limit):
+    """met / not met / met in k of n runs, from the values."""
+    k, n = met_count(values, limit)
+    if n == 0:
+        return "no data"
+    if k == n:
+        return "met"
+    if k == 0:
+        return "not met"
+    return f"met in {k} of {n} runs"
+
+
+def in_runs(k, n):
+    """in all three runs / in two of three runs."""
+    if n == 1:
+        return "in the one run" if k == 1 else "in no run"
+    if k == n:
+        return f"in all {word(n)} runs"
+    return f"in {word(k)} of {word(n)} runs"
+
+
+def median(values):
+    vals = sorted(known(values))
+    m = len(vals) // 2
+    return vals[m] if len(vals) % 2 else (vals[m - 1] + vals[m]) / 2
+
+
+def handlers(n):
+    return f"{n} handler" + ("s" if n != 1 else "")
+
+
+# Tables that only the document needs ---------------------------------------------------
+
+def drop_empty_columns(lines):
+    """Drop the columns of a Markdown table whose body cells are all '–' (or '– / – / –')."""
+    table = [line.strip().strip("|").split(" | ") for line in lines]
+    table = [[c.strip() for c in row] for row in table]
+    table[1] = lines[1].strip().strip("|").split("|")
+    body = table[2:]
+    keep = [i for i in range(len(table[0]))
+            if any(re.sub(r"[–/ ]", "", row[i]) for row in body)]
+    return ["| " + " | ".join(row[i] for i in keep) + " |" for row in table[:1]] + \
+           ["|" + "".join(table[1][i] + "|" for i in keep)] + \
+           ["| " + " | ".join(row[i] for i in keep) + " |" for row in body]
+
+
+def core_targets(runs, targets):
+    """The core's targets per run, as (label, values, limit, unit, verdict) rows of cells."""
+    def ratio_rows(arg, thr=1):
+        return [r.ratio("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", arg, thr) for r in runs]
+
+    def threads_rows(base, arg):
+        two_over_one = []
+        for r in runs:
+            one, two = r.t(base, arg, 1), r.t(base, arg, 2)
+            two_over_one.append(two / one if one and two is not None else None)
+        return two_over_one
+
+    out = []
+    lim = targets["core_1h_vs_loop"]
+    out.append(("1 handler ≤ {}× the `std::function` loop".format(f"{lim:g}"), ratio_rows(1), lim, fx,
+                "the loop itself read {} across runs".format(
+                    span_ns([r.t("BM_Notify_FunctionLoop", 1) for r in runs]))))
+    lim = targets["core_4h_vs_loop"]
+    out.append((f"4 handlers ≤ {lim:g}× the loop", ratio_rows(4), lim, fx, None))
+    out.append(("(16 handlers, for reference)", ratio_rows(16), None, fx, None))
+    lim = targets["core_2threads_vs_1"]
+    out.append((f"2 threads ≤ {lim:g}× one thread, 1 handler", threads_rows("BM_Notify_Sigreg", 1), lim, fx,
+                "not demonstrable here, see below"))
+    out.append(("same, 4 handlers", threads_rows("BM_Notify_Sigreg", 4), lim, fx, "not demonstrable here"))
+    return out
+
+
+def core_targets_table(runs, targets):
+    """The targets table of the core's section, every cell computed from the runs."""
+    first = runs[0]
+    out = ["| target | " + " | ".join(f"`{r.file}`" for r in runs) + " | verdict |",
+           "|---|" + "---:|" * len(runs) + "---|"]
+    for label, values, limit, f, note in core_targets(runs, targets):
+        cells = [f(v) if v is not None else "" for v in values]
+        v = verdict(values, limit) if limit is not None else ""
+        if note and limit is not None and v != "met":
+            v += "; " + note
+        out.append(f"| {label} | " + " | ".join(cells) + f" | {v} |")
+
+    blank = [""] * (len(runs) - 1)
+    lim = targets["add_remove_16_ns"]
+    s16, q16 = first.t("BM_AddRemove_Sigreg", 16), first.t("BM_AddRemove_QtConnect", 16)
+    if s16 is not None:
+        v = verdict([s16], lim) + (f" (Qt connect + disconnect: {fmt_ns(q16)})" if q16 else "")
+        out.append(f"| add + remove at 16 handlers ≤ {fmt_ns_limit(lim)} | {fmt_ns(s16)} | " + " | ".join(blank)
+                   + f" | {v} |")
+    lim = targets["single_adds_10000_ns"]
+    one = [(a, b) for (base, a, _), b in first.rows.items() if base == "BM_AddOneByOne_Sigreg"]
+    batch = [(a, b) for (base, a, _), b in first.rows.items() if base == "BM_AddBatch_Sigreg"]
+    if one:
+        n, b = one[0]
+        t = ns(b)
+        extra = f" (batch of {batch[0][0]:,}: {fmt_ns(ns(batch[0][1]))})" if batch else ""
+        out.append(f"| {n:,} single adds ≤ {fmt_ns_limit(lim)} | {fmt_ns(t)} | " + " | ".join(blank)
+                   + f" | {verdict([t], lim)}{extra} |")
+    lim = targets["allocs_per_notify"]
+    allocs = [max_allocs(r, "BM_Notify_Sigreg") for r in runs]
+    threads = sorted({t for r in runs for (b, a, t) in r.rows if b == "BM_Notify_Sigreg"})
+    out.append(f"| {lim:g} allocations per notify | " + " | ".join(f"{a:g}" for a in allocs)
+               + f" | {verdict(allocs, lim)}, {join_and(str(t) for t in threads)} threads; also asserted by "
+                 "`tst_allocations` |")
+    return out
+
+
+def fmt_ns_limit(v):
+    """A time limit as the issues state it: 2 µs, 20 ms."""
+    for scale, unit in ((1e6, "ms"), (1e3, "µs")):
+        if v >= scale:
+            return f"{v / scale:g} {unit}"
+    return f"{v:g} ns"
+
+
+def max_allocs(run, base, counter="allocs_per_notify"):
+    vals = [b.get(counter, 0) for (b_, a, t), b in run.rows.items() if b_ == base]
+    return max(vals) if vals else None
+
+
+def fence(text):
+    return "```sh\n" + text + "\n```"
+
+
+def command_block(manifest, keys, extra=()):
+    lines = [manifest["build"]]
+    for k in keys:
+        lines.append(wrap_command(manifest["runs"][k]["command"]))
+    lines += list(extra)
+    return fence("\n".join(lines))
+
+
+def wrap_command(cmd, width=110):
+    """Break a long command line at its options, with backslashes."""
+    words, lines, line = cmd.split(" "), [], ""
+    for w in words:
+        if line and len(line) + 1 + len(w) > width - 2:
+            lines.append(line + " \\")
+            line = "    " + w
+        else:
+            line = f"{line} {w}" if line else w
+    lines.append(line)
+    return "\n".join(lines)
+
+
+# The values the templates name ------------------------------------------------------------
+
+def compute_values(manifest, perf_dir):
+    runs = {k: Run(k, e, perf_dir) for k, e in manifest["runs"].items()}
+    groups = {g: [runs[k] for k in ks] for g, ks in manifest["groups"].items()}
+    targets, refs = manifest["targets"], manifest.get("references", {})
+    v = {}
+
+    for k, r in runs.items():
+        v[f"runs.{k}.file"] = r.file
+        v[f"runs.{k}.date"] = r.context.get("date", "?")
+        v[f"runs.{k}.repetitions"] = "/".join(str(n) for n in r.repetitions())
+        v[f"runs.{k}.command"] = fence(wrap_command(r.entry["command"]))
+        if "commit" in r.entry:
+            v[f"runs.{k}.commit"] = r.entry["commit"]
+    for g, rs in groups.items():
+        v[f"groups.{g}.count"] = word(len(rs))
+        v[f"groups.{g}.files"] = join_and(f"`{r.file}`" for r in rs)
+        v[f"groups.{g}.commands"] = command_block(manifest, [r.key for r in rs])
+    v["commands.full"] = command_block(manifest, ["full"])
+    for k, c in manifest.get("commits", {}).items():
+        v[f"commits.{k}"] = c
+    for k, t in targets.items():
+        v[f"targets.{k}"] = f"{t:g}"
+
+    full = runs["full"]
+    ctx = full.context
+    v["host.cpus"] = str(ctx.get("num_cpus", "?"))
+    v["host.ghz"] = f"{ctx.get('mhz_per_cpu', 0) / 1000:g}"
+    v["host.mhz"] = str(ctx.get("mhz_per_cpu", "?"))
+    v["host.name"] = ctx.get("host_name", "?")
+    for k, t in manifest["host"].items():
+        v[f"host.{k}"] = t
+    v["manifest"] = os.path.relpath(manifest["_path"], REPO)
+    cd = chart_data(manifest, perf_dir)
+    v["chart.run"] = manifest["runs"][manifest["chart"]["run"]]["file"]
+    v["chart.handlers"] = join_and(str(h) for h in sorted({a for s in cd["series"] for a, _ in s["points"]}))
+    v["chart.threads"] = word(manifest["chart"].get("threads", 1))
+    v["chart.has_64"] = any(a == 64 for s in cd["series"] for a, _ in s["points"])
+    v["chart"] = os.path.relpath(os.path.join(REPO, manifest["chart"]["output"]), os.path.join(REPO, "docs"))
+
+    # --- core, full run and its repetitions
+    core = groups["core"]
+    v["tables.full"] = core_report(full.path)
+    v["tables.core_targets"] = "\n".join(core_targets_table(core, targets))
+    zero, some = [], []
+    short = {"BM_Notify_Sigreg": "Sigreg", "BM_Notify_FunctionLoop": "the plain loop", "BM_Notify_QtDirect": "Qt",
+             "BM_Notify_BoostSignals2": "Boost.Signals2", "BM_Notify_Sigc": "libsigc++"}
+    for _, base in PEERS:
+        a = max_allocs(full, base)
+        if a is None:
+            continue
+        (zero if a == 0 else some).append((short[base], a))
+    sentence = f"{join_and(n for n, _ in zero)} allocate nothing per notify." if zero else ""
+    for n, a in some:
+        sentence += f" {n} allocates {times_word(a)} per emit."
+    v["core.alloc_sentence"] = sentence.strip()
+
+    def ratios(arg, thr=1, rs=core):
+        return [r.ratio("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", arg, thr) for r in rs]
+
+    def loop_threads(arg):
+        return [r.t("BM_Notify_FunctionLoop", arg, 2) / r.t("BM_Notify_FunctionLoop", arg, 1) for r in core]
+
+    v["core.loop_threads_1h"] = join_and(fx(x) for x in loop_threads(1))
+    v["core.loop_threads_4h"] = join_and(fx(x) for x in loop_threads(4))
+    v["core.ratio_4_16"] = span(ratios(4) + ratios(16))
+    v["core.over_loop_1h"] = span_ns([r.t("BM_Notify_Sigreg", 1) - r.t("BM_Notify_FunctionLoop", 1) for r in core])
+    for h in (1, 4, 16):
+        v[f"readme.core_{h}h"] = span(ratios(h))
+
+    # --- peers, the full run
+    def peer_ratios(base, thr):
+        hs = sorted({a for (b, a, t) in full.rows if b == base and t == thr})
+        return [full.ratio(base, "BM_Notify_Sigreg", h, thr) for h in hs]
+
+    for key, base in (("qt", "BM_Notify_QtDirect"), ("boost", "BM_Notify_BoostSignals2"), ("sigc", "BM_Notify_Sigc")):
+        for thr in (1, 2):
+            vals = peer_ratios(base, thr)
+            if vals:
+                v[f"peers.{key}_{thr}t"] = span_auto(vals, unit="")
+                v[f"readme.{key}_{thr}t"] = span(vals, 0, "")
+    v["peers.sigc_allocs"] = times_word(max_allocs(full, "BM_Notify_Sigc"))
+    hs = sorted(int(h) for h in refs.get("registry_io_notify_ns", {}))
+    v["peers.handlers"] = slash(str(h) for h in hs)
+    v["peers.registry_io"] = slash(f"{refs['registry_io_notify_ns'][str(h)]:.1f}" for h in hs) + " ns"
+    v["peers.sigreg"] = slash(f"{full.t('BM_Notify_Sigreg', h):.1f}" for h in hs) + " ns"
+
+    # --- shared libraries
+    sh = runs["notify_shared"]
+    v["tables.shared_notify"] = "\n".join(drop_empty_columns(core_notify_table(sh.rows)))
+    v["tables.shared_qt"] = "\n".join(drop_empty_columns(qt_inline_table(sh.rows)))
+    r1 = sh.ratio("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", 1)
+    misses = r1 > targets["core_1h_vs_loop"]
+    v["shared.core_1h"] = fx(r1)
+    v["shared.core_verb"] = "misses" if misses else "meets"
+    facade_less = sh.t("BM_Notify_SigregQt", 1) < sh.t("BM_Notify_Sigreg", 1)
+    v["shared.facade_word"] = "less" if facade_less else "more"
+    v["shared.puzzle"] = misses and facade_less
+
+    # --- Qt facade
+    qt, qtruns = runs["qt"], groups["qt"]
+    v["tables.qt"] = qt_report([qt.path, runs["qt_pending"].path] + [r.path for r in qtruns[1:]], refs)
+    per_run = [qt_targets(r.rows) for r in qtruns]
+    met_all, missed = [], []
+    flags = {}
+    for i, (label, _, limit, unit) in enumerate(per_run[0]):
+        vals = [t[i][1] for t in per_run]
+        k, n = met_count(vals, limit)
+        prec = 3
+        rng = span(vals, prec, unit)
+        if k == n:
+            met_all.append(f"{label} (≤ {limit:g}{unit}: {rng})")
+        else:
+            missed.append(f"- **{label} ≤ {limit:g}{unit}:** {join_and(f'{x:.{prec}f}{unit}' for x in vals)}, "
+                          f"met {in_runs(k, n)}.")
+        flags[label] = k < n
+    v["qt.met_all"] = "; ".join(met_all) if met_all else "none"
+    v["qt.missed"] = "\n".join(missed)
+    v["qt.any_missed"] = bool(missed)
+    v["qt.miss_facade_1h"] = flags["facade inline ÷ core, 1 handler"]
+    v["qt.miss_cross"] = any(flags[k] for k in flags if k.startswith("CrossThread Sigreg ÷"))
+    v["qt.facade_1h_diff"] = span_ns([r.t("BM_Notify_SigregQt", 1) - r.t("BM_Notify_Sigreg", 1) for r in qtruns])
+    v["qt.notify_1h"] = span_ns([r.t(b, 1) for r in qtruns for b in ("BM_Notify_Sigreg", "BM_Notify_SigregQt")])
+    cross = lambda r, n: r.ratio("BM_CrossThread_Sigreg", "BM_CrossThread_QtQueued", n)  # noqa: E731
+    cvs = [r.cv(b, n) for r in qtruns for b in ("BM_CrossThread_Sigreg", "BM_CrossThread_QtQueued") for n in (64, 1024)]
+    v["qt.cross_cv"] = span(cvs, 0, " %", " to ")
+    c64 = [cross(r, 64) for r in qtruns]
+    c1024 = [cross(r, 1024) for r in qtruns]
+    v["qt.cross_64_factor"] = f"{max(c64) / min(c64):.0f}"
+    v["qt.cross_64_median"] = fx(median(c64))
+    v["qt.cross_1024_median"] = fx(median(c1024))
+    cross_lim = 0.5
+    v["qt.cross_64_median_word"] = "just over the target" if median(c64) > cross_lim else "within the target"
+    v["qt.cross_64_unshown"] = median(c64) > cross_lim
+    v["readme.qt_cross_1024"] = span(c1024)
+    v["readme.qt_cross_64"] = span(c64)
+    fc = [r.ratio("BM_Notify_SigregQt", "BM_Notify_Sigreg", h) for r in qtruns for h in (1, 4)]
+    fq = [r.ratio("BM_Notify_SigregQt", "BM_Notify_QtDirect", h) for r in qtruns for h in (1, 4)]
+    v["qt.facade_core"] = span(fc)
+    v["qt.facade_qt"] = span(fq, 3)
+    aw = [r.ratio("BM_NotifyAsync_Sigreg", "BM_NotifyAsync_HandWritten", 1) for r in qtruns]
+    v["qt.async_whenall"] = span(aw)
+    pend = runs["qt_pending"]
+    for h in (1, 4):
+        v[f"qt.pending_{h}h"] = fx(pend.ratio("BM_NotifyAsyncPending_Sigreg", "BM_NotifyAsyncPending_HandWritten", h), 1)
+    v["qt.burst1"] = fx(cross(qt, 1))
+    v["qt.qt_queued_allocs"] = word(round(qt.get("BM_CrossThread_QtQueued", 64).get("allocs_per_event", 0)))
+    v["qt.qt_queued_allocs_n"] = f"{qt.get('BM_CrossThread_QtQueued', 64).get('allocs_per_event', 0):g}"
+    a, w = qt.get("BM_NotifyAsync_Sigreg", 1), qt.get("BM_NotifyAsync_HandWritten", 1)
+    v["qt.async_1h"] = fmt_ns(ns(a))
+    v["qt.async_1h_allocs"] = f"{a.get('allocs_per_notify', 0):.3g}"
+    v["qt.whenall_1h"] = fmt_ns(ns(w))
+    v["qt.whenall_1h_allocs"] = f"{w.get('allocs_per_notify', 0):.3g}"
+    for kind, base in (("async", "BM_NotifyAsync_Sigreg"), ("sequential", "BM_NotifySequential_Sigreg")):
+        ref = registry_io(refs, kind)
+        v[f"qt.registry_io_{kind}"] = span([qt.t(base, h) / ref[h] for h in sorted(ref) if qt.t(base, h)],
+                                           1 if kind == "async" else 0)
+
+    # --- layout sensitivity and the quiet run
+    lazy = runs["notify_lazyapp"]
+    for h in (1, 4):
+        v[f"lazy.core_{h}h"] = fmt_ns(lazy.t("BM_Notify_Sigreg", h))
+        v[f"lazy.facade_{h}h"] = fmt_ns(lazy.t("BM_Notify_SigregQt", h))
+        v[f"lazy.loop_{h}h"] = fmt_ns(lazy.t("BM_Notify_FunctionLoop", h))
+    quiet = runs["qt_quiet"]
+    for n in (1, 64, 1024):
+        v[f"quiet.cross_{n}"] = fx(cross(quiet, n))
+    v["quiet.allocs"] = f"{max(quiet.get('BM_CrossThread_Sigreg', n).get('allocs_per_event', 0) for n in (1, 64, 1024)):g}"
+    holds = all(cross(quiet, n) <= cross_lim for n in (64, 1024))
+    v["quiet.verdict"] = "The burst targets hold there" if holds else "The burst targets are not met there either"
+
+    # --- QML
+    qml, qmlruns = runs["qml"], groups["qml"]
+    v["tables.qml"] = qml_report([r.path for r in qmlruns])
+    v["qml.load"] = span([r.context.get("load_avg", [None])[0] for r in qmlruns], 2, "")
+    fn = qml.get("BM_Qml_NotifyHandlerFunctions", 16)
+    v["qml.fn_allocs_per_call"] = word(round(fn.get("allocs_per_notify", 0) / 16))
+    qr = lambda r, h: r.ratio("BM_Qml_NotifyHandlers", "BM_Qml_SignalHandlers", h)  # noqa: E731
+    r16 = [qr(r, 16) for r in qmlruns]
+    v["qml.r16"] = span(r16)
+    v["qml.r16_faster"] = in_runs(sum(1 for x in r16 if x < 1), len(r16))
+    r1 = [qr(r, 1) for r in qmlruns]
+    v["qml.r1"] = span(r1)
+    lo, hi = min(r1), max(r1)
+    if lo < 1 < hi:
+        v["qml.r1_words"] = f"between {(1 - lo) * 100:.0f} % faster than the QML signal and {(hi - 1) * 100:.0f} % slower"
+    elif hi <= 1:
+        v["qml.r1_words"] = f"{(1 - hi) * 100:.0f} to {(1 - lo) * 100:.0f} % faster than the QML signal"
+    else:
+        v["qml.r1_words"] = f"{(lo - 1) * 100:.0f} to {(hi - 1) * 100:.0f} % slower than the QML signal"
+    fn1 = [r.t("BM_Qml_NotifyHandlerFunctions", 1) for r in qmlruns]
+    on1 = [r.t("BM_Qml_NotifyHandlers", 1) for r in qmlruns]
+    faster = sum(1 for a, b in zip(fn1, on1) if a < b)
+    v["qml.fn_faster"] = "consistently faster" if faster == len(fn1) else (
+        "not consistently faster" if faster else "faster in no run")
+    v["qml.fn_1h"] = span_in(fn1, 1e3, "µs", 2)
+    v["qml.on_1h"] = span_in(on1, 1e3, "µs", 2)
+    churn = [r.ratio("BM_Qml_HandlerChurn", "BM_Qml_ConnectionsChurn", n) for r in qmlruns for n in (100, 1000)]
+    v["qml.churn"] = span(churn)
+    per_obj = [r.t(b, n) / n for r in qmlruns for b in ("BM_Qml_HandlerChurn", "BM_Qml_ConnectionsChurn")
+               for n in (100, 1000)]
+    v["qml.churn_per_object"] = span_in(per_obj, 1e3, "µs")
+    allocs = {round(r.get(b, n).get("allocs_per_object", 0)) for r in qmlruns
+              for b in ("BM_Qml_HandlerChurn", "BM_Qml_ConnectionsChurn") for n in (100, 1000)}
+    v["qml.churn_allocs"] = "/".join(str(a) for a in sorted(allocs))
+    v["qml.churn_directions"] = "in both directions" if min(churn) < 1 < max(churn) else (
+        "always in the Registry's favour" if max(churn) < 1 else "always against the Registry")
+    labels = {"BM_Qml_SignalHandlers": "the QML signal", "BM_Qml_NotifyHandlers": "`onNotified`",
+              "BM_Qml_NotifyHandlerFunctions": "the `handler` function",
+              "BM_Qml_HandlerChurn": "the churn of `RegistryHandler`s", "BM_Qml_ConnectionsChurn": "the churn of `Connections`"}
+    spread = []
+    for key in qml.rows:
+        ts = [r.t(*key) for r in qmlruns]
+        if None not in ts:
+            spread.append((max(ts) / min(ts), key, ts))
+    worst, key, ts = max(spread)
+    base, arg, _ = key
+    where = f"at {handlers(arg)}" if "Churn" not in base else f"of {arg}"
+    v["qml.spread"] = fx(worst, 1)
+    v["qml.spread_example"] = (f"{labels.get(base, base)} {where} read {fmt_ns(ts[0])} in the first run and "
+                               f"{join_and(fmt_ns(t) for t in ts[1:])} in the others")
+    v["qml.cv"] = f"{max(r.cv(*k) for r in qmlruns for k in r.agg['cv']):.0f}"
+    on16, sig16 = qml.t("BM_Qml_NotifyHandlers", 16) / 16, qml.t("BM_Qml_SignalHandlers", 16) / 16
+    v["qml.per_handler_16"] = f"{fmt_ns(on16)} and {fmt_ns(sig16)}"
+    facade16 = qt.t("BM_Notify_SigregQt", 16) / 16
+    v["qml.facade_per_handler"] = fmt_ns(facade16)
+    v["qml.vs_facade"] = f"{min(on16, sig16) / facade16:.0f}"
+
+    # --- bus
+    bus, busruns = runs["bus"], groups["bus"]
+    v["tables.bus"] = bus_report([r.path for r in busruns])
+    full_bus = [r for r in busruns if r.get("BM_BusBroadcast_Receivers", 0)]
+    v["bus.full_count"] = word(len(full_bus))
+    bc = lambda r, peer, mode: (per_event(r.get("BM_BusBroadcast_Receivers", mode)) /  # noqa: E731
+                                per_event(r.get(peer, mode)))
+    st_dq = [bc(r, "BM_BusBroadcast_MutexDeque", 0) for r in full_bus]
+    st_mc = [bc(r, "BM_BusBroadcast_MoodyCamel", 0) for r in full_bus]
+    v["bus.st_deque"] = span(st_dq)
+    v["bus.st_deque_runs"] = in_runs(sum(1 for x in st_dq if x < 1), len(st_dq))
+    v["bus.st_moody"] = span(st_mc)
+    v["bus.deque_allocs"] = f"{bus.get('BM_BusBroadcast_MutexDeque', 0).get('allocs_per_event', 0):.3g}"
+    sig_allocs = max(r.get("BM_BusBroadcast_Receivers", m).get("allocs_per_event", 0) for r in full_bus for m in (0, 1))
+    v["bus.sigreg_allocs"] = "nothing" if sig_allocs == 0 else f"{sig_allocs:.3g}"
+    v["bus.mt_cv"] = f"{max(r.cv(b, 1) for r in full_bus for _, b in BROADCAST):.0f}"
+    v["bus.mt_deque"] = span([bc(r, "BM_BusBroadcast_MutexDeque", 1) for r in full_bus])
+    v["bus.mt_moody"] = span([bc(r, "BM_BusBroadcast_MoodyCamel", 1) for r in full_bus], 1)
+    emit = lambda r, h, t: r.ratio("BM_BusEmit_Handlers", "BM_Notify_Sigreg", h, t)  # noqa: E731
+    e1 = [emit(r, 1, t) for r in busruns for t in (1, 2)]
+    e4 = [emit(r, 4, t) for r in busruns for t in (1, 2)]
+    e16 = [emit(r, 16, 1) for r in busruns]
+    k1, n1 = met_count(e1, BUS_EMIT_TARGET)
+    k16, n16 = met_count(e16, BUS_EMIT_TARGET)
+    k4, n4 = met_count(e4, BUS_EMIT_TARGET)
+    v["bus.target"] = f"{BUS_EMIT_TARGET:g}"
+    v["bus.emit_1h_verdict"] = ("is not met with one handler" if k1 == 0 else
+                                "is met with one handler" if k1 == n1 else
+                                f"is met with one handler in only {k1} of {n1} cases")
+    v["bus.emit_1h"] = span(e1)
+    v["bus.emit_16h"] = span(e16)
+    v["bus.emit_16h_runs"] = in_runs(k16, n16)
+    v["bus.emit_4h"] = span(e4)
+    v["bus.emit_4h_words"] = "the runs disagree" if 0 < k4 < n4 else ("met in every case" if k4 == n4 else "not met")
+    v["bus.sender_1h"] = span([r.ratio("BM_BusEmit_Sender", "BM_Notify_Sigreg", 1) for r in busruns])
+    quiet_rows = [r for r in busruns if r.get("BM_BusEmit_NoListener", 0)]
+    v["bus.noop_runs"] = word(len(quiet_rows))
+    for a in (0, 1):
+        v[f"bus.noop_{a}"] = span_ns([r.t("BM_BusEmit_NoListener", a) for r in quiet_rows])
+    noop_allocs = max(r.get("BM_BusEmit_NoListener", a).get("allocs_per_emit", 0) for r in quiet_rows for a in (0, 1))
+    v["bus.noop_allocs"] = "no allocation in any run" if noop_allocs == 0 else f"up to {noop_allocs:g} allocations"
+    v["readme.bus_16h_word"] = "holds" if k16 == n16 else "does not hold"
+    v["readme.bus_1h_word"] = "but not" if k1 == 0 else ("and" if k1 == n1 else "only partly")
+    return v
+
+
+# Templates ------------------------------------------------------------------------------
+
+PLACEHOLDER = re.compile(r"\{\{\s*([\w.\-]+)(\|cap)?\s*\}\}")
+BLOCK = re.compile(r"\{\{([?!])([\w.\-]+)\}\}(.*?)\{\{/\2\}\}", re.S)
+
+
+def fill(template, values, where):
+    """Substitute {{name}}; keep {{?name}}...{{/name}} where the value is true, {{!name}}... where false."""
+    def block(m):
+        if m[2] not in values:
+            raise SystemExit(f"{where}: no value named {m[2]!r}")
+        keep = bool(values[m[2]]) == (m[1] == "?")
+        return m[3] if keep else ""
+
+    prev = None
+    while prev != template:
+        prev, template = template, BLOCK.sub(block, template)
+
+    def one(m):
+        if m[1] not in values:
+            raise SystemExit(f"{where}: no value named {m[1]!r}")
+        text = str(values[m[1]])
+        return text[:1].upper() + text[1:] if m[2] else text
+
+    text = PLACEHOLDER.sub(one, template)
+    # A block left out on a line of its own leaves an empty line: squeeze runs of them.
+    return reflow(re.sub(r"\n{3,}", "\n\n", text))
+
+
+WIDTH = 116
+# A line must not start with what Markdown would read as a list item, a heading or a quote.
+LINE_START = re.compile(r"^(?:[-+*>#]|\d+[.)])$")
+
+
+def wrap(words, first, rest, width=WIDTH):
+    lines, line, empty = [], first, True
+    for w in words:
+        if empty:
+            line, empty = line + w, False
+        elif len(line) + 1 + len(w) > width and not LINE_START.match(w):
+            lines.append(line)
+            line = rest + w
+        else:
+            line = f"{line} {w}"
+    lines.append(line)
+    return lines
+
+
+def reflow(text):
+    """Re-wrap the prose paragraphs and list items at WIDTH; tables, code, headings, comments stay."""
+    out, para, fenced, comment = [], [], False, False
+
+    def flush():
+        if not para:
+            return
+        m = re.match(r"^(\s*(?:[-*] )?)", para[0])
+        first = m[1]
+        words = " ".join(p.strip() for p in para)[len(first.strip()):].split()
+        out.extend(wrap(words, first, " " * len(first)))
+        para.clear()
+
+    for line in text.split("\n"):
+        if fenced or comment:
+            out.append(line)
+            fenced = fenced and not line.startswith("```")
+            comment = comment and "-->" not in line
+            continue
+        if line.startswith("```") or line.startswith("<!--") or line.startswith(("|", "#", "!")) or not line.strip():
+            flush()
+            out.append(line)
+            fenced = line.startswith("```")
+            comment = line.startswith("<!--") and "-->" not in line
+            continue
+        if re.match(r"^[-*] ", line):
+            flush()
+        para.append(line)
+    flush()
+    return "\n".join(out)
+
+
+def render_texts(manifest_path):
+    """What render writes: {path: text} for the document and the README, plus the chart's data."""
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    manifest["_path"] = os.path.abspath(manifest_path)
+    perf_dir = os.path.dirname(os.path.abspath(manifest_path))
+    values = compute_values(manifest, perf_dir)
+    out = {}
+    tpl = os.path.join(REPO, manifest["template"])
+    with open(tpl) as f:
+        out[os.path.join(REPO, manifest["output"])] = fill(f.read(), values, manifest["template"])
+    rd = manifest.get("readme")
+    if rd:
+        with open(os.path.join(REPO, rd["template"])) as f:
+            block = fill(f.read(), values, rd["template"]).strip("\n")
+        path = os.path.join(REPO, rd["path"])
+        with open(path) as f:
+            readme = f.read()
+        b, e = readme.find(rd["begin"]), readme.find(rd["end"])
+        if b < 0 or e < b:
+            raise SystemExit(f"{rd['path']}: the markers {rd['begin']!r} ... {rd['end']!r} are missing")
+        out[path] = readme[:b] + rd["begin"] + "\n" + block + "\n" + readme[e:]
+    return manifest, out, chart_data(manifest, perf_dir)
+
+
+# The chart --------------------------------------------------------------------------------
+
+def chart_data(manifest, perf_dir):
+    """Everything the chart shows, as plain data (so that check can hash it without matplotlib)."""
+    c = manifest["chart"]
+    run = Run(c["run"], manifest["runs"][c["run"]], perf_dir)
+    thr = c.get("threads", 1)
+    series = []
+    for label, base in PEERS:
+        pts = sorted((a, round(row_ns(b), 3)) for (b_, a, t), b in run.rows.items() if b_ == base and t == thr)
+        if pts:
+            series.append({"label": label, "points": pts})
+    return {
+        "title": f"Sigreg and its peers: cost of one notify against handler count ({thr} notifying thread"
+                 f"{'s' if thr > 1 else ''})",
+        "caption": (f"{run.file}: {host_line(run.context)} Median CPU time per notify of "
+                    f"{'/'.join(str(n) for n in run.repetitions())} repetitions."),
+        "series": series,
+        "output": os.path.join(REPO, c["output"]),
+    }
+
+
+def chart_digest(data):
+    payload = json.dumps({k: data[k] for k in ("title", "caption", "series")}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def draw_chart(data):
+    import matplotlib  # only render needs it
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.2), dpi=100)
+    markers = ["o", "s", "^", "D", "v"]
+    xs = sorted({a for s in data["series"] for a, _ in s["points"]})
+    for i, s in enumerate(data["series"]):
+        x, y = zip(*s["points"])
+        ax.plot(x, y, marker=markers[i % len(markers)], linewidth=2.2 if s["label"] == "Sigreg" else 1.4,
+                label=s["label"], zorder=3 if s["label"] == "Sigreg" else 2)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([str(x) for x in xs])
+    ax.minorticks_off()
+    lo = min(y for s in data["series"] for _, y in s["points"])
+    hi = max(y for s in data["series"] for _, y in s["points"])
+    ticks = [m * 10 ** e for e in range(-1, 7) for m in (1, 2, 5) if lo / 1.5 <= m * 10 ** e <= hi * 1.5]
+    ax.set_yticks(ticks)
+    ax.set_yticklabels([fmt_ns(t).replace(".00", "").replace(".0 ", " ") for t in ticks])
+    ax.set_xlabel("handlers registered")
+    ax.set_ylabel("time per notify (median CPU time, log scale)")
+    ax.set_title(data["title"])
+    ax.grid(True, which="major", linestyle=":", linewidth=0.8)
+    ax.legend(loc="upper left", frameon=True)
+    fig.text(0.01, 0.01, data["caption"], fontsize=7.5, ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    os.makedirs(os.path.dirname(data["output"]), exist_ok=True)
+    fig.savefig(data["output"], dpi=100,
+                metadata={"Software": None, "Description": "data sha256 " + chart_digest(data)})
+    plt.close(fig)
+
+
+def png_description(path):
+    """The Description text chunk of a PNG, read without any image library."""
+    import struct
+    import zlib
+    with open(path, "rb") as f:
+        blob = f.read()
+    pos = 8
+    while pos + 8 <= len(blob):
+        length, kind = struct.unpack(">I4s", blob[pos:pos + 8])
+        body = blob[pos + 8:pos + 8 + length]
+        if kind == b"tEXt" and body.startswith(b"Description\0"):
+            return body.split(b"\0", 1)[1].decode("latin-1")
+        if kind == b"zTXt" and body.startswith(b"Description\0"):
+            return zlib.decompress(body.split(b"\0", 1)[1][1:]).decode("latin-1")
+        if kind == b"iTXt" and body.startswith(b"Description\0"):
+            return body.split(b"\0", 4)[-1].decode("utf-8")
+        pos += 12 + length
+    return None
+
+
+# The manifest against the runs ------------------------------------------------------------------
+
+def check_manifest(manifest, perf_dir):
+    """Problems with the manifest: a command that does not match the run it claims to have made."""
+    problems = []
+    for key, entry in manifest["runs"].items():
+        run = Run(key, entry, perf_dir)
+        cmd = entry["command"]
+        m = re.search(r"--benchmark_repetitions=(\d+)", cmd)
+        if m and run.repetitions() != [int(m[1])]:
+            problems.append(f"{key}: the command asks for {m[1]} repetitions, {run.file} holds {run.repetitions()}")
+        m = re.search(r"--benchmark_filter='([^']*)'", cmd)
+        if m:
+            names = {b["run_name"] for b in run.benchmarks}
+            stray = sorted(n for n in names if not re.search(m[1], n))
+            if stray:
+                problems.append(f"{key}: {run.file} holds rows its command's filter does not match: {stray[:3]}")
+        if run.file not in cmd:
+            problems.append(f"{key}: the command does not write {run.file}")
+    return problems
+
+
+def render(manifest_path, chart=True):
+    manifest, texts, data = render_texts(manifest_path)
+    for path, text in texts.items():
+        old = open(path).read() if os.path.exists(path) else None
+        if old != text:
+            with open(path, "w") as f:
+                f.write(text)
+            print(f"wrote {os.path.relpath(path, REPO)}")
+    if chart:
+        draw_chart(data)
+        print(f"wrote {os.path.relpath(data['output'], REPO)}")
+    problems = check_manifest(manifest, os.path.dirname(os.path.abspath(manifest_path)))
+    for p in problems:
+        print(f"warning: {p}", file=sys.stderr)
+
+
+def check(manifest_path):
+    """Exit status 1 where a generated file is not what the saved runs render to now."""
+    import difflib
+    manifest, texts, data = render_texts(manifest_path)
+    bad = check_manifest(manifest, os.path.dirname(os.path.abspath(manifest_path)))
+    for path, text in texts.items():
+        rel = os.path.relpath(path, REPO)
+        old = open(path).read() if os.path.exists(path) else ""
+        if old != text:
+            diff = difflib.unified_diff(old.splitlines(), text.splitlines(), f"{rel} (in the tree)",
+                                        f"{rel} (rendered)", lineterm="", n=1)
+            bad.append(f"{rel} is not what the saved runs render to:\n" + "\n".join(list(diff)[:60]))
+    rel = os.path.relpath(data["output"], REPO)
+    want = "data sha256 " + chart_digest(data)
+    have = png_description(data["output"]) if os.path.exists(data["output"]) else None
+    if have != want:
+        bad.append(f"{rel} was not drawn from the current data (its Description: {have!r})")
+    for b in bad:
+        print(f"perf_report check: {b}", file=sys.stderr)
+    if bad:
+        print(f"perf_report check: run `scripts/perf_report.py render {os.path.relpath(manifest_path)}` "
+              "and commit the result", file=sys.stderr)
+        return 1
+    print(f"perf_report check: {', '.join(os.path.relpath(p, REPO) for p in texts)} and {rel} are up to date")
+    return 0
+
+
+def cli(argv):
+    if argv and argv[0] in ("render", "check"):
+        rest = [a for a in argv[1:] if not a.startswith("--")]
+        if len(rest) > 1 or any(a not in ("--no-chart",) for a in argv[1:] if a.startswith("--")):
+            sys.exit(__doc__)
+        path = rest[0] if rest else DEFAULT_MANIFEST
+        if argv[0] == "check":
+            return check(path)
+        render(path, chart="--no-chart" not in argv)
+        return 0
+    if len(argv) >= 2 and argv[0] == "--bus":
+        print(bus_report(argv[1:]))
+    elif len(argv) >= 2 and argv[0] == "--qt":
+        print(qt_report(argv[1:]))
+    elif len(argv) >= 2 and argv[0] == "--qml":
+        print(qml_report(argv[1:]))
+    elif len(argv) == 1 and argv[0].endswith(".json"):
+        print(core_report(argv[0]))
+    else:
+        sys.exit(__doc__)
+    return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "--bus":
-        bus_main(sys.argv[2:])
-    elif len(sys.argv) >= 3 and sys.argv[1] == "--qt":
-        qt_main(sys.argv[2:])
-    elif len(sys.argv) >= 3 and sys.argv[1] == "--qml":
-        qml_main(sys.argv[2:])
-    elif len(sys.argv) == 2:
-        main(sys.argv[1])
-    else:
-        sys.exit(__doc__)
+    sys.exit(cli(sys.argv[1:]))
