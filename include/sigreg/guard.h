@@ -28,6 +28,14 @@ class Anchor;
 /// Safety: a guard object is not itself synchronised (like any value type),
 /// but guards of one registry may be used from different threads at once,
 /// and concurrently with the registry's destruction.
+///
+/// Memory: a removal builds the registry's next snapshot, which can need an
+/// allocation. If that allocation fails inside the destructor, the move
+/// assignment, `reset()` or `resetNoWait()` (all noexcept), the process ends
+/// with std::terminate: these cannot report the failure, and leaving the
+/// handler registered would break the guard's one promise. Call
+/// `Registry<E>::remove(id)`, which throws std::bad_alloc instead, where that
+/// matters (see tests/core/tst_allocationfailure.cpp).
 class [[nodiscard]] Guard {
 public:
     /// An empty guard that owns nothing.
