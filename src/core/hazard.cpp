@@ -10,7 +10,12 @@
 #include <pthread.h>
 #define SIGREG_HAVE_PTHREAD_KEY 1
 #endif
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
 
 #if defined(__linux__)
@@ -76,36 +81,186 @@ void releaseAtThreadExit(ThreadRecord *rec) noexcept
 #endif
 
 #if SIGREG_ASYMMETRIC_FENCES && defined(__linux__)
-/// Expedited membarrier where the kernel has it (Linux 4.14+). The
-/// environment variable SIGREG_FENCE=mprotect forces the fallback below, so
-/// that the tests can exercise it on any kernel.
-bool registerMembarrier() noexcept
+// The writer side on Linux: expedited membarrier where the kernel has it
+// (Linux 4.14+), else an mprotect-induced TLB shootdown. Which one is decided
+// once, at the first heavy fence (nothing relies on the heavy fence before
+// that), and never changes silently afterwards: a plain fence on the writer's
+// side alone does not order the readers' compiler-only barriers, so if
+// neither mechanism works the process is stopped with a message rather than
+// left open to use-after-free.
+//
+// The environment variable SIGREG_FENCE is a test knob:
+//   SIGREG_FENCE=mprotect     forces the mprotect fallback, so that the tests
+//                             can exercise it on any kernel;
+//   SIGREG_FENCE=unavailable  simulates both mechanisms failing (the process
+//                             aborts at its first heavy fence with the
+//                             message below), for the regression test
+//                             tests/noqt/test_fence_unavailable.cpp.
+// Any other value is ignored. Builds with SIGREG_ASYMMETRIC_FENCES=0 (and
+// other platforms) never read it.
+
+constexpr std::size_t kFencePageSize = 4096;
+
+enum class ForcedFence : unsigned char { None, Mprotect, Unavailable };
+
+ForcedFence forcedFence() noexcept
 {
     const char *forced = std::getenv("SIGREG_FENCE");
-    if (forced && std::string_view(forced) == "mprotect")
-        return false;
-    return syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    if (!forced)
+        return ForcedFence::None;
+    const std::string_view value(forced);
+    if (value == "mprotect")
+        return ForcedFence::Mprotect;
+    if (value == "unavailable")
+        return ForcedFence::Unavailable;
+    return ForcedFence::None;
+}
+
+// strerror_r comes in a GNU flavour (returns the text) and an XSI one
+// (returns 0 and fills the buffer); neither allocates, unlike strerror().
+[[maybe_unused]] const char *errorText(int rc, const char *buf) noexcept
+{
+    return rc == 0 ? buf : "unknown error";
+}
+[[maybe_unused]] const char *errorText(const char *text, const char *) noexcept
+{
+    return text;
+}
+
+/// Writes one line to stderr (a single write(2), so that it is not interleaved
+/// with other output; no allocation) and aborts.
+[[noreturn]] SIGREG_COLD void fenceFailure(const char *cause, const char *step, int err) noexcept
+{
+    char errBuf[128] = {};
+    const char *errText = errorText(strerror_r(err, errBuf, sizeof errBuf), errBuf);
+    char msg[1024];
+    const int n = std::snprintf(msg, sizeof msg,
+        "sigreg: fatal: %s (%s: %s, errno %d). Without a process-wide memory barrier the "
+        "asymmetric fences of the hazard protocol do not hold (a removed handler could still "
+        "run or be freed while running). Remedy: allow membarrier(2) or mprotect(2) for this "
+        "process, or build Sigreg, and every file that includes its headers, with "
+        "-DSIGREG_ASYMMETRIC_FENCES=0 (sequentially consistent reader operations). Aborting.\n",
+        cause, step, errText, err);
+    if (n > 0) {
+        std::size_t left = std::min(static_cast<std::size_t>(n), sizeof msg - 1);
+        const char *p = msg;
+        while (left > 0) {
+            const ssize_t w = ::write(STDERR_FILENO, p, left);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            p += w;
+            left -= static_cast<std::size_t>(w);
+        }
+    }
+    std::abort();
+}
+
+/// Maps the fallback's page and runs its steps once: make it writable, touch
+/// it, revoke write access. Returns the page, or null with `step` and `err`
+/// naming what failed.
+void *probeFencePage(ForcedFence forced, const char *&step, int &err) noexcept
+{
+    if (forced == ForcedFence::Unavailable) {
+        step = "mmap (failure simulated by SIGREG_FENCE=unavailable)";
+        err = ENOSYS;
+        return nullptr;
+    }
+    void *page = mmap(nullptr, kFencePageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) {
+        step = "mmap";
+        err = errno;
+        return nullptr;
+    }
+    if (mprotect(page, kFencePageSize, PROT_READ | PROT_WRITE) != 0) {
+        step = "mprotect(PROT_READ | PROT_WRITE)";
+        err = errno;
+        munmap(page, kFencePageSize);
+        return nullptr;
+    }
+    std::atomic_ref<int>(*static_cast<int *>(page)).fetch_add(1, std::memory_order_seq_cst);
+    if (mprotect(page, kFencePageSize, PROT_READ) != 0) {
+        step = "mprotect(PROT_READ)";
+        err = errno;
+        munmap(page, kFencePageSize);
+        return nullptr;
+    }
+    return page;
+}
+
+/// The fallback's page, probed on first use; aborts with a message if the
+/// fallback does not work. `membarrierCall` failed with `membarrierErr`,
+/// which is why expedited membarrier is not used (unless SIGREG_FENCE
+/// forced it off).
+void *fencePageOrAbort(ForcedFence forced, const char *membarrierCall, int membarrierErr) noexcept
+{
+    const char *step = "";
+    int err = 0;
+    if (void *page = probeFencePage(forced, step, err))
+        return page;
+    char cause[512];
+    if (forced == ForcedFence::Unavailable)
+        std::snprintf(cause, sizeof cause,
+            "no heavy fence is available: membarrier(%s) failed (simulated by "
+            "SIGREG_FENCE=unavailable) and the mprotect fallback failed",
+            membarrierCall);
+    else if (forced == ForcedFence::Mprotect)
+        std::snprintf(cause, sizeof cause,
+            "no heavy fence is available: membarrier was not tried (SIGREG_FENCE=mprotect) "
+            "and the mprotect fallback failed");
+    else {
+        char errBuf[128] = {};
+        std::snprintf(cause, sizeof cause,
+            "no heavy fence is available: membarrier(%s) failed (%s, errno %d) and the "
+            "mprotect fallback failed",
+            membarrierCall, errorText(strerror_r(membarrierErr, errBuf, sizeof errBuf), errBuf), membarrierErr);
+    }
+    fenceFailure(cause, step, err);
+}
+
+/// The heavy fence chosen for this process.
+struct FenceChoice {
+    bool membarrier;
+    void *page; // the fallback's page, probed; null while membarrier works
+};
+
+FenceChoice chooseFence() noexcept
+{
+    const ForcedFence forced = forcedFence();
+    int membarrierErr = 0;
+    if (forced == ForcedFence::None) {
+        if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+            return { true, nullptr };
+        membarrierErr = errno;
+    }
+    return { false, fencePageOrAbort(forced, "MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED", membarrierErr) };
 }
 
 /// Fallback for kernels without expedited membarrier (before 4.14): revoking
 /// write access to a page this process has written makes the kernel
 /// shoot down that mapping on every CPU that ran one of our threads, which
 /// serialises those CPUs. Valid on x86, where the shootdown is an interrupt.
-void mprotectFence() noexcept
+/// `page` is the probed page, or null if membarrier was chosen but has just
+/// failed (it is then probed here, once).
+SIGREG_NOINLINE void mprotectFence(void *page, int membarrierErr) noexcept
 {
     static std::mutex mutex;
-    static void *page = [] {
-        void *p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        return p == MAP_FAILED ? nullptr : p;
-    }();
-    std::lock_guard lock(mutex);
-    if (!page || mprotect(page, 4096, PROT_READ | PROT_WRITE) != 0) {
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        return;
+    if (!page) {
+        static void *const lazyPage
+            = fencePageOrAbort(ForcedFence::None, "MEMBARRIER_CMD_PRIVATE_EXPEDITED", membarrierErr);
+        page = lazyPage;
     }
+    std::lock_guard lock(mutex);
+    // The page worked when probed: a failure now cannot be recovered from
+    // safely (the readers rely on this very fence), so it stops the process.
+    if (mprotect(page, kFencePageSize, PROT_READ | PROT_WRITE) != 0)
+        fenceFailure("the mprotect heavy fence failed on a page that had worked before",
+            "mprotect(PROT_READ | PROT_WRITE)", errno);
     // Touch the page so it is mapped, then revoke access to force the IPIs.
     std::atomic_ref<int>(*static_cast<int *>(page)).fetch_add(1, std::memory_order_seq_cst);
-    mprotect(page, 4096, PROT_READ);
+    if (mprotect(page, kFencePageSize, PROT_READ) != 0)
+        fenceFailure("the mprotect heavy fence failed on a page that had worked before", "mprotect(PROT_READ)", errno);
 }
 #endif
 
@@ -115,9 +270,14 @@ void heavyFence() noexcept
 {
     protocolFence();
 #if SIGREG_ASYMMETRIC_FENCES && defined(__linux__)
-    static const bool membarrier = registerMembarrier();
-    if (!membarrier || syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
-        mprotectFence();
+    // Chosen at the first call; aborts with a message if no heavy fence works.
+    static const FenceChoice fence = chooseFence();
+    if (SIGREG_LIKELY(fence.membarrier)) {
+        if (SIGREG_UNLIKELY(syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0))
+            mprotectFence(nullptr, errno);
+    } else {
+        mprotectFence(fence.page, 0);
+    }
 #elif SIGREG_ASYMMETRIC_FENCES && defined(_WIN32)
     FlushProcessWriteBuffers();
 #endif

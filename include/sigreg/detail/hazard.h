@@ -40,7 +40,12 @@
 // (membarrier / FlushProcessWriteBuffers). Where no such system call is known,
 // or under ThreadSanitizer (which does not model it), both sides use
 // sequentially consistent operations instead. SIGREG_ASYMMETRIC_FENCES may be
-// predefined to 0 to force the portable variant.
+// predefined to 0 to force the portable variant. On Linux the writer side is
+// chosen once, at the first heavy fence: expedited membarrier, else an
+// mprotect-induced TLB shootdown; if neither works the process aborts with a
+// message (never a silent downgrade). The test knob SIGREG_FENCE=mprotect
+// forces the second, SIGREG_FENCE=unavailable simulates both failing (see
+// src/core/hazard.cpp).
 #ifndef SIGREG_ASYMMETRIC_FENCES
 #if defined(SIGREG_TSAN)
 #define SIGREG_ASYMMETRIC_FENCES 0
