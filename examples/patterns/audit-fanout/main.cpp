@@ -10,6 +10,8 @@
 // Exits 0 when every check holds, 1 otherwise.
 #include <sigreg/registry.h>
 
+#include "pattern_checks.h"
+
 #include <atomic>
 #include <cstdio>
 #include <mutex>
@@ -84,13 +86,7 @@ void serve(const AuditLog &log, Totals &totals, int thread, int n)
     }
 }
 
-int g_failed = 0;
-
-void check(bool ok, const char *what)
-{
-    std::printf("  [%s] %s\n", ok ? "ok" : "FAILED", what);
-    g_failed += ok ? 0 : 1;
-}
+using pattern::check;
 
 } // namespace
 
@@ -165,6 +161,5 @@ int main()
     check(siem.count() == totals.security.load(), "siem: exactly the security events");
     check(log.failureCount() == 0, "no sink failed");
 
-    std::printf("%s\n", g_failed == 0 ? "audit-fanout: all checks passed" : "audit-fanout: CHECKS FAILED");
-    return g_failed == 0 ? 0 : 1;
+    return pattern::finish("audit-fanout");
 }

@@ -10,6 +10,8 @@
 // Exits 0 when every check holds, 1 otherwise.
 #include <sigreg/registry.h>
 
+#include "pattern_checks.h"
+
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -133,13 +135,7 @@ struct Cache {
     int inUseMb = 300; // it cannot shrink below what it holds
 };
 
-int g_failed = 0;
-
-void check(bool ok, const char *what)
-{
-    std::printf("  [%s] %s\n", ok ? "ok" : "FAILED", what);
-    g_failed += ok ? 0 : 1;
-}
+using pattern::check;
 
 } // namespace
 
@@ -195,6 +191,5 @@ int main()
     check(logger.level == "debug" && store.current()->logLevel == "warn" && pool.resizes == 2,
           "after its guard is reset the logger hears nothing");
 
-    std::printf("%s\n", g_failed == 0 ? "config-reload: all checks passed" : "config-reload: CHECKS FAILED");
-    return g_failed == 0 ? 0 : 1;
+    return pattern::finish("config-reload");
 }

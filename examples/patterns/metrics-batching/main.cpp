@@ -11,6 +11,8 @@
 // Exits 0 when every check holds, 1 otherwise.
 #include <sigreg/bus.h>
 
+#include "pattern_checks.h"
+
 #include <cstdio>
 #include <functional>
 #include <mutex>
@@ -97,13 +99,7 @@ struct Backend {
     }
 };
 
-int g_failed = 0;
-
-void check(bool ok, const char *what)
-{
-    std::printf("  [%s] %s\n", ok ? "ok" : "FAILED", what);
-    g_failed += ok ? 0 : 1;
-}
+using pattern::check;
 
 } // namespace
 
@@ -157,6 +153,5 @@ int main()
     }
     check(bus.failureCount() == 0, "no handler failed");
 
-    std::printf("%s\n", g_failed == 0 ? "metrics-batching: all checks passed" : "metrics-batching: CHECKS FAILED");
-    return g_failed == 0 ? 0 : 1;
+    return pattern::finish("metrics-batching");
 }

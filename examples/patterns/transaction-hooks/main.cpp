@@ -10,6 +10,8 @@
 // Exits 0 when every check holds, 1 otherwise.
 #include <sigreg/registry.h>
 
+#include "pattern_checks.h"
+
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -110,13 +112,7 @@ private:
     std::map<std::string, long> m_balances;
 };
 
-int g_failed = 0;
-
-void check(bool ok, const char *what)
-{
-    std::printf("  [%s] %s\n", ok ? "ok" : "FAILED", what);
-    g_failed += ok ? 0 : 1;
-}
+using pattern::check;
 
 } // namespace
 
@@ -180,6 +176,5 @@ int main()
     check(!t3 && outcomes.back() == "rolled back (journal failed: disk full)", "a throwing hook vetoes, by name");
     check(ledger.balance("alice") == 800 && ledger.balance("carol") == 0, "only transfer 1 moved money");
 
-    std::printf("%s\n", g_failed == 0 ? "transaction-hooks: all checks passed" : "transaction-hooks: CHECKS FAILED");
-    return g_failed == 0 ? 0 : 1;
+    return pattern::finish("transaction-hooks");
 }

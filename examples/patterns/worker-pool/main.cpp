@@ -12,6 +12,8 @@
 // Exits 0 when every check holds, 1 otherwise.
 #include <sigreg/qt/qtregistry.h>
 
+#include "pattern_checks.h"
+
 #include <QCoreApplication>
 #include <QSemaphore>
 #include <QThread>
@@ -92,13 +94,7 @@ void publish(const Feed &feed, int &seq, int count, std::map<std::string, double
     }).join();
 }
 
-int g_failed = 0;
-
-void check(bool ok, const char *what)
-{
-    std::printf("  [%s] %s\n", ok ? "ok" : "FAILED", what);
-    g_failed += ok ? 0 : 1;
-}
+using pattern::check;
 
 } // namespace
 
@@ -162,6 +158,5 @@ int main(int argc, char *argv[])
     check(retiredPrefix, "the stopped worker got updates in order, none after it stopped");
     check(feed.failureCount() == 0, "no handler failed");
 
-    std::printf("%s\n", g_failed == 0 ? "worker-pool: all checks passed" : "worker-pool: CHECKS FAILED");
-    return g_failed == 0 ? 0 : 1;
+    return pattern::finish("worker-pool");
 }
