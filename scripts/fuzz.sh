@@ -7,6 +7,8 @@
 #   scripts/fuzz.sh --runs N            each target for N executions (the long run)
 #   options: --target registry|bus      only that target (repeatable; default both)
 #            --jobs N                   build parallelism (default 2)
+#            --fork N                   N fuzzing processes (libFuzzer -fork=N); a
+#                                       crash, leak, timeout or OOM still stops the run
 #
 # Targets run one after the other. The committed corpus (tests/fuzz/corpus/)
 # is never written: each run works on a copy in the build directory, which
@@ -27,13 +29,15 @@ main() {
     seconds=60
     runs=
     jobs=2
+    fork=
     targets=()
     while [[ $# -gt 0 ]]; do
         case $1 in
         --runs) runs=${2:?--runs needs a number}; shift 2 ;;
         --target) targets+=("${2:?--target needs registry or bus}"); shift 2 ;;
         --jobs) jobs=${2:?--jobs needs a number}; shift 2 ;;
-        -h|--help) sed -n '3,18p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        --fork) fork=${2:?--fork needs a number}; shift 2 ;;
+        -h|--help) sed -n '3,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
         [0-9]*) seconds=$1; shift ;;
         *) echo "fuzz.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
         esac
@@ -66,6 +70,12 @@ main() {
         mkdir -p "$work/corpus" "$work/artifacts"
         cp -R "$root/tests/fuzz/corpus/$t/." "$work/corpus/"
         if [[ -n $runs ]]; then limit=(-runs="$runs"); what="$runs runs"; else limit=(-max_total_time="$seconds"); what="${seconds}s"; fi
+        # Fork mode ignores timeouts and OOMs unless told otherwise; here any
+        # finding stops the run, as it does with one process.
+        if [[ -n $fork ]]; then
+            limit+=(-fork="$fork" -ignore_crashes=0 -ignore_timeouts=0 -ignore_ooms=0)
+            what="$what, $fork processes"
+        fi
         # -max_len keeps inputs (sequences of operations) short and executions
         # fast; -timeout catches a hang (a removal that waits forever, a deadlock).
         # shellcheck disable=SC2206
@@ -79,6 +89,13 @@ main() {
         wall=$(( $(date +%s) - start ))
         execs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$log" | tail -n1)
         rate=$(sed -n 's/^stat::average_exec_per_sec: *\([0-9]*\).*/\1/p' "$log" | tail -n1)
+        if [[ -n $fork ]]; then
+            # The parent prints no final stats: it counts its children's runs.
+            # The largest count it printed (jobs in flight finish after the limit).
+            execs=$(sed -n -e 's/^INFO: fuzzed for \([0-9]*\) iterations.*/\1/p' \
+                           -e 's/^#\([0-9]*\): cov:.*/\1/p' "$log" | sort -n | tail -n1)
+            [[ -z $execs ]] || rate=$(( execs / (wall > 0 ? wall : 1) ))
+        fi
         cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n1 || true)
         found=$(find "$work/artifacts" -type f | wc -l)
         line="sigreg_fuzz_$t: executions ${execs:-?}, ${rate:-?} exec/s, ${wall}s wall, ${cov:-cov: ?}, exit $rc, artifacts $found"
