@@ -43,7 +43,11 @@
 //       adds and removes push handlers (some throwing); consumer threads own
 //       receivers of small capacities, held for the whole run or subscribed
 //       and unsubscribed meanwhile, and take events with tryReceive,
-//       receiveFor and receive.
+//       receiveFor and receive. On the Qt side, QtBusReceivers live in a
+//       worker QThread (one per type for the whole run, others subscribed,
+//       unsubscribed and destroyed meanwhile; one type also through
+//       eventReceived(QVariant)), and a thread asks nextEvent() for the next
+//       event over and over, cancelling some of the futures.
 //
 // Invariants (each violation is counted, described, and fails the run)
 // ---------------------------------------------------------------------
@@ -73,6 +77,12 @@
 // * Bus receivers: per producer, events arrive in order without duplicates,
 //   the string payload matches, Lagged reports add up to missedCount(); for
 //   receivers subscribed throughout, received + lagged == emitted.
+// * QtBusReceivers, the same, plus: callbacks run in the receiver's thread,
+//   nothing is delivered after closed(), closed() comes once after
+//   unsubscribe(), receivedCount()/missedCount() match what the callbacks
+//   and lagged() saw, eventReceived() carries the event just delivered.
+//   nextEvent(): every future not cancelled gets one event, emitted after
+//   the call; cancelled ones leave no handler behind.
 // * At the end: only the stable handlers are left, and once removed nothing
 //   waits for reclamation and every handler object was destroyed.
 //
@@ -80,6 +90,7 @@
 // prints a one-screen summary with the operation counts per component.
 
 #include <sigreg/bus.h>
+#include <sigreg/qt/qtbus.h>
 #include <sigreg/qt/qtregistry.h>
 #include <sigreg/registry.h>
 
@@ -1279,6 +1290,8 @@ const char *const kTypeNames[kTypes] = {"Plain<0>", "Plain<1>", "Tagged"};
 struct Stats {
     Counter emits, received, lagReports, lagged, subscribes, unsubscribes, handlerAdds, handlerRemoves, handlerCalls,
         thrown, reported, receiverFailures;
+    // The Qt side: QtBusReceivers in a worker thread, nextEvent() futures.
+    Counter qtReceived, qtLagged, qtVariants, qtSubscribes, qtUnsubscribes, qtClosed, nextEvents, nextCancelled;
 };
 
 /// A receiver and what its consumer saw.
@@ -1389,6 +1402,125 @@ struct HState {
     std::atomic<u64> calls{0};
 };
 
+/// A QtBusReceiver<E> living in the Qt receivers' worker thread, and what its
+/// callbacks saw there. Created, used and destroyed in that thread; what the
+/// other threads read is atomic (the hand-over through Qt's event queue is
+/// invisible to TSan).
+struct QtTrackedBase {
+    virtual ~QtTrackedBase() = default;
+    /// In the worker thread: unsubscribe() (closed() follows), checked.
+    virtual void unsubscribe() = 0;
+    /// In the worker thread: the receiver's own counts agree with its callbacks'.
+    virtual void checkCounts() = 0;
+    virtual int type() const = 0;
+    virtual std::size_t capacity() const = 0;
+
+    bool throughout = false; // set at construction, in the worker thread
+    std::atomic<u64> received{0}, lagged{0};
+    std::atomic<bool> fin{false};
+    std::atomic<int> closedCount{0};
+};
+
+template <class E>
+struct QtTracked final : QtTrackedBase {
+    /// In the worker thread.
+    QtTracked(sigreg::Bus &bus, std::size_t capacity, bool whole, Stats &s)
+        : st(s), thread(QThread::currentThread()), cap(capacity)
+    {
+        throughout = whole;
+        last.fill(-1);
+        rx = std::make_unique<sigreg::QtBusReceiver<E>>(bus, cap);
+        rx->onEvent([this](const E &e) { onEvent(e); });
+        QObject::connect(rx.get(), &sigreg::QtBusReceiverBase::lagged, rx.get(), [this](quint64 n) { onLagged(n); });
+        QObject::connect(rx.get(), &sigreg::QtBusReceiverBase::closed, rx.get(), [this] {
+            const int n = closedCount.fetch_add(1) + 1;
+            if (n > 1)
+                VIOLATION("qtbus.closedTwice", "%s: closed() emitted %d times", kTypeNames[typeIndex<E>()], n);
+            ++st.qtClosed;
+        });
+        if constexpr (std::is_same_v<E, T0>) {
+            // One type also goes through eventReceived(QVariant): the copy must be the event just delivered.
+            QObject::connect(rx.get(), &sigreg::QtBusReceiverBase::eventReceived, rx.get(), [this](const QVariant &v) {
+                if (!v.canConvert<E>() || v.value<E>().producer != lastProducer || v.value<E>().seq != lastSeq)
+                    VIOLATION("qtbus.variant", "eventReceived() carried another event than the callbacks got");
+                ++variants;
+                ++st.qtVariants;
+            });
+        }
+    }
+
+    void onEvent(const E &e)
+    {
+        const char *name = kTypeNames[typeIndex<E>()];
+        if (QThread::currentThread() != thread)
+            VIOLATION("qtbus.wrongThread", "%s: a QtBusReceiver callback ran outside the receiver's thread", name);
+        if (closedCount.load() > 0)
+            VIOLATION("qtbus.afterClosed", "%s: an event was delivered after closed()", name);
+        if (fin.load(std::memory_order_relaxed))
+            VIOLATION("qtbus.afterFinal", "%s: an event arrived after the run's final event", name);
+        if (!intact(e))
+            VIOLATION("qtbus.corrupt", "%s: event payload does not match its producer/seq", name);
+        lastProducer = e.producer;
+        lastSeq = e.seq;
+        ++deliveries;
+        if (e.producer < 0) {
+            fin.store(true, std::memory_order_release);
+            return;
+        }
+        std::int64_t &prev = last[std::size_t(e.producer)];
+        if (std::int64_t(e.seq) <= prev)
+            VIOLATION("qtbus.disorder", "%s, producer %d: seq %llu after %lld (duplicate or out of order)", name,
+                      e.producer, (unsigned long long)e.seq, (long long)prev);
+        prev = std::int64_t(e.seq);
+        received.fetch_add(1, std::memory_order_relaxed);
+        ++st.qtReceived;
+    }
+
+    void onLagged(quint64 n)
+    {
+        if (n == 0)
+            VIOLATION("qtbus.lagZero", "%s: lagged(0)", kTypeNames[typeIndex<E>()]);
+        const u64 total = lagged.fetch_add(n, std::memory_order_relaxed) + n;
+        if (rx->missedCount() != total)
+            VIOLATION("qtbus.missedCount", "%s: missedCount() %llu, lagged() signals add up to %llu",
+                      kTypeNames[typeIndex<E>()], (unsigned long long)rx->missedCount(), (unsigned long long)total);
+        st.qtLagged += n;
+    }
+
+    void unsubscribe() override
+    {
+        rx->unsubscribe();
+        if (rx->isSubscribed())
+            VIOLATION("qtbus.unsubscribe", "%s: isSubscribed() after unsubscribe()", kTypeNames[typeIndex<E>()]);
+    }
+
+    void checkCounts() override
+    {
+        if (rx->receivedCount() != deliveries || rx->missedCount() != lagged.load(std::memory_order_relaxed))
+            VIOLATION("qtbus.counts", "%s: receivedCount() %llu / missedCount() %llu, the callbacks saw %llu / %llu",
+                      kTypeNames[typeIndex<E>()], (unsigned long long)rx->receivedCount(),
+                      (unsigned long long)rx->missedCount(), (unsigned long long)deliveries,
+                      (unsigned long long)lagged.load(std::memory_order_relaxed));
+        if constexpr (std::is_same_v<E, T0>) {
+            if (variants != deliveries)
+                VIOLATION("qtbus.variant", "eventReceived() %llu times for %llu deliveries",
+                          (unsigned long long)variants, (unsigned long long)deliveries);
+        }
+    }
+
+    int type() const override { return typeIndex<E>(); }
+    std::size_t capacity() const override { return cap; }
+
+    Stats &st;
+    QThread *const thread;
+    const std::size_t cap;
+    // The worker thread's own (the callbacks run there).
+    std::array<std::int64_t, kMaxProducers> last;
+    int lastProducer = 0;
+    u64 lastSeq = 0, deliveries = 0, variants = 0;
+    std::unique_ptr<sigreg::QtBusReceiver<E>> rx; // last: destroyed first, before what its callbacks use
+};
+
 class Soak {
 public:
     explicit Soak(const Config &c) : m_cfg(c), m_bus(16)
@@ -1419,11 +1551,18 @@ public:
             mine.push_back(subscribe<T1>(caps[rng.below(5)], true));
             mine.push_back(subscribe<T2>(caps[rng.below(5)], true));
         }
+        // QtBusReceivers for the whole run, one per type, in the Qt worker.
+        Rng qrng(seedFor(1100));
+        const std::size_t qtCaps[] = {2, 8, 64};
+        for (int k = 0; k < kTypes; ++k)
+            m_qtThroughout.push_back(makeQt(k, qtCaps[qrng.below(3)], true));
         for (int c = 0; c < kConsumers; ++c)
             m_consumers.emplace_back([this, c] { consumer(c); });
         for (int p = 0; p < m_producers; ++p)
             m_emitters.emplace_back([this, p] { emitter(p); });
         m_writer = std::thread([this] { writer(); });
+        m_qtChurner = std::thread([this] { qtChurner(); });
+        m_nextEventer = std::thread([this] { nextEventer(); });
     }
 
     void stop()
@@ -1431,14 +1570,40 @@ public:
         m_stopEmit.store(true);
         for (auto &t : m_emitters)
             t.join();
-        // The final event of each type: wakes blocked consumers, ends their run.
-        m_bus.publish(make<T0>(-1, 0));
-        m_bus.publish(make<T1>(-1, 0));
-        m_bus.publish(make<T2>(-1, 0));
+        m_qtChurner.join();
+        {
+            // The final event of each type: wakes blocked consumers, ends their
+            // run, and fulfils the future nextEventer() may be waiting for (it
+            // asks for no other once the finals are out).
+            std::lock_guard lock(m_finalMutex);
+            m_bus.publish(make<T0>(-1, 0));
+            m_bus.publish(make<T1>(-1, 0));
+            m_bus.publish(make<T2>(-1, 0));
+            m_finalsPublished = true;
+        }
+        m_nextEventer.join();
         for (auto &t : m_consumers)
             t.join();
         m_stopWrite.store(true);
         m_writer.join();
+        // The Qt receivers: each gets to the final event, then their counts
+        // are checked and they are destroyed (in their thread).
+        for (auto &t : m_qtThroughout) {
+            QtTrackedBase *q = t.get();
+            if (!waitFor([&] { return q->fin.load(std::memory_order_acquire); }, 20s))
+                VIOLATION("qtbus.finalMissing", "%s QtBusReceiver: the final event did not arrive within 20 s",
+                          kTypeNames[q->type()]);
+            const u64 emitted = m_emitted[std::size_t(q->type())];
+            const u64 received = q->received.load(), lagged = q->lagged.load();
+            if (received + lagged != emitted)
+                VIOLATION("qtbus.accounting", "%s QtBusReceiver, capacity %zu: received %llu + lagged %llu != emitted %llu",
+                          kTypeNames[q->type()], q->capacity(), (unsigned long long)received,
+                          (unsigned long long)lagged, (unsigned long long)emitted);
+            inQtWorker([q] { q->checkCounts(); });
+            destroyQt(std::move(t));
+        }
+        m_qtThroughout.clear();
+        m_qtWorker.stop();
     }
 
     void check()
@@ -1481,13 +1646,19 @@ public:
         std::fprintf(out,
                      "bus    emits %llu (%d types), received %llu, lagged %llu in %llu reports | receivers "
                      "subscribed %llu, unsubscribed %llu | push handlers added %llu, removed %llu, calls %llu | "
-                     "thrown %llu = reported %llu\n",
+                     "thrown %llu = reported %llu\n"
+                     "qtbus  QtBusReceivers: received %llu (as QVariant %llu), lagged %llu, subscribed %llu, "
+                     "destroyed %llu, closed() %llu | nextEvent: fulfilled %llu, cancelled %llu\n",
                      (unsigned long long)emitted, kTypes, (unsigned long long)m_st.received.get(),
                      (unsigned long long)m_st.lagged.get(), (unsigned long long)m_st.lagReports.get(),
                      (unsigned long long)m_st.subscribes.get(), (unsigned long long)m_st.unsubscribes.get(),
                      (unsigned long long)m_st.handlerAdds.get(), (unsigned long long)m_st.handlerRemoves.get(),
                      (unsigned long long)m_st.handlerCalls.get(), (unsigned long long)m_st.thrown.get(),
-                     (unsigned long long)m_st.reported.get());
+                     (unsigned long long)m_st.reported.get(), (unsigned long long)m_st.qtReceived.get(),
+                     (unsigned long long)m_st.qtVariants.get(), (unsigned long long)m_st.qtLagged.get(),
+                     (unsigned long long)m_st.qtSubscribes.get(), (unsigned long long)m_st.qtUnsubscribes.get(),
+                     (unsigned long long)m_st.qtClosed.get(), (unsigned long long)m_st.nextEvents.get(),
+                     (unsigned long long)m_st.nextCancelled.get());
     }
 
 private:
@@ -1536,6 +1707,7 @@ private:
                 break;
             case 1:
                 m_bus.publish(make<T1>(p, seq[1]++));
+                m_progress1[std::size_t(p)].v.store(seq[1], std::memory_order_release);
                 break;
             default:
                 if (viaSender)
@@ -1624,6 +1796,130 @@ private:
         return {m_bus.on<E>(prio, std::move(f)), std::nullopt};
     }
 
+    /// Runs `f` in the Qt worker thread and waits for it. The atomic gives
+    /// TSan the happens-before edges, both ways, that the hand-over through
+    /// Qt's (uninstrumented) event queue has but TSan cannot see.
+    template <class F>
+    void inQtWorker(F f)
+    {
+        std::atomic<int> handoff{0};
+        handoff.store(1, std::memory_order_release);
+        m_qtWorker.run([&handoff, &f] {
+            (void)handoff.load(std::memory_order_acquire);
+            f();
+            handoff.store(2, std::memory_order_release);
+        });
+        if (handoff.load(std::memory_order_acquire) != 2)
+            VIOLATION("qtbus.worker", "a function run in the Qt worker did not complete");
+    }
+
+    /// A QtBusReceiver of the type with index `type`, made in the Qt worker.
+    std::unique_ptr<QtTrackedBase> makeQt(int type, std::size_t capacity, bool throughout)
+    {
+        QtTrackedBase *made = nullptr;
+        inQtWorker([&] {
+            switch (type) {
+            case 0:
+                made = new QtTracked<T0>(m_bus, capacity, throughout, m_st);
+                break;
+            case 1:
+                made = new QtTracked<T1>(m_bus, capacity, throughout, m_st);
+                break;
+            default:
+                made = new QtTracked<T2>(m_bus, capacity, throughout, m_st);
+                break;
+            }
+        });
+        ++m_st.qtSubscribes;
+        return std::unique_ptr<QtTrackedBase>(made);
+    }
+
+    void destroyQt(std::unique_ptr<QtTrackedBase> t)
+    {
+        QtTrackedBase *q = t.release();
+        inQtWorker([q] { delete q; });
+        ++m_st.qtUnsubscribes;
+    }
+
+    /// Subscribes QtBusReceivers in the Qt worker and ends them (unsubscribe()
+    /// then destruction, or destruction alone) while events flow.
+    void qtChurner()
+    {
+        Rng rng(seedFor(1200));
+        struct Churned {
+            std::unique_ptr<QtTrackedBase> t;
+            bool unsubscribed;
+            int life;
+        };
+        std::vector<Churned> live;
+        auto end = [&](Churned &c) {
+            QtTrackedBase *q = c.t.get();
+            // closed() follows unsubscribe(), once the buffered events are delivered.
+            if (c.unsubscribed && !waitFor([q] { return q->closedCount.load() >= 1; }, 10s))
+                VIOLATION("qtbus.notClosed", "%s: no closed() within 10 s of unsubscribe()", kTypeNames[q->type()]);
+            destroyQt(std::move(c.t));
+        };
+        while (!m_stopEmit.load(std::memory_order_relaxed)) {
+            if (live.size() < 4 && rng.chance(30))
+                live.push_back({makeQt(rng.below(kTypes), std::size_t(1 + rng.below(8)), false), false,
+                                1 + rng.below(50)});
+            for (std::size_t i = 0; i < live.size();) {
+                Churned &c = live[i];
+                if (--c.life > 0) {
+                    ++i;
+                } else if (!c.unsubscribed && rng.chance(50)) {
+                    QtTrackedBase *q = c.t.get();
+                    inQtWorker([q] { q->unsubscribe(); });
+                    c.unsubscribed = true;
+                    c.life = 1 + rng.below(10);
+                    ++i;
+                } else {
+                    end(c);
+                    live[i] = std::move(live.back());
+                    live.pop_back();
+                }
+            }
+            std::this_thread::sleep_for(std::chrono::microseconds(rng.below(1000)));
+        }
+        for (Churned &c : live)
+            end(c);
+    }
+
+    /// Asks for the next T1 over and over (nextEvent()), sometimes cancelling
+    /// the future: the event it gets must have been emitted after the call.
+    void nextEventer()
+    {
+        Rng rng(seedFor(1300));
+        std::array<u64, kMaxProducers> before{};
+        while (!m_stopEmit.load(std::memory_order_relaxed)) {
+            for (int p = 0; p < m_producers; ++p)
+                before[std::size_t(p)] = m_progress1[std::size_t(p)].v.load(std::memory_order_acquire);
+            QFuture<T1> f;
+            {
+                std::lock_guard lock(m_finalMutex);
+                if (m_finalsPublished)
+                    break;
+                f = sigreg::nextEvent<T1>(m_bus);
+            }
+            if (rng.chance(10)) {
+                f.cancel(); // its handler goes with the next T1
+                ++m_st.nextCancelled;
+                continue;
+            }
+            f.waitForFinished();
+            if (f.isCanceled() || f.resultCount() != 1) {
+                VIOLATION("qtbus.nextEvent", "a nextEvent() future finished without an event");
+                continue;
+            }
+            const T1 e = f.result();
+            if (e.producer >= 0 && e.seq < before[std::size_t(e.producer)])
+                VIOLATION("qtbus.nextEventOld", "nextEvent() got producer %d's seq %llu, emitted before the call "
+                          "(%llu of its events were out then)", e.producer, (unsigned long long)e.seq,
+                          (unsigned long long)before[std::size_t(e.producer)]);
+            ++m_st.nextEvents;
+        }
+    }
+
     void writer()
     {
         Rng rng(seedFor(1000));
@@ -1705,6 +2001,16 @@ private:
     std::atomic<bool> m_stopEmit{false}, m_stopWrite{false};
     std::vector<std::thread> m_emitters, m_consumers;
     std::thread m_writer;
+    // The Qt side.
+    struct alignas(64) AtomicNext {
+        std::atomic<u64> v{0};
+    };
+    std::array<AtomicNext, kMaxProducers> m_progress1; // T1 events each producer has emitted
+    sigreg_test::Worker m_qtWorker{"soak-bus-qt"};
+    std::vector<std::unique_ptr<QtTrackedBase>> m_qtThroughout;
+    std::mutex m_finalMutex;
+    bool m_finalsPublished = false; // guarded by m_finalMutex
+    std::thread m_qtChurner, m_nextEventer;
 };
 
 } // namespace bus
