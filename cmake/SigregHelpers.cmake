@@ -8,6 +8,16 @@ elseif(MSVC)
     target_compile_options(sigreg_warnings INTERFACE /W4 $<$<BOOL:${SIGREG_WARNINGS_AS_ERRORS}>:/WX>)
 endif()
 
+# The environment every in-tree test runs with: offscreen Qt, and the
+# sanitizer options of the asan/tsan presets (inert in other builds). TSan
+# gets the suppressions for uninstrumented Qt (see tests/tsan.supp). A list,
+# for set_tests_properties(... ENVIRONMENT "${SIGREG_TEST_ENVIRONMENT}").
+set(SIGREG_TEST_ENVIRONMENT
+    QT_QPA_PLATFORM=offscreen
+    "TSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/tsan.supp ignore_noninstrumented_modules=1 halt_on_error=1 second_deadlock_stack=1"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
+
 # sigreg_add_test(<name> SOURCES <files...> [LIBRARIES <libs...>] [QT] [LABELS <labels...>] [TIMEOUT <s>])
 #   One executable per test; QT marks a Qt Test (needs SIGREG_WITH_QT, runs with AUTOMOC).
 function(sigreg_add_test name)
@@ -23,7 +33,7 @@ function(sigreg_add_test name)
         set(ARG_TIMEOUT 120)
     endif()
     set_tests_properties(${name} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
-        ENVIRONMENT "QT_QPA_PLATFORM=offscreen;TSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/tsan.supp ignore_noninstrumented_modules=1 halt_on_error=1 second_deadlock_stack=1;ASAN_OPTIONS=detect_leaks=1:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+        ENVIRONMENT "${SIGREG_TEST_ENVIRONMENT}")
 endfunction()
 
 # sigreg_setup_library(<target> <EXPORT_NAME> <BASE_NAME> <export header>)
