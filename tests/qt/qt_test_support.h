@@ -6,6 +6,7 @@
 #include <QtCore/QObject>
 #include <QtCore/QThread>
 
+#include <atomic>
 #include <memory>
 
 namespace sigreg_test {
@@ -35,11 +36,22 @@ public:
             QMetaObject::invokeMethod(m_barrier, [] {}, Qt::BlockingQueuedConnection);
     }
 
-    /// Runs `f` in the worker thread and waits for it.
+    /// Runs `f` in the worker thread and waits for it; returns whether it ran.
+    /// The atomic gives ThreadSanitizer the happens-before edges, both ways,
+    /// that the blocking hand-over has but that it cannot see inside an
+    /// uninstrumented Qt: what the caller wrote before is visible to `f`, and
+    /// what `f` wrote is visible to the caller after.
     template <class F>
-    void run(F f)
+    bool run(F f)
     {
-        QMetaObject::invokeMethod(m_barrier, std::move(f), Qt::BlockingQueuedConnection);
+        std::atomic<int> handoff{0};
+        handoff.store(1, std::memory_order_release);
+        QMetaObject::invokeMethod(m_barrier, [&handoff, &f] {
+            (void)handoff.load(std::memory_order_acquire);
+            f();
+            handoff.store(2, std::memory_order_release);
+        }, Qt::BlockingQueuedConnection);
+        return handoff.load(std::memory_order_acquire) == 2;
     }
 
     /// Destroys the context object in its thread (if not gone already).

@@ -120,10 +120,8 @@ void tst_QtStress::notifyWhileChurning()
     threads.emplace_back([&] {
         while (!stop.load(std::memory_order_relaxed)) {
             auto victim = std::make_shared<Victim>();
-            // Atomic: the hand-over through Qt's event queue is invisible to TSan.
-            std::atomic<QObject *> made{nullptr};
-            w1.run([&made] { made.store(new QObject, std::memory_order_release); });
-            QObject *ctx = made.load(std::memory_order_acquire);
+            QObject *ctx = nullptr;
+            w1.run([&ctx] { ctx = new QObject; });
             reg.add(ctx, [victim, &violations](const Ev &) {
                 if (victim->removed.load())
                     ++violations;

@@ -1186,10 +1186,8 @@ private:
                                             Qt::BlockingQueuedConnection};
         while (!m_stopChurn.load(std::memory_order_relaxed)) {
             sigreg_test::Worker &w = *m_workers[std::size_t(rng.below(kWorkers))];
-            // Atomic: the hand-over through Qt's event queue is invisible to TSan.
-            std::atomic<QObject *> made{nullptr};
-            w.run([&made] { made.store(new QObject, std::memory_order_release); });
-            QObject *ctx = made.load(std::memory_order_acquire);
+            QObject *ctx = nullptr;
+            w.run([&ctx] { ctx = new QObject; });
             const int n = 1 + rng.below(3);
             std::vector<std::shared_ptr<HState>> states;
             std::vector<HandlerId> ids;
@@ -1291,7 +1289,7 @@ struct Stats {
     Counter emits, received, lagReports, lagged, subscribes, unsubscribes, handlerAdds, handlerRemoves, handlerCalls,
         thrown, reported, receiverFailures;
     // The Qt side: QtBusReceivers in a worker thread, nextEvent() futures.
-    Counter qtReceived, qtLagged, qtVariants, qtSubscribes, qtUnsubscribes, qtClosed, nextEvents, nextCancelled;
+    Counter qtReceived, qtLagged, qtVariants, qtSubscribes, qtDestroyed, qtClosed, nextEvents, nextCancelled;
 };
 
 /// A receiver and what its consumer saw.
@@ -1415,7 +1413,6 @@ struct QtTrackedBase {
     virtual int type() const = 0;
     virtual std::size_t capacity() const = 0;
 
-    bool throughout = false; // set at construction, in the worker thread
     std::atomic<u64> received{0}, lagged{0};
     std::atomic<bool> fin{false};
     std::atomic<int> closedCount{0};
@@ -1424,10 +1421,9 @@ struct QtTrackedBase {
 template <class E>
 struct QtTracked final : QtTrackedBase {
     /// In the worker thread.
-    QtTracked(sigreg::Bus &bus, std::size_t capacity, bool whole, Stats &s)
+    QtTracked(sigreg::Bus &bus, std::size_t capacity, Stats &s)
         : st(s), thread(QThread::currentThread()), cap(capacity)
     {
-        throughout = whole;
         last.fill(-1);
         rx = std::make_unique<sigreg::QtBusReceiver<E>>(bus, cap);
         rx->onEvent([this](const E &e) { onEvent(e); });
@@ -1555,7 +1551,7 @@ public:
         Rng qrng(seedFor(1100));
         const std::size_t qtCaps[] = {2, 8, 64};
         for (int k = 0; k < kTypes; ++k)
-            m_qtThroughout.push_back(makeQt(k, qtCaps[qrng.below(3)], true));
+            m_qtThroughout.push_back(makeQt(k, qtCaps[qrng.below(3)]));
         for (int c = 0; c < kConsumers; ++c)
             m_consumers.emplace_back([this, c] { consumer(c); });
         for (int p = 0; p < m_producers; ++p)
@@ -1656,7 +1652,7 @@ public:
                      (unsigned long long)m_st.handlerCalls.get(), (unsigned long long)m_st.thrown.get(),
                      (unsigned long long)m_st.reported.get(), (unsigned long long)m_st.qtReceived.get(),
                      (unsigned long long)m_st.qtVariants.get(), (unsigned long long)m_st.qtLagged.get(),
-                     (unsigned long long)m_st.qtSubscribes.get(), (unsigned long long)m_st.qtUnsubscribes.get(),
+                     (unsigned long long)m_st.qtSubscribes.get(), (unsigned long long)m_st.qtDestroyed.get(),
                      (unsigned long long)m_st.qtClosed.get(), (unsigned long long)m_st.nextEvents.get(),
                      (unsigned long long)m_st.nextCancelled.get());
     }
@@ -1796,37 +1792,28 @@ private:
         return {m_bus.on<E>(prio, std::move(f)), std::nullopt};
     }
 
-    /// Runs `f` in the Qt worker thread and waits for it. The atomic gives
-    /// TSan the happens-before edges, both ways, that the hand-over through
-    /// Qt's (uninstrumented) event queue has but TSan cannot see.
+    /// Runs `f` in the Qt worker thread and waits for it.
     template <class F>
     void inQtWorker(F f)
     {
-        std::atomic<int> handoff{0};
-        handoff.store(1, std::memory_order_release);
-        m_qtWorker.run([&handoff, &f] {
-            (void)handoff.load(std::memory_order_acquire);
-            f();
-            handoff.store(2, std::memory_order_release);
-        });
-        if (handoff.load(std::memory_order_acquire) != 2)
+        if (!m_qtWorker.run(std::move(f)))
             VIOLATION("qtbus.worker", "a function run in the Qt worker did not complete");
     }
 
     /// A QtBusReceiver of the type with index `type`, made in the Qt worker.
-    std::unique_ptr<QtTrackedBase> makeQt(int type, std::size_t capacity, bool throughout)
+    std::unique_ptr<QtTrackedBase> makeQt(int type, std::size_t capacity)
     {
         QtTrackedBase *made = nullptr;
         inQtWorker([&] {
             switch (type) {
             case 0:
-                made = new QtTracked<T0>(m_bus, capacity, throughout, m_st);
+                made = new QtTracked<T0>(m_bus, capacity, m_st);
                 break;
             case 1:
-                made = new QtTracked<T1>(m_bus, capacity, throughout, m_st);
+                made = new QtTracked<T1>(m_bus, capacity, m_st);
                 break;
             default:
-                made = new QtTracked<T2>(m_bus, capacity, throughout, m_st);
+                made = new QtTracked<T2>(m_bus, capacity, m_st);
                 break;
             }
         });
@@ -1838,7 +1825,7 @@ private:
     {
         QtTrackedBase *q = t.release();
         inQtWorker([q] { delete q; });
-        ++m_st.qtUnsubscribes;
+        ++m_st.qtDestroyed;
     }
 
     /// Subscribes QtBusReceivers in the Qt worker and ends them (unsubscribe()
@@ -1861,7 +1848,7 @@ private:
         };
         while (!m_stopEmit.load(std::memory_order_relaxed)) {
             if (live.size() < 4 && rng.chance(30))
-                live.push_back({makeQt(rng.below(kTypes), std::size_t(1 + rng.below(8)), false), false,
+                live.push_back({makeQt(rng.below(kTypes), std::size_t(1 + rng.below(8))), false,
                                 1 + rng.below(50)});
             for (std::size_t i = 0; i < live.size();) {
                 Churned &c = live[i];
