@@ -30,7 +30,19 @@
 
 namespace sigreg::detail {
 
-constinit thread_local ThreadRecord *tl_record SIGREG_TLS_INITIAL_EXEC = nullptr;
+namespace {
+/// What tl_record names while a thread has no record: level 0 in use, so
+/// that the notify path's check for a nested read sends the thread to
+/// busyLevel(), which takes a record. Never written, never listed.
+constinit ThreadRecord g_placeholder{ThreadRecord::Placeholder{}};
+} // namespace
+
+constinit thread_local ThreadRecord *tl_record SIGREG_TLS_INITIAL_EXEC = &g_placeholder;
+
+bool ThreadRecord::isPlaceholder() const noexcept
+{
+    return this == &g_placeholder;
+}
 
 namespace {
 
@@ -40,7 +52,7 @@ std::atomic<ThreadRecord *> g_records{nullptr};
 void releaseRecord(void *p) noexcept
 {
     auto *rec = static_cast<ThreadRecord *>(p);
-    tl_record = nullptr;
+    tl_record = &g_placeholder;
     rec->inUse.store(false, std::memory_order_release);
 }
 
@@ -319,8 +331,13 @@ ThreadRecord *ThreadRecord::acquire()
     return rec;
 }
 
-HazardLevel *ThreadRecord::nestedLevel()
+HazardLevel *ThreadRecord::busyLevel()
 {
+    if (isPlaceholder()) {
+        // A thread's first read (no read can be running on a thread without
+        // a record, so level 0 of the record it takes is free).
+        return &acquire()->levels[0];
+    }
     for (std::uint32_t i = 1; i < kInlineLevels; ++i) {
         if (!levels[i].object.load(std::memory_order_relaxed))
             return &levels[i];
@@ -343,7 +360,7 @@ HazardLevel *ThreadRecord::nestedLevel()
 void withdrawAnnouncement(const Node *node) noexcept
 {
     ThreadRecord *rec = tl_record;
-    if (!rec)
+    if (rec->isPlaceholder())
         return;
     // A withdrawn level keeps its `object` (the snapshot stays protected);
     // only the per-handler announcement goes, with the same ordering as

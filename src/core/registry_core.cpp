@@ -493,6 +493,12 @@ std::size_t RegistryCore::pendingReclamation() const
     return m_retired.size() + m_removed.size();
 }
 
+void RegistryCore::notifyBusy(const void *event) const noexcept
+{
+    HazardScope scope; // a nested level, or level 0 of a record taken now
+    dispatch(scope, event);
+}
+
 void RegistryCore::reportFailure(const Node *node, const char *what) const noexcept
 {
     m_failures.fetch_add(1, std::memory_order_relaxed);

@@ -113,6 +113,8 @@ private Q_SLOTS:
     void simultaneousSelfRemovalDoesNotDeadlock();
     void guardRacesWithRegistryDestruction_data();
     void guardRacesWithRegistryDestruction();
+    void notifyDuringThreadExit_data();
+    void notifyDuringThreadExit();
 };
 
 // ===========================================================================
@@ -1006,6 +1008,93 @@ void tst_RegistryConcurrency::guardRacesWithRegistryDestruction()
     worker.join();
     QCOMPARE(destroyed.load(), kIterations * (kGuards + 1));
     QVERIFY(resetTrue.load() <= kIterations * kGuards);
+}
+
+// ===========================================================================
+// h. notifications while a thread exits
+// ===========================================================================
+
+namespace {
+
+/// Hazard records in use right now (the list is internal; records are never
+/// freed, so walking it is safe at any time).
+int recordsInUse()
+{
+    int n = 0;
+    for (auto *r = sigreg::detail::ThreadRecord::first(); r; r = r->next.load(std::memory_order_acquire))
+        n += r->inUse.load(std::memory_order_acquire) ? 1 : 0;
+    return n;
+}
+
+/// A thread_local whose destructor notifies: it runs during thread exit, after
+/// the thread's other code, where a thread that never notified before takes
+/// its hazard record for the first time.
+struct NotifyAtExit {
+    Reg *reg = nullptr;
+    ~NotifyAtExit()
+    {
+        if (reg)
+            reg->notify(Event{2});
+    }
+};
+thread_local NotifyAtExit t_notifyAtExit;
+
+} // namespace
+
+void tst_RegistryConcurrency::notifyDuringThreadExit_data()
+{
+    QTest::addColumn<bool>("notifiedBefore");
+    QTest::addRow("first notify at exit") << false;
+    QTest::addRow("notified before") << true;
+}
+
+// A thread's first notify goes through the placeholder record (see
+// tl_record in detail/hazard.h): it must take a record, run every handler,
+// nest, and hand the record back when the thread ends, also when that first
+// notify comes from a thread_local destructor.
+void tst_RegistryConcurrency::notifyDuringThreadExit()
+{
+    QFETCH(bool, notifiedBefore);
+    constexpr int kThreads = 40;
+    Reg reg;
+    Reg inner;
+    std::atomic<int> outerCalls{0};
+    std::atomic<int> innerCalls{0};
+    std::atomic<int> sum{0};
+    Guard g1 = reg.addGuarded([&](const Event &e) {
+        outerCalls.fetch_add(1);
+        sum.fetch_add(e.value);
+        inner.notify(e); // nested, on a level other than level 0
+    });
+    Guard g2 = inner.addGuarded([&](const Event &e) {
+        innerCalls.fetch_add(1);
+        sum.fetch_add(e.value);
+    });
+    reg.notify(Event{0}); // this thread has its record; the count below excludes it
+    outerCalls = 0;
+    innerCalls = 0;
+    const int before = recordsInUse();
+
+    for (int t = 0; t < kThreads; ++t) {
+        // One at a time: an exited thread's record must be free again before
+        // the next thread starts, so the records in use never grow.
+        std::thread th([&] {
+            if (notifiedBefore)
+                reg.notify(Event{1});
+            t_notifyAtExit.reg = &reg;
+        });
+        th.join();
+        QCOMPARE(recordsInUse(), before);
+    }
+    const int perThread = notifiedBefore ? 2 : 1;
+    QCOMPARE(outerCalls.load(), kThreads * perThread);
+    QCOMPARE(innerCalls.load(), kThreads * perThread);
+    QCOMPARE(sum.load(), kThreads * 2 * (notifiedBefore ? 3 : 2));
+
+    // No exited thread left an announcement behind that a waiting removal
+    // would wait for.
+    QVERIFY(g1.reset());
+    QVERIFY(g2.reset());
 }
 
 QTEST_GUILESS_MAIN(tst_RegistryConcurrency)

@@ -106,11 +106,17 @@ inline constexpr std::memory_order kHazardLoad = std::memory_order_seq_cst;
 /// only then: it is not cleared when a read ends (one store less per notify),
 /// and a new read overwrites it before it calls any handler (so every scope
 /// that runs user code announces first). Field order matters for speed, not
-/// correctness: with `object` first the 1-handler notify measured fastest
-/// (see docs/PERFORMANCE.md on layout sensitivity).
+/// correctness: with `current` first, level 0's announcement is at the
+/// record's own address, so the inline notify path holds one pointer across
+/// its handler calls for both of its stores (the announcement, at offset 0,
+/// and the final clear of `object`, at offset 8). With `object` first GCC 12
+/// kept a second pointer and spilled two registers per notify.
 struct HazardLevel {
-    std::atomic<const void *> object{nullptr};
     std::atomic<const Node *> current{nullptr};
+    std::atomic<const void *> object{nullptr};
+
+    constexpr HazardLevel() noexcept = default;
+    constexpr explicit HazardLevel(const void *busy) noexcept : object(busy) {}
 };
 
 /// A chunk of extra levels for threads that nest notifications deeper than
@@ -137,6 +143,12 @@ struct LevelChunk {
 struct alignas(128) ThreadRecord {
     static constexpr std::uint32_t kInlineLevels = 8;
 
+    constexpr ThreadRecord() noexcept = default;
+    /// The placeholder's constructor: level 0 permanently in use (see
+    /// tl_record).
+    struct Placeholder {};
+    constexpr explicit ThreadRecord(Placeholder) noexcept : levels{HazardLevel(this)} {}
+
     // Hot, owner-written part.
     HazardLevel levels[kInlineLevels];
 
@@ -145,9 +157,12 @@ struct alignas(128) ThreadRecord {
     std::atomic<ThreadRecord *> next{nullptr};
     std::atomic<bool> inUse{false};
 
-    /// A free level other than level 0, for nested reads. Allocates a chunk
-    /// the first time a record nests deeper than its inline levels.
-    SIGREG_CORE_EXPORT HazardLevel *nestedLevel();
+    /// The level for a read that found level 0 of this record in use: on the
+    /// placeholder, level 0 of the calling thread's own record (taken now);
+    /// otherwise a free level other than level 0, for a nested read
+    /// (allocating a chunk the first time a record nests deeper than its
+    /// inline levels).
+    SIGREG_CORE_EXPORT HazardLevel *busyLevel();
 
     /// Calls `f(level)` for every level of this record.
     template <class F>
@@ -164,13 +179,20 @@ struct alignas(128) ThreadRecord {
 
     /// The calling thread's record, creating or reusing one on first use.
     SIGREG_CORE_EXPORT static ThreadRecord *acquire();
+    /// True for the placeholder that tl_record names before a thread's first
+    /// read (never in the list of records).
+    SIGREG_CORE_EXPORT bool isPlaceholder() const noexcept;
     /// Head of the process-wide list of records.
     SIGREG_CORE_EXPORT static ThreadRecord *first() noexcept;
 };
 
-/// The calling thread's record, or null before its first notification.
-/// Defined once, in the compiled core library, so that every module of a
-/// process agrees on what "this thread" is.
+/// The calling thread's record; before its first read (and again after its
+/// record was handed back at thread exit) a shared placeholder whose level 0
+/// is permanently in use. So the notify path never tests for null: the check
+/// for a nested read, which it makes anyway, also catches a thread without a
+/// record, and both go to the out-of-line busyLevel(). Nothing ever writes
+/// to the placeholder. Defined once, in the compiled core library, so that
+/// every module of a process agrees on what "this thread" is.
 extern SIGREG_CORE_EXPORT constinit thread_local ThreadRecord *tl_record SIGREG_TLS_INITIAL_EXEC;
 
 /// Withdraws the calling thread's announcement of `node` (a handler it is
@@ -186,19 +208,20 @@ public:
     SIGREG_ALWAYS_INLINE HazardScope() noexcept
     {
         ThreadRecord *rec = tl_record;
-        if (SIGREG_UNLIKELY(rec == nullptr))
-            rec = ThreadRecord::acquire();
         m_level = &rec->levels[0];
         if (SIGREG_UNLIKELY(m_level->object.load(std::memory_order_relaxed) != nullptr))
-            m_level = rec->nestedLevel();
+            m_level = rec->busyLevel();
     }
+    /// Takes `level`, which the caller found free on its own record.
+    SIGREG_ALWAYS_INLINE explicit HazardScope(HazardLevel *level) noexcept : m_level(level) {}
     SIGREG_ALWAYS_INLINE ~HazardScope()
     {
         HazardLevel *level = m_level;
 #if defined(__GNUC__) || defined(__clang__)
         // Keeps the compiler from holding &level->object in a register of its
-        // own across the handler loop: with the caller's loop state that is
-        // one register too many and costs two spills per notify.
+        // own across the handler loop (next to `level`, which the loop's
+        // announcements use): with the caller's loop state that is one
+        // register too many and costs spills on every notify.
         asm("" : "+r"(level));
 #endif
         level->object.store(nullptr, std::memory_order_release);

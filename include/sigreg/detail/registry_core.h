@@ -111,33 +111,21 @@ public:
     RegistryCore &operator=(const RegistryCore &) = delete;
 
     /// Calls every handler with `event`. Lock-free, allocation-free.
+    ///
+    /// The common case, the outermost read on a thread that has read before,
+    /// is inline; a nested read and a thread's first read take the
+    /// out-of-line notifyBusy(). Keeping that branch out of line (rather
+    /// than picking the level in a phi) leaves the inline path one pointer
+    /// to hold across the handler calls, the record, which is its level 0.
     SIGREG_ALWAYS_INLINE void notify(const void *event) const noexcept
     {
-        HazardScope scope;
-        const Block *block = scope.protect(m_head);
-        Node *const *it = block->entries();
-        Node *const *const end = it + block->count.load(std::memory_order_acquire);
-        if (SIGREG_UNLIKELY(it == end)) {
-            // Nothing to announce, so withdraw what an earlier read on this
-            // level left announced (announcements are not cleared when a read
-            // ends): a remover of that handler would otherwise wait for this
-            // read, and a thread that alternates between a registry and an
-            // empty one would keep it waiting.
-            scope.announce(nullptr);
+        ThreadRecord *const rec = tl_record;
+        if (SIGREG_UNLIKELY(rec->levels[0].object.load(std::memory_order_relaxed) != nullptr)) {
+            notifyBusy(event);
             return;
         }
-        for (; it != end; ++it) {
-            const Node *node = *it;
-            scope.announce(node);
-            const InvokeFn fn = node->invoke.load(kHazardLoad);
-            try {
-                fn(node, event);
-            } catch (const std::exception &e) {
-                reportFailure(node, e.what());
-            } catch (...) {
-                reportFailure(node, nullptr);
-            }
-        }
+        HazardScope scope(&rec->levels[0]);
+        dispatch(scope, event);
     }
 
     /// Takes ownership of `node` (also on failure) and registers it, with
@@ -183,6 +171,38 @@ public:
     std::size_t pendingReclamation() const;
 
 private:
+    /// notify() for a nested read or a thread's first read.
+    SIGREG_NOINLINE void notifyBusy(const void *event) const noexcept;
+
+    /// The body of a notify, on the level `scope` holds.
+    SIGREG_ALWAYS_INLINE void dispatch(HazardScope &scope, const void *event) const noexcept
+    {
+        const Block *block = scope.protect(m_head);
+        Node *const *it = block->entries();
+        Node *const *const end = it + block->count.load(std::memory_order_acquire);
+        if (SIGREG_UNLIKELY(it == end)) {
+            // Nothing to announce, so withdraw what an earlier read on this
+            // level left announced (announcements are not cleared when a read
+            // ends): a remover of that handler would otherwise wait for this
+            // read, and a thread that alternates between a registry and an
+            // empty one would keep it waiting.
+            scope.announce(nullptr);
+            return;
+        }
+        for (; it != end; ++it) {
+            const Node *node = *it;
+            scope.announce(node);
+            const InvokeFn fn = node->invoke.load(kHazardLoad);
+            try {
+                fn(node, event);
+            } catch (const std::exception &e) {
+                reportFailure(node, e.what());
+            } catch (...) {
+                reportFailure(node, nullptr);
+            }
+        }
+    }
+
     struct Retired {
         const void *object;
         bool isBlock;          // a Block, else an ErrorSink
