@@ -237,14 +237,12 @@ public:
     SIGREG_ALWAYS_INLINE T *protect(const std::atomic<T *> &src) noexcept
     {
         T *p = src.load(std::memory_order_relaxed);
-        for (;;) {
-            m_level->object.store(p, kHazardStore);
-            lightFence();
-            T *q = src.load(kHazardLoad);
-            if (SIGREG_LIKELY(q == p))
-                return p;
-            p = q;
-        }
+        m_level->object.store(p, kHazardStore);
+        lightFence();
+        T *q = src.load(kHazardLoad);
+        if (SIGREG_LIKELY(q == p))
+            return p;
+        return protectRetry(m_level, src, q);
     }
 
     /// Announces that `node` is about to be called. Every scope must announce
@@ -259,6 +257,23 @@ public:
     }
 
 private:
+    /// protect() after a writer published between its two loads: retries
+    /// with what the writer published. Out of line, so that the inline path
+    /// computes nothing for it (in one loop with the first try, GCC kept the
+    /// slot's address in a register of its own).
+    template <class T>
+    SIGREG_COLD static T *protectRetry(HazardLevel *level, const std::atomic<T *> &src, T *q) noexcept
+    {
+        T *p;
+        do {
+            p = q;
+            level->object.store(p, kHazardStore);
+            lightFence();
+            q = src.load(kHazardLoad);
+        } while (q != p);
+        return p;
+    }
+
     HazardLevel *m_level;
 };
 

@@ -128,6 +128,24 @@ public:
         dispatch(scope, event);
     }
 
+    /// notify(), unless a layer flag in `mask` is set: then `other()` instead.
+    /// For a layer whose notify needs more than the core's when some of its
+    /// handlers are special; with both reads on one base the inline path
+    /// keeps one pointer to the registry, not two.
+    template <class Other>
+    SIGREG_ALWAYS_INLINE void notifyUnlessFlagged(const void *event, std::uint32_t mask, Other &&other) const noexcept
+    {
+        const RegistryCore *self = this;
+#if defined(__GNUC__) || defined(__clang__)
+        asm("" : "+r"(self)); // one base for both reads (see above)
+#endif
+        if (SIGREG_UNLIKELY(self->m_layerFlags.load(std::memory_order_relaxed) & mask)) {
+            other();
+            return;
+        }
+        self->notify(event);
+    }
+
     /// Takes ownership of `node` (also on failure) and registers it, with
     /// `node->id` if that is valid (reserved with reserveId()), else a new id.
     HandlerId add(Node *node, int priority);
@@ -193,12 +211,15 @@ private:
             const Node *node = *it;
             scope.announce(node);
             const InvokeFn fn = node->invoke.load(kHazardLoad);
+            // The handlers below read the node again from `it` (the block is
+            // immutable up to `count`), so that `node` need not survive the
+            // call in a register of its own: the caller's loop keeps one more.
             try {
                 fn(node, event);
             } catch (const std::exception &e) {
-                reportFailure(node, e.what());
+                reportFailure(*it, e.what());
             } catch (...) {
-                reportFailure(node, nullptr);
+                reportFailure(*it, nullptr);
             }
         }
     }

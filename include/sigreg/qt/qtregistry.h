@@ -290,14 +290,12 @@ public:
     /// Effect: calls every handler in priority order: inline ones now, on
     /// this thread; marshalled ones are queued (the event is copied once for
     /// all of them); async ones are started and not awaited. Never throws.
-    void notify(const E &event) const noexcept
+    SIGREG_ALWAYS_INLINE void notify(const E &event) const noexcept
     {
-        if (!hasSpecialHandlers()) {
-            m_core.notify(std::addressof(event));
-            return;
-        }
-        qtdetail::Frame frame(std::addressof(event), parcelMaker(), &typeid(E), qtdetail::Mode::Notify);
-        m_core.notify(std::addressof(event));
+        // Only inline handlers: the core's notify, inline. Otherwise the
+        // frame that queued and async handlers need, out of line, so that its
+        // stack frame and saved registers are not paid by the common case.
+        m_core.notifyUnlessFlagged(std::addressof(event), kSpecialHandlers, [&] { notifyInFrame(event); });
     }
 
     /// Effect: as notify(), and returns a future that finishes when every
@@ -328,6 +326,12 @@ public:
     }
 
 private:
+    SIGREG_NOINLINE void notifyInFrame(const E &event) const noexcept
+    {
+        qtdetail::Frame frame(std::addressof(event), parcelMaker(), &typeid(E), qtdetail::Mode::Notify);
+        m_core.notify(std::addressof(event));
+    }
+
     template <class F>
     static void checkHandler()
     {
