@@ -230,20 +230,24 @@ SIGREG_CORE_EXPORT std::uint32_t internEventType(const std::type_info &type) noe
 /// Caches a type's index; one cache per module at worst, all holding the same value.
 template <class E>
 struct EventTypeIndex {
-    static inline std::atomic<std::uint32_t> cached{0}; // index + 1; 0: not yet known
+    /// The index, or kNoEventType while this module has not looked it up.
+    /// Emit reads it as it is: an unknown index is larger than any table, so
+    /// the table's bounds check sends it to the slow path with no test of
+    /// its own.
+    static inline std::atomic<std::uint32_t> cached{kNoEventType};
 
     SIGREG_ALWAYS_INLINE static std::uint32_t get() noexcept
     {
         const std::uint32_t c = cached.load(std::memory_order_relaxed);
-        if (SIGREG_LIKELY(c != 0))
-            return c - 1;
+        if (SIGREG_LIKELY(c != kNoEventType))
+            return c;
         return lookup();
     }
     SIGREG_NOINLINE static std::uint32_t lookup() noexcept
     {
         const std::uint32_t i = internEventType(typeid(E));
         if (i != kNoEventType)
-            cached.store(i + 1, std::memory_order_relaxed);
+            cached.store(i, std::memory_order_relaxed);
         return i;
     }
 };
@@ -747,9 +751,19 @@ private:
     template <class E>
     SIGREG_ALWAYS_INLINE detail::Channel<E> *find() const noexcept
     {
-        const std::uint32_t index = detail::EventTypeIndex<E>::get();
+        const std::uint32_t index = detail::EventTypeIndex<E>::cached.load(std::memory_order_relaxed);
         const Table *t = m_table.load(std::memory_order_acquire);
-        if (index >= t->size) // also kNoEventType
+        if (SIGREG_UNLIKELY(index >= t->size)) // also an index this module has not looked up yet
+            return findUncached<E>(t);
+        return static_cast<detail::Channel<E> *>(t->entries()[index].load(std::memory_order_acquire));
+    }
+    /// find() when the cached index is beyond `t`: not looked up yet in this
+    /// module (done now), or no channel of E on this bus.
+    template <class E>
+    SIGREG_NOINLINE static detail::Channel<E> *findUncached(const Table *t) noexcept
+    {
+        const std::uint32_t index = detail::EventTypeIndex<E>::get();
+        if (index >= t->size) // also kNoEventType: the lookup could not allocate
             return nullptr;
         return static_cast<detail::Channel<E> *>(t->entries()[index].load(std::memory_order_acquire));
     }

@@ -261,6 +261,7 @@ HandlerId RegistryCore::add(Node *node, int priority)
         if (!node->id.isValid())
             node->id = reserveId();
         node->priority = priority;
+        node->owner = this;
 
         Block *cur = m_head.load(std::memory_order_relaxed);
         const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
@@ -410,6 +411,8 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
         }
         std::sort(removed.begin(), removed.end());
 
+        for (Node *n : ops.adds)
+            n->owner = this;
         // New handlers arrive in id order (one thread fills a batch); sort them
         // by priority, stable so that ties keep registration order.
         std::stable_sort(ops.adds.begin(), ops.adds.end(),
@@ -499,7 +502,12 @@ void RegistryCore::notifyBusy(const void *event) const noexcept
     dispatch(scope, event);
 }
 
-void RegistryCore::reportFailure(const Node *node, const char *what) const noexcept
+void RegistryCore::reportFailure(const Node *node, const char *what) noexcept
+{
+    node->owner->reportFailureHere(node, what);
+}
+
+void RegistryCore::reportFailureHere(const Node *node, const char *what) const noexcept
 {
     m_failures.fetch_add(1, std::memory_order_relaxed);
     const HandlerFailure failure{node->id, std::current_exception(), what};

@@ -39,6 +39,10 @@ struct Node {
     DestroyFn destroy;
     /// Optional removal hook (layers above the core keep per-handler state).
     RemovedFn removed = nullptr;
+    /// The registry the node was added to (set by add, before publication).
+    /// A failing call is reported through it, so that the notify loop need
+    /// not keep the registry's address alive across its handler calls.
+    const class RegistryCore *owner = nullptr;
     HandlerId id;
     int priority = 0;
     // Writer-side bookkeeping, guarded by the registry's mutex.
@@ -231,7 +235,9 @@ private:
     };
     struct Garbage;
 
-    SIGREG_COLD void reportFailure(const Node *node, const char *what) const noexcept;
+    /// Reports a failure of `node`'s call to its owner's error handler.
+    SIGREG_COLD static void reportFailure(const Node *node, const char *what) noexcept;
+    void reportFailureHere(const Node *node, const char *what) const noexcept;
 
     void publish(Block *block, Garbage &garbage);
     void reclaim(Garbage &garbage) noexcept;
