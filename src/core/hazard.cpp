@@ -339,7 +339,7 @@ HazardLevel *ThreadRecord::busyLevel()
         return &acquire()->levels[0];
     }
     for (std::uint32_t i = 1; i < kInlineLevels; ++i) {
-        if (!levels[i].object.load(std::memory_order_relaxed))
+        if (!levels[i].inUse())
             return &levels[i];
     }
     std::atomic<LevelChunk *> *link = &chunks;
@@ -350,7 +350,7 @@ HazardLevel *ThreadRecord::busyLevel()
             link->store(chunk, std::memory_order_release);
         }
         for (HazardLevel &l : chunk->levels) {
-            if (!l.object.load(std::memory_order_relaxed))
+            if (!l.inUse())
                 return &l;
         }
         link = &chunk->next;
@@ -367,7 +367,7 @@ void withdrawAnnouncement(const Node *node) noexcept
     // HazardScope::announce().
     rec->forEachLevel([&](const HazardLevel &level) {
         auto &l = const_cast<HazardLevel &>(level);
-        if (l.object.load(std::memory_order_relaxed) && l.current.load(std::memory_order_relaxed) == node)
+        if (l.inUse() && l.current.load(std::memory_order_relaxed) == node)
             l.current.store(nullptr, kHazardStore);
     });
     lightFence();

@@ -502,12 +502,7 @@ void RegistryCore::notifyBusy(const void *event) const noexcept
     dispatch(scope, event);
 }
 
-void RegistryCore::reportFailure(const Node *node, const char *what) noexcept
-{
-    node->owner->reportFailureHere(node, what);
-}
-
-void RegistryCore::reportFailureHere(const Node *node, const char *what) const noexcept
+void RegistryCore::reportFailure(const Node *node, const char *what) const noexcept
 {
     m_failures.fetch_add(1, std::memory_order_relaxed);
     const HandlerFailure failure{node->id, std::current_exception(), what};

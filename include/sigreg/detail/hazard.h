@@ -117,6 +117,9 @@ struct HazardLevel {
 
     constexpr HazardLevel() noexcept = default;
     constexpr explicit HazardLevel(const void *busy) noexcept : object(busy) {}
+
+    /// True while a read holds this level (read by its owning thread only).
+    bool inUse() const noexcept { return object.load(std::memory_order_relaxed) != nullptr; }
 };
 
 /// A chunk of extra levels for threads that nest notifications deeper than
@@ -209,7 +212,7 @@ public:
     {
         ThreadRecord *rec = tl_record;
         m_level = &rec->levels[0];
-        if (SIGREG_UNLIKELY(m_level->object.load(std::memory_order_relaxed) != nullptr))
+        if (SIGREG_UNLIKELY(m_level->inUse()))
             m_level = rec->busyLevel();
     }
     /// Takes `level`, which the caller found free on its own record.

@@ -124,7 +124,7 @@ public:
     SIGREG_ALWAYS_INLINE void notify(const void *event) const noexcept
     {
         ThreadRecord *const rec = tl_record;
-        if (SIGREG_UNLIKELY(rec->levels[0].object.load(std::memory_order_relaxed) != nullptr)) {
+        if (SIGREG_UNLIKELY(rec->levels[0].inUse())) {
             notifyBusy(event);
             return;
         }
@@ -216,14 +216,15 @@ private:
             scope.announce(node);
             const InvokeFn fn = node->invoke.load(kHazardLoad);
             // The handlers below read the node again from `it` (the block is
-            // immutable up to `count`), so that `node` need not survive the
-            // call in a register of its own: the caller's loop keeps one more.
+            // immutable up to `count`) and reach this registry through it, so
+            // that neither `node` nor `this` need survive the call in a
+            // register of its own: the caller's loop keeps them for itself.
             try {
                 fn(node, event);
             } catch (const std::exception &e) {
-                reportFailure(*it, e.what());
+                (*it)->owner->reportFailure(*it, e.what());
             } catch (...) {
-                reportFailure(*it, nullptr);
+                (*it)->owner->reportFailure(*it, nullptr);
             }
         }
     }
@@ -235,9 +236,7 @@ private:
     };
     struct Garbage;
 
-    /// Reports a failure of `node`'s call to its owner's error handler.
-    SIGREG_COLD static void reportFailure(const Node *node, const char *what) noexcept;
-    void reportFailureHere(const Node *node, const char *what) const noexcept;
+    SIGREG_COLD void reportFailure(const Node *node, const char *what) const noexcept;
 
     void publish(Block *block, Garbage &garbage);
     void reclaim(Garbage &garbage) noexcept;
@@ -254,8 +253,8 @@ private:
 
 public:
     /// Bits a layer above the core may set (rarely) and test on its notify
-    /// path: they share m_head's cache line, which that path reads anyway.
-    std::uint32_t layerFlags() const noexcept { return m_layerFlags.load(std::memory_order_relaxed); }
+    /// path (notifyUnlessFlagged): they share m_head's cache line, which that
+    /// path reads anyway.
     void setLayerFlags(std::uint32_t bits) noexcept { m_layerFlags.fetch_or(bits, std::memory_order_relaxed); }
 
 private:

@@ -154,7 +154,6 @@ protected:
     /// Marks that handlers needing a notify frame exist (set once). Kept in
     /// the core's flags, on the cache line notify reads anyway.
     void noteSpecialHandler() noexcept { m_core.setLayerFlags(kSpecialHandlers); }
-    bool hasSpecialHandlers() const noexcept { return m_core.layerFlags() & kSpecialHandlers; }
     static constexpr std::uint32_t kSpecialHandlers = 1;
     const std::shared_ptr<qtdetail::Reporter> &reporter() const noexcept { return m_reporter; }
     void bind(qtdetail::HandlerState *state, QObject *context, Qt::ConnectionType type);
