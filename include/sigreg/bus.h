@@ -19,12 +19,17 @@
 //
 // emit(e) finds the channel without a lock and without allocating: every
 // event type has a process-wide small index (below), and the bus keeps an
-// array of channels by index. So before the handlers' walk emit loads the
-// cached index, the array and its entry, and tests whether any receiver is
-// subscribed; for a type nobody listens to it stops after the entry. Receivers
-// get their copy first, then the handlers run: a
-// handler that emits a second event of the same type cannot put it ahead of
-// the first in any receiver.
+// array of channels by index. Receivers get their copy first, then the
+// handlers run: a handler that emits a second event of the same type cannot
+// put it ahead of the first in any receiver.
+//
+// The common case skips even that: for the first kDirectTypes type indexes
+// the bus holds a direct slot that mirrors the current handler list of the
+// type's channel, with a flag bit set while the channel has receivers. An
+// emit of such a type with no receiver reads the slot and walks the
+// handlers as Registry::notify() does, protecting the list through the slot
+// (docs/ARCHITECTURE.md has the argument); any other case goes through the
+// channel, out of line.
 //
 // Type identity across shared libraries
 // -------------------------------------
@@ -41,7 +46,7 @@
 // handler and receiver are gone. That is what keeps emit free of hazard
 // pointers and reference counts for the channel itself. Memory stays
 // bounded: one channel per event type the program uses (a number fixed when
-// it is compiled), 832 bytes each on x86-64 (sizeof(detail::Channel<E>))
+// it is compiled), 896 bytes each on x86-64 (sizeof(detail::Channel<E>))
 // plus the type's name; what can be large (rings, handlers)
 // goes with its receiver or handler. typeCount() therefore counts the types
 // that have had a channel.
@@ -269,9 +274,19 @@ struct SIGREG_CORE_EXPORT ChannelBase {
     /// True while any receiver is subscribed (read by emit).
     [[nodiscard]] bool hasReceivers() const noexcept { return receivers.size() != 0; }
 
+    /// The receivers' observer (for a channel with a direct slot): sets the
+    /// slot's divert bit while any receiver is subscribed, so that emit
+    /// takes the path that copies into them.
+    static void receiversChanged(void *channel) noexcept;
+
     Bus *bus;
     DestroyFn destroy;
     std::string typeName; // set by the bus when it installs the channel
+    /// The push handlers' engine (set by Channel<E>).
+    RegistryCore *handlersCore = nullptr;
+    /// The bus's direct slot for this type, or null (see Bus::kDirectTypes).
+    std::atomic<std::uintptr_t> *direct = nullptr;
+    std::mutex directMutex; // serialises receiversChanged()
     RegistryCore receivers;
 };
 
@@ -565,6 +580,12 @@ public:
     static constexpr std::size_t kDefaultCapacity = 64;
     /// The largest receiver capacity accepted.
     static constexpr std::size_t kMaxCapacity = std::size_t(1) << 30;
+    /// Event types whose process-wide index is below this have a direct
+    /// slot in every bus: their emit reads the handlers from the slot,
+    /// without the channel lookup. Later types (a process that uses more
+    /// event types than this) take the channel lookup on every emit; they
+    /// work the same, slightly slower.
+    static constexpr std::uint32_t kDirectTypes = 64;
 
     /// A bus whose receivers hold `defaultCapacity` events unless
     /// subscribe() says otherwise.
@@ -636,8 +657,15 @@ public:
     template <class E>
     SIGREG_ALWAYS_INLINE void publish(const E &event) const noexcept
     {
-        if (const detail::Channel<E> *ch = find<E>())
-            ch->deliver(event);
+        // The common case (a type with a direct slot, no receiver, the
+        // outermost read on a thread that has read before) walks the
+        // handlers straight from the slot; everything else goes through the
+        // channel, out of line.
+        const std::uint32_t index = detail::EventTypeIndex<E>::cached.load(std::memory_order_relaxed);
+        if (SIGREG_LIKELY(index < kDirectTypes)
+            && SIGREG_LIKELY(detail::RegistryCore::notifyMirrored(m_direct[index], std::addressof(event))))
+            return;
+        publishViaChannel(event);
     }
 
     /// A handle that emits events of type E on this bus without the lookup
@@ -748,6 +776,14 @@ private:
 
     using Table = detail::ChannelTable;
 
+    /// publish() through the channel: receivers first, then the handlers.
+    template <class E>
+    SIGREG_NOINLINE void publishViaChannel(const E &event) const noexcept
+    {
+        if (const detail::Channel<E> *ch = find<E>())
+            ch->deliver(event);
+    }
+
     template <class E>
     SIGREG_ALWAYS_INLINE detail::Channel<E> *find() const noexcept
     {
@@ -786,6 +822,13 @@ private:
     alignas(64) std::atomic<Table *> m_table;
     std::size_t m_defaultCapacity;
 
+    // The direct slots, by event type index (see kDirectTypes): each follows
+    // the current handler block of its type's channel (the shared empty
+    // block while there is none), with the divert bit set while the channel
+    // has receivers. Written on publication and when the receivers come
+    // and go, read by every emit.
+    alignas(64) std::atomic<std::uintptr_t> m_direct[kDirectTypes];
+
     alignas(64) mutable std::mutex m_mutex; // channel creation
     std::atomic<std::size_t> m_typeCount{0};
     std::atomic<bool> m_shuttingDown{false};
@@ -805,6 +848,7 @@ struct Channel final : ChannelBase {
 
     explicit Channel(Bus &b) : ChannelBase(b, &destroyChannel)
     {
+        handlersCore = &CoreAccess::of(handlers);
         handlers.setErrorHandler([this](const HandlerFailure &f) { bus->reportFailure(*this, f, false); });
     }
     /// Receivers first, then the handlers (see "Ordering and delivery").

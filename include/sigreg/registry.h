@@ -108,6 +108,9 @@ namespace sigreg {
 
 namespace detail {
 
+/// Reaches the engine of a Registry<E>, for layers built on it (the bus).
+struct CoreAccess;
+
 template <class T, template <class...> class Tmpl>
 inline constexpr bool isSpecialization = false;
 template <template <class...> class Tmpl, class... Args>
@@ -320,8 +323,19 @@ public:
     [[nodiscard]] std::size_t pendingReclamation() const { return m_core.pendingReclamation(); }
 
 private:
+    friend struct detail::CoreAccess;
     detail::RegistryCore m_core;
 };
+
+namespace detail {
+struct CoreAccess {
+    template <class E>
+    static RegistryCore &of(Registry<E> &registry) noexcept
+    {
+        return registry.m_core;
+    }
+};
+} // namespace detail
 
 /// Collects adds and removes and publishes them in one step: one copy of
 /// the handler array and one fence instead of one per operation. Ids are

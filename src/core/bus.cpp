@@ -228,6 +228,19 @@ void ChannelBase::notifyReceivers(const void *event) const noexcept
     receivers.notify(event);
 }
 
+void ChannelBase::receiversChanged(void *channel) noexcept
+{
+    auto *c = static_cast<ChannelBase *>(channel);
+    // Under the mutex, each call reads a count at least as recent as that of
+    // every call before it, so the last call leaves the bit right, and a
+    // subscribe() that returned has set it (its own call ran first).
+    std::lock_guard<std::mutex> lock(c->directMutex);
+    if (c->receivers.size() != 0)
+        c->direct->fetch_or(RegistryCore::kMirrorDivert, std::memory_order_seq_cst);
+    else
+        c->direct->fetch_and(~RegistryCore::kMirrorDivert, std::memory_order_seq_cst);
+}
+
 } // namespace detail
 
 // --- Bus -------------------------------------------------------------------------
@@ -249,6 +262,8 @@ Bus::Bus(std::size_t defaultCapacity)
     : m_table(&g_emptyTable), m_defaultCapacity(defaultCapacity)
 {
     checkCapacity(defaultCapacity);
+    for (std::atomic<std::uintptr_t> &slot : m_direct)
+        slot.store(detail::RegistryCore::emptyMirror(), std::memory_order_relaxed);
     m_link = std::make_shared<detail::BusLink>(this);
 }
 
@@ -290,6 +305,13 @@ detail::ChannelBase *Bus::installChannel(const std::type_info &type, MakeChannel
     std::unique_ptr<detail::ChannelBase, void (*)(detail::ChannelBase *)> channel(
         make(*this), [](detail::ChannelBase *c) { c->destroy(c); });
     channel->typeName = detail::readableName(type);
+    if (index < kDirectTypes) {
+        // Before the channel is published: every handler and receiver ever
+        // added to it updates the slot.
+        channel->direct = &m_direct[index];
+        channel->receivers.setObserver(&detail::ChannelBase::receiversChanged, channel.get());
+        channel->handlersCore->setMirror(channel->direct);
+    }
     if (index >= t->size) {
         // Grow: a new table; readers that loaded the old one keep using it
         // (it stays until the bus goes), they merely miss this new channel,

@@ -155,6 +155,15 @@ void RegistryCore::publish(Block *block, Garbage &garbage)
         block->version = m_version + 1;
     ++m_version;
     Block *old = m_head.exchange(block, kPublish);
+    if (m_mirror) {
+        // Before `old` is retired: once a reader's validation sees the mirror
+        // no longer naming `old`, the reclamation below may free it.
+        std::uintptr_t word = m_mirror->load(std::memory_order_relaxed);
+        while (!m_mirror->compare_exchange_weak(
+            word, reinterpret_cast<std::uintptr_t>(block) | (word & kMirrorDivert), kPublish,
+            std::memory_order_relaxed)) {
+        }
+    }
     if (old != &g_emptyBlock) {
         m_retired.push_back(Retired{old, true, old->version});
         ++m_retiredSinceFence;
@@ -480,6 +489,21 @@ void RegistryCore::setErrorSink(ErrorSink *sink)
         ++m_retiredSinceFence;
         reclaim(garbage);
     }
+}
+
+void RegistryCore::setMirror(std::atomic<std::uintptr_t> *mirror) noexcept
+{
+    std::lock_guard lock(m_mutex);
+    m_mirror = mirror;
+    std::uintptr_t word = mirror->load(std::memory_order_relaxed);
+    const auto head = reinterpret_cast<std::uintptr_t>(m_head.load(std::memory_order_relaxed));
+    while (!mirror->compare_exchange_weak(word, head | (word & kMirrorDivert), kPublish, std::memory_order_relaxed)) {
+    }
+}
+
+std::uintptr_t RegistryCore::emptyMirror() noexcept
+{
+    return reinterpret_cast<std::uintptr_t>(&g_emptyBlock);
 }
 
 std::shared_ptr<Anchor> RegistryCore::anchor()

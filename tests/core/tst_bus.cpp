@@ -285,6 +285,10 @@ private Q_SLOTS:
     void shutdownEmittedOnce();
     void shutdownEmittedOnceConcurrently();
     void capacityErrors();
+    // the direct slots of emit's common path
+    void receiversComeAndGo();
+    void handlersChangeUnderDirectSlot();
+    void typesBeyondTheDirectSlots();
     // identity
     void anonymousTypesDoNotShareChannels();
     void sameTypeInTwoFilesSharesChannel();
@@ -1031,6 +1035,149 @@ void tst_Bus::nestedEmitOrder()
     QCOMPARE(handled, (QList<int>{0, 1, 2, 3}));
     // Depth first: the innermost Pong is emitted first.
     QCOMPARE(drain(pongs), (QList<qint64>{3, 2, 1, 0}));
+}
+
+// ===========================================================================
+// the direct slots of emit's common path
+// ===========================================================================
+
+namespace {
+/// Many distinct event types, for the process-wide indexes past the bus's
+/// direct slots.
+template <int N>
+struct Numbered {
+    int value = 0;
+};
+
+/// Registers a handler counting into `calls[N]` and, for every third N, a
+/// receiver (kept in `receivers`); then emits one Numbered<N>{N} per type.
+template <int... N>
+void emitEachNumbered(Bus &bus, std::vector<int> &calls, std::vector<std::function<QList<qint64>()>> &receivers,
+                      std::integer_sequence<int, N...>)
+{
+    (bus.on<Numbered<N>>([&calls](const Numbered<N> &e) { calls[std::size_t(N)] += e.value + 1; }), ...);
+    auto subscribe = [&]<int I>(std::integral_constant<int, I>) {
+        if (I % 3 == 0) {
+            auto rx = std::make_shared<Receiver<Numbered<I>>>(bus.subscribe<Numbered<I>>(4));
+            receivers.push_back([rx] { return drain(*rx); });
+        }
+    };
+    (subscribe(std::integral_constant<int, N>{}), ...);
+    (bus.emit(Numbered<N>{N}), ...);
+}
+} // namespace
+
+void tst_Bus::receiversComeAndGo()
+{
+    // Emit takes the direct slot while a type has no receiver and the
+    // channel while it has one: every subscription and unsubscription must
+    // switch it, or a receiver misses events (or an unsubscribed one is
+    // still copied into).
+    Bus bus;
+    QList<int> handled;
+    bus.on([&](const Ping &p) { handled.push_back(p.value); });
+    bus.emit(Ping{1});
+    {
+        Receiver<Ping> rx = bus.subscribe<Ping>(8);
+        bus.emit(Ping{2});
+        {
+            Receiver<Ping> second = bus.subscribe<Ping>(8);
+            bus.emit(Ping{3});
+            QCOMPARE(drain(second), (QList<qint64>{3}));
+        }
+        // One of two receivers gone: the other still gets its copies.
+        bus.emit(Ping{4});
+        QCOMPARE(drain(rx), (QList<qint64>{2, 3, 4}));
+        QCOMPARE(bus.receiverCount<Ping>(), std::size_t(1));
+    }
+    QCOMPARE(bus.receiverCount<Ping>(), std::size_t(0));
+    bus.emit(Ping{5});
+    Receiver<Ping> again = bus.subscribe<Ping>(8);
+    bus.emit(Ping{6});
+    QCOMPARE(drain(again), (QList<qint64>{6}));
+    QCOMPARE(handled, (QList<int>{1, 2, 3, 4, 5, 6}));
+
+    // A receiver on another type leaves Ping's path alone, and the other
+    // way round.
+    Receiver<Pong> pongs = bus.subscribe<Pong>(8);
+    bus.emit(Ping{7});
+    bus.emit(Pong{8});
+    QCOMPARE(drain(again), (QList<qint64>{7}));
+    QCOMPARE(drain(pongs), (QList<qint64>{8}));
+}
+
+void tst_Bus::handlersChangeUnderDirectSlot()
+{
+    // Every publication of Ping's handler list (appends in place, inserts
+    // by priority, removals, a clear by guards) must reach the slot emit
+    // reads.
+    Bus bus;
+    QList<int> calls;
+    const HandlerId low = bus.on(0, [&](const Ping &) { calls.push_back(0); });
+    bus.emit(Ping{});
+    QCOMPARE(calls, (QList<int>{0}));
+    calls.clear();
+
+    bus.on(0, [&](const Ping &) { calls.push_back(1); });  // appended in place
+    bus.on(10, [&](const Ping &) { calls.push_back(2); }); // a new list, first
+    bus.emit(Ping{});
+    QCOMPARE(calls, (QList<int>{2, 0, 1}));
+    calls.clear();
+
+    QVERIFY(bus.remove<Ping>(low));
+    bus.emit(Ping{});
+    QCOMPARE(calls, (QList<int>{2, 1}));
+    calls.clear();
+
+    {
+        sigreg::Guard g = bus.onGuarded(20, [&](const Ping &) { calls.push_back(3); });
+        bus.emit(Ping{});
+        QCOMPARE(calls, (QList<int>{3, 2, 1}));
+        calls.clear();
+    }
+    bus.emit(Ping{});
+    QCOMPARE(calls, (QList<int>{2, 1}));
+    QCOMPARE(bus.handlerCount<Ping>(), std::size_t(2));
+
+    // A second bus has slots of its own.
+    Bus other;
+    QList<int> otherCalls;
+    other.on([&](const Ping &p) { otherCalls.push_back(p.value); });
+    calls.clear();
+    other.emit(Ping{7});
+    QCOMPARE(otherCalls, (QList<int>{7}));
+    QVERIFY(calls.isEmpty());
+}
+
+void tst_Bus::typesBeyondTheDirectSlots()
+{
+    // 80 types more than this process had: at least 16 of them get an
+    // index past the direct slots and take the channel lookup on every
+    // emit. Handlers and receivers must work the same on both sides.
+    constexpr int kTypes = 80;
+    static_assert(kTypes > int(Bus::kDirectTypes));
+
+    Bus bus;
+    std::vector<int> calls(kTypes, 0);
+    std::vector<std::function<QList<qint64>()>> receivers;
+    emitEachNumbered(bus, calls, receivers, std::make_integer_sequence<int, kTypes>{});
+    // Interned in order, so the last ones are past the slots.
+    QVERIFY(sigreg::detail::EventTypeIndex<Numbered<kTypes - 1>>::get() >= Bus::kDirectTypes);
+    for (int n = 0; n < kTypes; ++n)
+        QCOMPARE(calls[std::size_t(n)], n + 1);
+    QCOMPARE(receivers.size(), std::size_t((kTypes + 2) / 3));
+    for (std::size_t i = 0; i < receivers.size(); ++i)
+        QCOMPARE(receivers[i](), (QList<qint64>{qint64(3 * i)}));
+    QCOMPARE(bus.typeCount(), std::size_t(kTypes));
+
+    // Past the slots, a handler added later is reached too, and a nested
+    // emit of a high type from a low type's handler.
+    int nested = 0;
+    bus.on<Numbered<kTypes - 1>>([&](const Numbered<kTypes - 1> &e) { nested += e.value; });
+    bus.on<Numbered<0>>([&](const Numbered<0> &) { bus.emit(Numbered<kTypes - 1>{1000}); });
+    bus.emit(Numbered<0>{});
+    QCOMPARE(nested, 1000);
+    QCOMPARE(calls[std::size_t(kTypes - 1)], kTypes + 1000 + 1);
 }
 
 // ===========================================================================

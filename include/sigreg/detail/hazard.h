@@ -248,6 +248,20 @@ public:
         return protectRetry(m_level, src, q);
     }
 
+    /// Publishes the object whose address `src` held as `word` (read by the
+    /// caller) as this level's protected object. True if `src` still holds
+    /// `word` afterwards: the object is then protected as by protect().
+    /// False if it changed meanwhile: the caller must not touch the object
+    /// (the scope still marks the level in use until it ends). For a source
+    /// that keeps flags in the low bits of an object's address (see
+    /// RegistryCore::setMirror()); the caller checks the flags first.
+    SIGREG_ALWAYS_INLINE bool protectIfUnchanged(const std::atomic<std::uintptr_t> &src, std::uintptr_t word) noexcept
+    {
+        m_level->object.store(reinterpret_cast<const void *>(word), kHazardStore);
+        lightFence();
+        return src.load(kHazardLoad) == word;
+    }
+
     /// Announces that `node` is about to be called. Every scope must announce
     /// (a node, or null) before it runs user code, and a scope that calls no
     /// handler at all announces null: `current` is not cleared between reads,

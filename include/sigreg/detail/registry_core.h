@@ -68,6 +68,7 @@ struct Block {
     Node **entries() noexcept { return reinterpret_cast<Node **>(this + 1); }
 };
 static_assert(sizeof(Block) % alignof(Node *) == 0);
+static_assert(alignof(Block) > 1, "a mirror word keeps a flag in bit 0 of a block's address");
 
 /// A type-erased error handler.
 struct ErrorSink {
@@ -131,6 +132,45 @@ public:
         HazardScope scope(&rec->levels[0]);
         dispatch(scope, event);
     }
+
+    /// Bit of a mirror word (see setMirror()) that a layer sets to send its
+    /// readers elsewhere; the rest of the word is the current block's address.
+    static constexpr std::uintptr_t kMirrorDivert = 1;
+
+    /// notify() of the registry whose mirror is `mirror` (see setMirror()),
+    /// reading the handlers through the mirror: for a layer that keeps the
+    /// mirrors of many registries in one array and finds a registry's slot
+    /// by index (one load less than through the registry). Returns false,
+    /// having called nothing, when the mirror's divert bit is set, when the
+    /// mirror changes under the read, or for a nested read or a thread's
+    /// first read: the caller then notifies the usual way.
+    SIGREG_ALWAYS_INLINE static bool notifyMirrored(const std::atomic<std::uintptr_t> &mirror,
+                                                    const void *event) noexcept
+    {
+        ThreadRecord *const rec = tl_record;
+        if (SIGREG_UNLIKELY(rec->levels[0].inUse()))
+            return false;
+        const std::uintptr_t word = mirror.load(std::memory_order_relaxed);
+        if (SIGREG_UNLIKELY(word & kMirrorDivert))
+            return false;
+        HazardScope scope(&rec->levels[0]);
+        if (SIGREG_UNLIKELY(!scope.protectIfUnchanged(mirror, word)))
+            return false;
+        walk(scope, reinterpret_cast<const Block *>(word), event);
+        return true;
+    }
+
+    /// Makes `mirror` follow this registry's current block from now on
+    /// (keeping its divert bit, which only the layer changes, with atomic
+    /// read-modify-writes). Set before the registry is shared; the mirror
+    /// must outlive the registry. Readers through the mirror are protected
+    /// exactly like readers of the head: a block is retired only after the
+    /// mirror stopped naming it.
+    void setMirror(std::atomic<std::uintptr_t> *mirror) noexcept;
+
+    /// The mirror word of a registry without handlers (the shared empty
+    /// block): what a layer's mirror slots hold before they follow a registry.
+    static std::uintptr_t emptyMirror() noexcept;
 
     /// notify(), unless a layer flag in `mask` is set: then `other()` instead.
     /// For a layer whose notify needs more than the core's when some of its
@@ -199,7 +239,12 @@ private:
     /// The body of a notify, on the level `scope` holds.
     SIGREG_ALWAYS_INLINE void dispatch(HazardScope &scope, const void *event) const noexcept
     {
-        const Block *block = scope.protect(m_head);
+        walk(scope, scope.protect(m_head), event);
+    }
+
+    /// Calls the handlers of `block`, which `scope` protects.
+    SIGREG_ALWAYS_INLINE static void walk(HazardScope &scope, const Block *block, const void *event) noexcept
+    {
         Node *const *it = block->entries();
         Node *const *const end = it + block->count.load(std::memory_order_acquire);
         if (SIGREG_UNLIKELY(it == end)) {
@@ -275,6 +320,7 @@ private:
     std::vector<const void *> m_hazards; // reclaim() scratch, kept to avoid reallocation
     std::shared_ptr<Anchor> m_anchor;
     std::atomic<ObserverFn> m_observer{nullptr};
+    std::atomic<std::uintptr_t> *m_mirror = nullptr; // see setMirror()
     void *m_observerContext = nullptr; // never written once an observer was published
 
     // Failure path only.
