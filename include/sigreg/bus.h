@@ -290,6 +290,10 @@ struct SIGREG_CORE_EXPORT ChannelBase {
     RegistryCore receivers;
 };
 
+/// A mirror word whose divert bit is always set: what a Sender reads when its
+/// type has no direct slot (see Bus::kDirectTypes). Never written.
+inline const std::atomic<std::uintptr_t> g_diverted{RegistryCore::kMirrorDivert};
+
 /// The handler a receiver registers in its channel: copies each event into the ring.
 template <class E>
 struct RingPusher {
@@ -556,17 +560,30 @@ public:
     /// As Bus::publish(event) (emit() under a name Qt's `emit` macro leaves alone).
     SIGREG_ALWAYS_INLINE void publish(const E &event) const noexcept
     {
-        if (m_channel)
-            m_channel->deliver(event);
+        // As Bus::publish(), with the slot already found.
+        if (SIGREG_LIKELY(detail::RegistryCore::notifyMirrored(*m_direct, std::addressof(event))))
+            return;
+        publishViaChannel(event);
     }
     /// False for a default-constructed sender.
     explicit operator bool() const noexcept { return m_channel != nullptr; }
 
 private:
     friend class Bus;
-    explicit Sender(const detail::Channel<E> *channel) noexcept : m_channel(channel) {}
+    explicit Sender(const detail::Channel<E> *channel) noexcept
+        : m_channel(channel), m_direct(channel->direct ? channel->direct : &detail::g_diverted)
+    {
+    }
+    SIGREG_NOINLINE void publishViaChannel(const E &event) const noexcept
+    {
+        if (m_channel)
+            m_channel->deliver(event);
+    }
 
     const detail::Channel<E> *m_channel = nullptr;
+    /// The type's direct slot, or a word that always diverts (a type past
+    /// the slots, or no channel).
+    const std::atomic<std::uintptr_t> *m_direct = &detail::g_diverted;
 };
 
 /// A typed event bus: one channel per event type, created on demand.

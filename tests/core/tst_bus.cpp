@@ -143,6 +143,7 @@ using sigreg::HandlerId;
 using sigreg::ReceiveResult;
 using sigreg::ReceiveStatus;
 using sigreg::Receiver;
+using sigreg::Sender;
 using Clock = std::chrono::steady_clock;
 
 // Spelled like the anonymous-namespace types of tst_bus_anon.cpp.
@@ -289,6 +290,7 @@ private Q_SLOTS:
     void receiversComeAndGo();
     void handlersChangeUnderDirectSlot();
     void typesBeyondTheDirectSlots();
+    void sendersTakeTheSamePaths();
     // identity
     void anonymousTypesDoNotShareChannels();
     void sameTypeInTwoFilesSharesChannel();
@@ -1049,6 +1051,15 @@ struct Numbered {
     int value = 0;
 };
 
+/// Interns the types in order, so that the last ones get the largest indexes
+/// (types already interned keep theirs).
+template <int... N>
+void internNumbered(std::integer_sequence<int, N...>)
+{
+    (sigreg::detail::EventTypeIndex<Numbered<N>>::get(), ...);
+}
+constexpr int kNumberedTypes = 80;
+
 /// Registers a handler counting into `calls[N]` and, for every third N, a
 /// receiver (kept in `receivers`); then emits one Numbered<N>{N} per type.
 template <int... N>
@@ -1154,8 +1165,9 @@ void tst_Bus::typesBeyondTheDirectSlots()
     // 80 types more than this process had: at least 16 of them get an
     // index past the direct slots and take the channel lookup on every
     // emit. Handlers and receivers must work the same on both sides.
-    constexpr int kTypes = 80;
-    static_assert(kTypes > int(Bus::kDirectTypes));
+    constexpr int kTypes = kNumberedTypes;
+    static_assert(kTypes >= int(Bus::kDirectTypes) + 16);
+    internNumbered(std::make_integer_sequence<int, kTypes>{});
 
     Bus bus;
     std::vector<int> calls(kTypes, 0);
@@ -1178,6 +1190,44 @@ void tst_Bus::typesBeyondTheDirectSlots()
     bus.emit(Numbered<0>{});
     QCOMPARE(nested, 1000);
     QCOMPARE(calls[std::size_t(kTypes - 1)], kTypes + 1000 + 1);
+}
+
+void tst_Bus::sendersTakeTheSamePaths()
+{
+    // A Sender keeps its type's slot: it must follow the handler list and
+    // the receivers as emit does, and work for a type past the slots.
+    Bus bus;
+    Sender<Ping> none;
+    none.emit(Ping{0}); // default-constructed: nothing happens
+    QVERIFY(!none);
+
+    Sender<Ping> ping = bus.sender<Ping>();
+    QVERIFY(ping);
+    QList<int> handled;
+    ping.emit(Ping{1}); // a channel without listeners
+    bus.on([&](const Ping &p) { handled.push_back(p.value); });
+    ping.emit(Ping{2});
+    {
+        Receiver<Ping> rx = bus.subscribe<Ping>(8);
+        ping.emit(Ping{3});
+        QCOMPARE(drain(rx), (QList<qint64>{3}));
+    }
+    ping.emit(Ping{4});
+    bus.on(5, [&](const Ping &p) { handled.push_back(-p.value); });
+    ping.emit(Ping{5});
+    QCOMPARE(handled, (QList<int>{2, 3, 4, -5, 5}));
+
+    // Past the slots.
+    internNumbered(std::make_integer_sequence<int, kNumberedTypes>{});
+    constexpr int kLast = kNumberedTypes - 1;
+    QVERIFY(sigreg::detail::EventTypeIndex<Numbered<kLast>>::get() >= Bus::kDirectTypes);
+    Sender<Numbered<kLast>> far = bus.sender<Numbered<kLast>>();
+    int sum = 0;
+    bus.on<Numbered<kLast>>([&](const Numbered<kLast> &e) { sum += e.value; });
+    Receiver<Numbered<kLast>> farRx = bus.subscribe<Numbered<kLast>>(4);
+    far.emit(Numbered<kLast>{7});
+    QCOMPARE(sum, 7);
+    QCOMPARE(drain(farRx), (QList<qint64>{7}));
 }
 
 // ===========================================================================
