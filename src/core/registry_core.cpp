@@ -155,15 +155,10 @@ void RegistryCore::publish(Block *block, Garbage &garbage)
         block->version = m_version + 1;
     ++m_version;
     Block *old = m_head.exchange(block, kPublish);
-    if (m_mirror) {
-        // Before `old` is retired: once a reader's validation sees the mirror
-        // no longer naming `old`, the reclamation below may free it.
-        std::uintptr_t word = m_mirror->load(std::memory_order_relaxed);
-        while (!m_mirror->compare_exchange_weak(
-            word, reinterpret_cast<std::uintptr_t>(block) | (word & kMirrorDivert), kPublish,
-            std::memory_order_relaxed)) {
-        }
-    }
+    // Before `old` is retired: once a reader's validation sees the mirror no
+    // longer naming `old`, the reclamation below may free it.
+    if (m_mirror)
+        followMirror(block);
     if (old != &g_emptyBlock) {
         m_retired.push_back(Retired{old, true, old->version});
         ++m_retiredSinceFence;
@@ -495,9 +490,16 @@ void RegistryCore::setMirror(std::atomic<std::uintptr_t> *mirror) noexcept
 {
     std::lock_guard lock(m_mutex);
     m_mirror = mirror;
-    std::uintptr_t word = mirror->load(std::memory_order_relaxed);
-    const auto head = reinterpret_cast<std::uintptr_t>(m_head.load(std::memory_order_relaxed));
-    while (!mirror->compare_exchange_weak(word, head | (word & kMirrorDivert), kPublish, std::memory_order_relaxed)) {
+    followMirror(m_head.load(std::memory_order_relaxed));
+}
+
+void RegistryCore::followMirror(const Block *block) noexcept
+{
+    // A read-modify-write, so that a divert bit the layer flips meanwhile is kept.
+    const auto address = reinterpret_cast<std::uintptr_t>(block);
+    std::uintptr_t word = m_mirror->load(std::memory_order_relaxed);
+    while (!m_mirror->compare_exchange_weak(word, address | (word & kMirrorDivert), kPublish,
+                                            std::memory_order_relaxed)) {
     }
 }
 

@@ -140,7 +140,7 @@ public:
     /// notify() of the registry whose mirror is `mirror` (see setMirror()),
     /// reading the handlers through the mirror: for a layer that keeps the
     /// mirrors of many registries in one array and finds a registry's slot
-    /// by index (one load less than through the registry). Returns false,
+    /// by index, without loading the registry's address. Returns false,
     /// having called nothing, when the mirror's divert bit is set, when the
     /// mirror changes under the read, or for a nested read or a thread's
     /// first read: the caller then notifies the usual way.
@@ -284,6 +284,8 @@ private:
     SIGREG_COLD void reportFailure(const Node *node, const char *what) const noexcept;
 
     void publish(Block *block, Garbage &garbage);
+    /// Under the mutex: points m_mirror at `block`, keeping its divert bit.
+    void followMirror(const Block *block) noexcept;
     void reclaim(Garbage &garbage) noexcept;
     void markRemoved(Node *node);
     static void waitUntilIdle(std::span<const Node *const> nodes) noexcept;
