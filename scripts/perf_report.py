@@ -961,6 +961,10 @@ def compute_values(manifest, perf_dir):
     v["qt.any_missed"] = bool(missed)
     v["qt.miss_facade_1h"] = flags["facade inline ÷ core, 1 handler"]
     v["qt.miss_cross"] = any(flags[k] for k in flags if k.startswith("CrossThread Sigreg ÷"))
+    v["qt.miss_facade_qt"] = any(flags[k] for k in flags if k.startswith("facade inline ÷ Qt direct"))
+    # What a plain std::function loop over the same handlers costs against Qt, in the full run.
+    v["qt.loop_qt"] = slash(fx(full.ratio("BM_Notify_FunctionLoop", "BM_Notify_QtDirect", h), 3) for h in (1, 4))
+    v["qt.core_qt"] = slash(fx(full.ratio("BM_Notify_Sigreg", "BM_Notify_QtDirect", h), 3) for h in (1, 4))
     v["qt.facade_1h_diff"] = span_ns([r.t("BM_Notify_SigregQt", 1) - r.t("BM_Notify_Sigreg", 1) for r in qtruns])
     v["qt.notify_1h"] = span_ns([r.t(b, 1) for r in qtruns for b in ("BM_Notify_Sigreg", "BM_Notify_SigregQt")])
     cross = lambda r, n: r.ratio("BM_CrossThread_Sigreg", "BM_CrossThread_QtQueued", n)  # noqa: E731
@@ -1010,19 +1014,6 @@ def compute_values(manifest, perf_dir):
     v["quiet.allocs"] = f"{max(quiet.get('BM_CrossThread_Sigreg', n).get('allocs_per_event', 0) for n in (1, 64, 1024)):.2g}"
     holds = all(cross(quiet, n) <= cross_lim for n in (64, 1024))
     v["quiet.verdict"] = "The burst targets hold there" if holds else "The burst targets are not met there either"
-
-    # --- the build whose jumps are padded away from 32-byte boundaries (JCC erratum)
-    jcc = runs["notify_jcc"]
-    for h in (1, 4, 16):
-        v[f"jcc.ratio_{h}h"] = fx(jcc.ratio("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h))
-        v[f"jcc.facade_{h}h"] = fx(jcc.ratio("BM_Notify_SigregQt", "BM_Notify_Sigreg", h))
-        v[f"jcc.bus_{h}h"] = fx(jcc.ratio("BM_BusEmit_Handlers", "BM_Notify_Sigreg", h))
-    v["jcc.core_1h"] = fmt_ns(jcc.t("BM_Notify_Sigreg", 1))
-    v["jcc.loop_1h"] = fmt_ns(jcc.t("BM_Notify_FunctionLoop", 1))
-    v["jcc.over_loop_1h"] = fmt_ns(jcc.t("BM_Notify_Sigreg", 1) - jcc.t("BM_Notify_FunctionLoop", 1))
-    v["jcc.core_1h_met"] = jcc.ratio("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", 1) <= targets["core_1h_vs_loop"]
-    v["jcc.loop_faster"] = jcc.t("BM_Notify_FunctionLoop", 1) < full.t("BM_Notify_FunctionLoop", 1)
-    v["jcc.loop_default_1h"] = fmt_ns(full.t("BM_Notify_FunctionLoop", 1))
 
     # --- QML
     qml, qmlruns = runs["qml"], groups["qml"]
@@ -1116,6 +1107,14 @@ def compute_values(manifest, perf_dir):
     v["bus.emit_4h"] = span(e4)
     v["bus.emit_4h_words"] = "the runs disagree" if 0 < k4 < n4 else ("met in every case" if k4 == n4 else "not met")
     v["bus.sender_1h"] = span([r.ratio("BM_BusEmit_Sender", "BM_Notify_Sigreg", 1) for r in busruns])
+    # The same emit rows at the commit before the direct slots, run right after bus_emit_only.
+    before, after = runs["bus_before"], runs["bus_emit_only"]
+    for h in (1, 4, 16):
+        v[f"bus.before_{h}h"] = slash(fx(emit(before, h, t)) for t in (1, 2))
+        v[f"bus.after_{h}h"] = slash(fx(emit(after, h, t)) for t in (1, 2))
+    v["bus.before_sender_1h"] = fx(before.ratio("BM_BusEmit_Sender", "BM_Notify_Sigreg", 1))
+    v["bus.after_sender_1h"] = fx(after.ratio("BM_BusEmit_Sender", "BM_Notify_Sigreg", 1))
+    v["runs.bus_before.commit"] = before.entry["commit"]
     quiet_rows = [r for r in busruns if r.get("BM_BusEmit_NoListener", 0)]
     v["bus.noop_runs"] = word(len(quiet_rows))
     for a in (0, 1):
