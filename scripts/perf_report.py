@@ -247,7 +247,9 @@ def qt_inline_table(rows):
     return out
 
 
-def qt_report(paths, references=None):
+def qt_report(paths, references=None, pending_path=None):
+    """The Qt tables from `paths` (the first run's rows win); the pending-futures rows from `pending_path`
+    when given (their own run), else from `paths` like the others."""
     if references is None:
         references = default_manifest().get("references", {})
     runs = [(os.path.basename(p), *load_qt(p)) for p in paths]
@@ -255,6 +257,9 @@ def qt_report(paths, references=None):
     rows = {}
     for _, _, r in reversed(runs):
         rows.update(r)
+    if pending_path:
+        rows = {k: b for k, b in rows.items() if not k[0].startswith("BM_NotifyAsyncPending_")}
+        rows.update({k: b for k, b in load_qt(pending_path)[1].items() if k[0].startswith("BM_NotifyAsyncPending_")})
     out = []
     out.append(host_line(context))
     out.append("")
@@ -941,7 +946,7 @@ def compute_values(manifest, perf_dir):
 
     # --- Qt facade
     qt, qtruns = runs["qt"], groups["qt"]
-    v["tables.qt"] = qt_report([qt.path, runs["qt_pending"].path] + [r.path for r in qtruns[1:]], refs)
+    v["tables.qt"] = qt_report([r.path for r in qtruns], refs, pending_path=runs["qt_pending"].path)
     per_run = [qt_targets(r.rows) for r in qtruns]
     met_all, missed = [], []
     flags = {}
