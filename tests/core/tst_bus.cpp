@@ -1120,7 +1120,7 @@ void tst_Bus::receiversComeAndGo()
 void tst_Bus::handlersChangeUnderDirectSlot()
 {
     // Every publication of Ping's handler list (appends in place, inserts
-    // by priority, removals, a clear by guards) must reach the slot emit
+    // by priority, removals, a guard's removal) must reach the slot emit
     // reads.
     Bus bus;
     QList<int> calls;

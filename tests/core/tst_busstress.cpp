@@ -147,6 +147,7 @@ private Q_SLOTS:
     void producersAndReceivers_data();
     void producersAndReceivers();
     void subscribeChurn();
+    void receiversSeeEverythingWhileOthersChurn();
     void handlerChurn();
     void channelCreationRacesWithEmit();
     void busDestroyedWhileConsumersWait();
@@ -401,6 +402,97 @@ void tst_BusStress::subscribeChurn()
     QCOMPARE(bus.receiverCount<StressEvent>(), std::size_t(0));
     QCOMPARE(bus.failureCount(), std::uint64_t(0));
     qInfo("%llu subscribe cycles, %llu events taken", qulonglong(cycles.load()), qulonglong(taken.load()));
+}
+
+// ===========================================================================
+// a receiver is never skipped while other receivers come and go
+// ===========================================================================
+
+void tst_BusStress::receiversSeeEverythingWhileOthersChurn()
+{
+    // Emit skips the receivers while the type's slot says there are none (its
+    // divert bit, kept by the receivers' observer). Two churners subscribe
+    // and drop receivers of the same type as fast as they can, so the bit
+    // flips all the time and their updates race with the checker's own
+    // subscribe(). A checker receiver must still get every event whose emit
+    // started after its subscribe() returned: received or reported missed,
+    // never skipped silently.
+    constexpr int kChurners = 2;
+    Bus bus;
+    std::atomic<std::int64_t> started{-1}; // sequence number of the emit last started
+    std::atomic<std::uint64_t> completed{0};
+    std::atomic<bool> stop{false};
+    std::atomic<bool> go{false};
+
+    std::thread producer([&] {
+        while (!go.load())
+            std::this_thread::yield();
+        for (std::uint64_t seq = 0; !stop.load(std::memory_order_relaxed); ++seq) {
+            started.store(std::int64_t(seq));
+            bus.emit(StressEvent{0, seq});
+            completed.store(seq + 1);
+        }
+    });
+    std::atomic<std::uint64_t> churned{0};
+    std::vector<std::thread> churners;
+    for (int c = 0; c < kChurners; ++c) {
+        churners.emplace_back([&] {
+            while (!go.load())
+                std::this_thread::yield();
+            while (!stop.load(std::memory_order_relaxed)) {
+                Receiver<StressEvent> rx = bus.subscribe<StressEvent>(1);
+                churned.fetch_add(1, std::memory_order_relaxed);
+            }
+        });
+    }
+
+    std::uint64_t checks = 0, skipped = 0, watchdogs = 0, expectedTotal = 0;
+    go.store(true);
+    const auto end = Clock::now() + kBudget;
+    while (Clock::now() < end) {
+        Receiver<StressEvent> rx = bus.subscribe<StressEvent>(1u << 14);
+        const std::int64_t first = started.load() + 1; // every emit from here on started after subscribe()
+        // Let at least a few hundred emits complete while it is subscribed.
+        const auto watchdog = Clock::now() + kWatchdog;
+        std::uint64_t last;
+        while ((last = completed.load()) < std::uint64_t(first) + 300) {
+            if (Clock::now() > watchdog) {
+                ++watchdogs;
+                break;
+            }
+            std::this_thread::yield();
+        }
+        rx.unsubscribe();
+        // Events first..last-1 had started after subscribe() and completed before unsubscribe().
+        std::uint64_t inRange = 0, missed = 0;
+        for (;;) {
+            ReceiveResult<StressEvent> r = rx.tryReceive();
+            if (r.status() == ReceiveStatus::Lagged)
+                missed += r.lagged();
+            else if (r && std::int64_t(r->seq) >= first && r->seq < last)
+                ++inRange;
+            else if (!r)
+                break;
+        }
+        const std::uint64_t expected = last > std::uint64_t(first) ? last - std::uint64_t(first) : 0;
+        expectedTotal += expected;
+        if (inRange + missed < expected)
+            ++skipped;
+        ++checks;
+    }
+    stop.store(true);
+    producer.join();
+    for (std::thread &t : churners)
+        t.join();
+
+    QCOMPARE(watchdogs, std::uint64_t(0));
+    QCOMPARE(skipped, std::uint64_t(0));
+    QVERIFY(checks > 0);
+    QVERIFY(expectedTotal > 0);
+    QVERIFY(churned.load() > 0);
+    QCOMPARE(bus.receiverCount<StressEvent>(), std::size_t(0));
+    qInfo("%llu checked subscriptions (%llu events), %llu churned receivers", qulonglong(checks),
+          qulonglong(expectedTotal), qulonglong(churned.load()));
 }
 
 // ===========================================================================
