@@ -6,16 +6,18 @@
 // * BM_BusEmit_Handlers: bus.emit(int) with N push handlers (N = 1, 4, 16),
 //   every one kHandler. Same driver (notify_driver.h), event type, handler,
 //   arguments and thread counts (1 and 2, both emitting on the same bus) as
-//   BM_Notify_Sigreg, so the two rows differ only in the bus's lookup of the
-//   channel and its receivers check: read BusEmit ÷ Notify_Sigreg per row.
+//   BM_Notify_Sigreg, so the two rows differ only in what emit does before
+//   the walk (the type's index, its direct slot and the slot's divert bit):
+//   read BusEmit ÷ Notify_Sigreg per row.
 //   CPU time per emit (per thread with 2 threads).
-// * BM_BusEmit_Sender: the same through a sigreg::Sender<int>, which looked
-//   the channel up once: what a hot path that keeps a sender pays.
+// * BM_BusEmit_Sender: the same through a sigreg::Sender<int>, which keeps
+//   its type's slot (no index load): what a hot path that keeps a sender pays.
 // * BM_BusEmit_NoListener: emit of a type with no handler and no receiver.
 //   Argument 0: the type never had a channel on this bus (the bus has a
-//   channel for another type, so its table exists and the lookup reads the
-//   empty slot); 1: it had a handler, removed before the loop (the channel
-//   stays, so the emit runs the receivers check and an empty notify). CPU
+//   channel for another type; the type's direct slot names the shared empty
+//   handler list, which emit protects and finds empty); 1: it had a handler,
+//   removed before the loop (the channel stays, and the slot names its empty
+//   handler list). CPU
 //   time per emit; allocs_per_emit, and the row fails if any emit allocates
 //   or any handler runs.
 // * BM_BusBroadcast_{Receivers,MutexDeque,MoodyCamel}: one producer, four
@@ -83,14 +85,12 @@ namespace {
 /// A bus with N handlers of `int`, each kHandler: the shape of SigregPeer
 /// (notify_benchmarks.cpp), one level up.
 ///
-/// notify() is forced inline. GCC inlines SigregPeer::notify() into the
-/// timed loop by itself, but not this one: Bus::emit() is always-inline and
-/// brings two inlined notify loops (the receivers' and the handlers'), which
-/// makes the function too big for the inliner. The loop would then pay a
-/// call and a frame with six saved registers per emit (2-3 ns at one handler
-/// on the project's VM) that SigregPeer's loop does not: a cost of the
-/// adaptor, not of the bus. Forced, both rows run the same loop with the
-/// dispatch inlined.
+/// notify() is forced inline, so that both rows run the same loop with the
+/// dispatch inlined whatever the inliner decides for the larger emit. (Before
+/// the direct slots, emit inlined two walks, the receivers' and the
+/// handlers', and GCC then left this adaptor out of line: a call and a frame
+/// per emit that SigregPeer's loop does not pay, a cost of the adaptor, not
+/// of the bus.)
 struct BusPeer {
     sigreg::Bus bus;
 
@@ -110,7 +110,7 @@ void BM_BusEmit_Handlers(benchmark::State &state)
 // As BM_Notify_Sigreg: CPU time, per emit per thread with 2 threads.
 BENCHMARK(BM_BusEmit_Handlers)->Arg(1)->Arg(4)->Arg(16)->Threads(1)->Threads(2);
 
-/// The same through a Sender<int>: the channel looked up once, not per emit.
+/// The same through a Sender<int>: the slot found once, not per emit.
 struct BusSenderPeer {
     sigreg::Bus bus;
     sigreg::Sender<int> sender;

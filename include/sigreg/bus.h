@@ -271,7 +271,7 @@ struct SIGREG_CORE_EXPORT ChannelBase {
     /// inlined code to the handlers' walk.
     SIGREG_NOINLINE void notifyReceivers(const void *event) const noexcept;
 
-    /// True while any receiver is subscribed (read by emit).
+    /// True while any receiver is subscribed (read by emit's channel path).
     [[nodiscard]] bool hasReceivers() const noexcept { return receivers.size() != 0; }
 
     /// The receivers' observer (for a channel with a direct slot): sets the
