@@ -30,29 +30,44 @@
 
 namespace sigreg::detail {
 
-namespace {
-/// What tl_record names while a thread has no record: level 0 in use, so
-/// that the notify path's check for a nested read sends the thread to
-/// busyLevel(), which takes a record. Never written, never listed.
-constinit ThreadRecord g_placeholder{ThreadRecord::Placeholder{}};
-} // namespace
+/// What tl_record (and every module's copy, tl_moduleRecord) names while a
+/// thread has no record: level 0 in use, so that the notify path's check for
+/// a nested read sends the thread to busyLevel(), which takes a record.
+/// Never written, never listed.
+constinit ThreadRecord g_placeholderRecord{ThreadRecord::Placeholder{}};
 
-constinit thread_local ThreadRecord *tl_record SIGREG_TLS_INITIAL_EXEC = &g_placeholder;
+constinit thread_local ThreadRecord *tl_record SIGREG_TLS_INITIAL_EXEC = &g_placeholderRecord;
 
 bool ThreadRecord::isPlaceholder() const noexcept
 {
-    return this == &g_placeholder;
+    return this == &g_placeholderRecord;
 }
 
 namespace {
 
 std::atomic<ThreadRecord *> g_records{nullptr};
 
-/// Hands a thread's record back when the thread exits.
+/// Guards every record's list of module copies (ThreadRecord::moduleSlots).
+std::mutex &moduleSlotMutex() noexcept
+{
+    static std::mutex m; // constexpr constructor: constant-initialized, never destroyed before use
+    return m;
+}
+
+/// Hands a thread's record back when the thread exits. The module copies
+/// that name it go back to the placeholder first: once `inUse` is false the
+/// record may belong to another thread, and a later read on this thread
+/// (from a destructor that runs after this one) must take a record anew.
 void releaseRecord(void *p) noexcept
 {
     auto *rec = static_cast<ThreadRecord *>(p);
-    tl_record = &g_placeholder;
+    {
+        std::lock_guard lock(moduleSlotMutex());
+        for (std::uint32_t i = 0; i < rec->moduleSlotCount; ++i)
+            rec->moduleSlots[i].slot->store(&g_placeholderRecord, std::memory_order_relaxed);
+        rec->moduleSlotCount = 0;
+    }
+    tl_record = &g_placeholderRecord;
     rec->inUse.store(false, std::memory_order_release);
 }
 
@@ -354,6 +369,38 @@ HazardLevel *ThreadRecord::busyLevel()
                 return &l;
         }
         link = &chunk->next;
+    }
+}
+
+void attachModuleSlot(std::atomic<ThreadRecord *> *slot, const void *module,
+                      const std::atomic<bool> *detached) noexcept
+{
+    ThreadRecord *rec = tl_record;
+    if (rec->isPlaceholder())
+        return; // no record yet: the next read takes one, and attaches then
+    std::lock_guard lock(moduleSlotMutex());
+    // Under the mutex: the module's detacher sets the flag before it takes
+    // the mutex, so a copy is never listed after its module was detached.
+    if (detached->load(std::memory_order_relaxed) || slot->load(std::memory_order_relaxed) == rec)
+        return;
+    if (rec->moduleSlotCount == ThreadRecord::kModuleSlots)
+        return; // this module's reads keep taking the out-of-line path
+    rec->moduleSlots[rec->moduleSlotCount++] = {slot, module};
+    slot->store(rec, std::memory_order_relaxed);
+}
+
+void detachModule(const void *module) noexcept
+{
+    std::lock_guard lock(moduleSlotMutex());
+    for (ThreadRecord *r = ThreadRecord::first(); r; r = r->next.load(std::memory_order_acquire)) {
+        std::uint32_t kept = 0;
+        for (std::uint32_t i = 0; i < r->moduleSlotCount; ++i) {
+            if (r->moduleSlots[i].module == module)
+                r->moduleSlots[i].slot->store(&g_placeholderRecord, std::memory_order_relaxed);
+            else
+                r->moduleSlots[kept++] = r->moduleSlots[i];
+        }
+        r->moduleSlotCount = kept;
     }
 }
 

@@ -39,6 +39,10 @@
 #include <thread>
 #include <vector>
 
+#if SIGREG_MODULE_RECORDS
+#include <pthread.h>
+#endif
+
 #include "../support/sanitizers.h"
 
 using namespace std::chrono_literals;
@@ -115,6 +119,7 @@ private Q_SLOTS:
     void guardRacesWithRegistryDestruction();
     void notifyDuringThreadExit_data();
     void notifyDuringThreadExit();
+    void moduleCopyFollowsTheRecord();
 };
 
 // ===========================================================================
@@ -1095,6 +1100,99 @@ void tst_RegistryConcurrency::notifyDuringThreadExit()
     // would wait for.
     QVERIFY(g1.reset());
     QVERIFY(g2.reset());
+}
+
+#if SIGREG_MODULE_RECORDS
+namespace {
+
+/// What a thread's copy of its record pointer (detail::tl_moduleRecord, this
+/// executable's) looked like at the steps of moduleCopyFollowsTheRecord.
+struct CopySeen {
+    std::atomic<int> placeholderAfterRelease{-1}; // copy reset before the record went back
+    std::atomic<int> recordAfterRelease{-1};      // tl_record reset too
+    std::atomic<int> reattached{-1};              // a later notify attached the copy again
+    std::atomic<int> calls{0};
+};
+CopySeen g_copySeen;
+Reg *g_exitReg = nullptr;
+
+bool copyIsPlaceholder()
+{
+    return sigreg::detail::tl_moduleRecord.load() == &sigreg::detail::g_placeholderRecord;
+}
+
+/// A pthread key destructor created after Sigreg's own key: glibc runs it
+/// after Sigreg's has handed the record back, in the same round.
+void notifyAfterRelease(void *) noexcept
+{
+    g_copySeen.placeholderAfterRelease = copyIsPlaceholder() ? 1 : 0;
+    g_copySeen.recordAfterRelease = sigreg::detail::tl_record == &sigreg::detail::g_placeholderRecord ? 1 : 0;
+    g_exitReg->notify(Event{5}); // takes a record again (released in a later round)
+    g_exitReg->notify(Event{5}); // the second read attaches the copy again
+    g_copySeen.reattached = !copyIsPlaceholder() && sigreg::detail::tl_moduleRecord.load() == sigreg::detail::tl_record ? 1 : 0;
+}
+
+bool listed(const sigreg::detail::ThreadRecord *rec, const void *slot)
+{
+    for (std::uint32_t i = 0; i < rec->moduleSlotCount; ++i) {
+        if (rec->moduleSlots[i].slot == slot)
+            return true;
+    }
+    return false;
+}
+
+} // namespace
+#endif
+
+// The inline notify path reads this module's copy of the thread's record
+// pointer (detail::tl_moduleRecord). It must be the placeholder or the
+// thread's current record, never a record handed back: the copy is attached
+// after a thread's first read and reset before the record goes back at
+// thread exit, so a read from a later exit destructor takes a record anew.
+void tst_RegistryConcurrency::moduleCopyFollowsTheRecord()
+{
+#if !SIGREG_MODULE_RECORDS
+    QSKIP("module copies of the record pointer are off on this platform");
+#else
+    Reg reg;
+    Reg inner;
+    Guard g1 = reg.addGuarded([&](const Event &) {
+        g_copySeen.calls.fetch_add(1);
+        inner.notify(Event{0}); // nested: the copy stays as it is
+    });
+    Guard g2 = inner.addGuarded([](const Event &) {});
+    reg.notify(Event{0}); // Sigreg's pthread key exists from here on
+    pthread_key_t key;
+    QCOMPARE(pthread_key_create(&key, notifyAfterRelease), 0);
+    g_exitReg = &reg;
+    const int before = recordsInUse();
+
+    std::atomic<int> firstSeenPlaceholder{-1};
+    std::atomic<int> attachedAfterRead{-1};
+    std::atomic<int> listedInRecord{-1};
+    std::thread th([&] {
+        firstSeenPlaceholder = copyIsPlaceholder() ? 1 : 0;
+        reg.notify(Event{1}); // takes the record (out of line), then attaches
+        const auto *rec = sigreg::detail::tl_record;
+        attachedAfterRead = sigreg::detail::tl_moduleRecord.load() == rec ? 1 : 0;
+        listedInRecord = listed(rec, &sigreg::detail::tl_moduleRecord) ? 1 : 0;
+        reg.notify(Event{1}); // the inline path, nesting
+        pthread_setspecific(key, &reg);
+    });
+    th.join();
+    pthread_key_delete(key);
+
+    QCOMPARE(firstSeenPlaceholder.load(), 1);
+    QCOMPARE(attachedAfterRead.load(), 1);
+    QCOMPARE(listedInRecord.load(), 1);
+    QCOMPARE(g_copySeen.placeholderAfterRelease.load(), 1);
+    QCOMPARE(g_copySeen.recordAfterRelease.load(), 1);
+    QCOMPARE(g_copySeen.reattached.load(), 1);
+    QCOMPARE(g_copySeen.calls.load(), 1 + 2 + 2);
+    QCOMPARE(recordsInUse(), before); // handed back again after the late reads
+    QVERIFY(g1.reset());
+    QVERIFY(g2.reset());
+#endif
 }
 
 QTEST_GUILESS_MAIN(tst_RegistryConcurrency)

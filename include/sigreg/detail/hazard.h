@@ -58,6 +58,24 @@
 #endif
 #endif
 
+// Module copies of the thread's record pointer (see tl_moduleRecord below):
+// on ELF platforms with GCC or Clang, where a hidden thread_local in the
+// executable is reached with one fs-relative load. SIGREG_MODULE_RECORDS may
+// be predefined to 0 to read the library's own pointer everywhere.
+#ifndef SIGREG_MODULE_RECORDS
+#if defined(__ELF__) && (defined(__GNUC__) || defined(__clang__))
+#define SIGREG_MODULE_RECORDS 1
+#else
+#define SIGREG_MODULE_RECORDS 0
+#endif
+#endif
+
+#if SIGREG_MODULE_RECORDS
+#define SIGREG_MODULE_LOCAL __attribute__((visibility("hidden")))
+#else
+#define SIGREG_MODULE_LOCAL
+#endif
+
 namespace sigreg::detail {
 
 struct Node;
@@ -160,6 +178,18 @@ struct alignas(128) ThreadRecord {
     std::atomic<ThreadRecord *> next{nullptr};
     std::atomic<bool> inUse{false};
 
+    /// The module copies of the thread's record pointer that name this
+    /// record (see tl_moduleRecord), so that they are reset to the
+    /// placeholder before the record is handed back at thread exit. Guarded
+    /// by a process-wide mutex (attach, detach and release are rare).
+    static constexpr std::uint32_t kModuleSlots = 8;
+    struct ModuleSlot {
+        std::atomic<ThreadRecord *> *slot = nullptr;
+        const void *module = nullptr;
+    };
+    ModuleSlot moduleSlots[kModuleSlots] = {};
+    std::uint32_t moduleSlotCount = 0;
+
     /// The level for a read that found level 0 of this record in use: on the
     /// placeholder, level 0 of the calling thread's own record (taken now);
     /// otherwise a free level other than level 0, for a nested read
@@ -197,6 +227,89 @@ struct alignas(128) ThreadRecord {
 /// to the placeholder. Defined once, in the compiled core library, so that
 /// every module of a process agrees on what "this thread" is.
 extern SIGREG_CORE_EXPORT constinit thread_local ThreadRecord *tl_record SIGREG_TLS_INITIAL_EXEC;
+
+/// The placeholder record that tl_record names while a thread has none.
+extern SIGREG_CORE_EXPORT constinit ThreadRecord g_placeholderRecord;
+
+#if SIGREG_MODULE_RECORDS
+/// This module's copy of tl_record, read by the inline notify paths.
+///
+/// tl_record lives in the core library, so code in another module (the
+/// application, a plugin) reaches it through the GOT: two dependent loads
+/// on every notify. A hidden thread_local defined in each module is one
+/// fs-relative load from the executable (the linker relaxes the access to a
+/// constant offset). The copy is either the placeholder or the thread's
+/// current record, never anything else:
+/// - it starts as the placeholder, so a module's first read on a thread
+///   takes the out-of-line path, which then attaches the copy
+///   (attachThisModule());
+/// - attaching lists the copy in the record, and the record is handed back
+///   at thread exit only after every listed copy was reset to the
+///   placeholder (under a process-wide mutex, like attaching);
+/// - a module being unloaded (or the executable's statics being destroyed)
+///   resets and unlists its copies on every thread, so that no thread's exit
+///   writes to a module's thread-local storage that may be reused.
+/// A record lists at most ThreadRecord::kModuleSlots copies; a further
+/// module's copy stays the placeholder, and its reads keep taking the
+/// out-of-line path (correct, slower).
+SIGREG_MODULE_LOCAL inline constinit thread_local std::atomic<ThreadRecord *> tl_moduleRecord
+    SIGREG_TLS_INITIAL_EXEC{&g_placeholderRecord};
+
+/// Set when this module's statics are being destroyed: no copy is attached
+/// afterwards.
+SIGREG_MODULE_LOCAL inline constinit std::atomic<bool> g_moduleDetached{false};
+
+/// Lists `slot` (the calling thread's copy in the module `module`) in the
+/// calling thread's record and points it there, if the thread has a record,
+/// the list has room and `detached` (the module's g_moduleDetached, read
+/// under the same mutex as detachModule() takes) is still false. Returns at
+/// once otherwise.
+SIGREG_CORE_EXPORT void attachModuleSlot(std::atomic<ThreadRecord *> *slot, const void *module,
+                                         const std::atomic<bool> *detached) noexcept;
+/// Resets and unlists every thread's copy of module `module`.
+SIGREG_CORE_EXPORT void detachModule(const void *module) noexcept;
+
+/// Unlists this module's copies when the module is unloaded or the program
+/// ends (one per module: a function-local static of a hidden function).
+struct ModuleDetacher {
+    ~ModuleDetacher()
+    {
+        g_moduleDetached.store(true, std::memory_order_relaxed);
+        detachModule(this);
+    }
+};
+
+/// After a read that found this module's copy unusable: attaches the copy if
+/// it is the placeholder and the thread now has a record. Cheap when the
+/// copy is already attached (a nested read).
+SIGREG_MODULE_LOCAL SIGREG_COLD inline void attachThisModule() noexcept
+{
+    if (tl_moduleRecord.load(std::memory_order_relaxed) != &g_placeholderRecord
+        || g_moduleDetached.load(std::memory_order_relaxed))
+        return;
+    static ModuleDetacher detacher;
+    attachModuleSlot(&tl_moduleRecord, &detacher, &g_moduleDetached);
+}
+#endif
+
+/// The calling thread's record (or the placeholder), as the inline notify
+/// paths read it: this module's copy where there is one.
+SIGREG_ALWAYS_INLINE ThreadRecord *moduleRecord() noexcept
+{
+#if SIGREG_MODULE_RECORDS
+    return tl_moduleRecord.load(std::memory_order_relaxed);
+#else
+    return tl_record;
+#endif
+}
+
+/// After a read that took the out-of-line path: see attachThisModule().
+SIGREG_ALWAYS_INLINE void afterBusyRead() noexcept
+{
+#if SIGREG_MODULE_RECORDS
+    attachThisModule();
+#endif
+}
 
 /// Withdraws the calling thread's announcement of `node` (a handler it is
 /// running right now): removers stop waiting for this call. Only for a

@@ -124,9 +124,10 @@ public:
     /// to hold across the handler calls, the record, which is its level 0.
     SIGREG_ALWAYS_INLINE void notify(const void *event) const noexcept
     {
-        ThreadRecord *const rec = tl_record;
+        ThreadRecord *const rec = moduleRecord();
         if (SIGREG_UNLIKELY(rec->levels[0].inUse())) {
             notifyBusy(event);
+            afterBusyRead();
             return;
         }
         HazardScope scope(&rec->levels[0]);
@@ -147,9 +148,11 @@ public:
     SIGREG_ALWAYS_INLINE static bool notifyMirrored(const std::atomic<std::uintptr_t> &mirror,
                                                     const void *event) noexcept
     {
-        ThreadRecord *const rec = tl_record;
-        if (SIGREG_UNLIKELY(rec->levels[0].inUse()))
+        ThreadRecord *const rec = moduleRecord();
+        if (SIGREG_UNLIKELY(rec->levels[0].inUse())) {
+            afterBusyRead();
             return false;
+        }
         const std::uintptr_t word = mirror.load(std::memory_order_relaxed);
         if (SIGREG_UNLIKELY(word & kMirrorDivert))
             return false;
