@@ -35,7 +35,11 @@
 // re-reads the head, and retries until both agree (the classic hazard-pointer
 // validation). Before calling each handler it stores the handler's node
 // pointer in the second slot of that level ("announce"), then loads the
-// node's invoke function; remove() swaps that function for a no-op.
+// node's invoke function; remove() swaps that function for a no-op. The
+// record is found through a thread_local pointer; each module (executable,
+// plugin) reads its own hidden copy of it, one load at a constant offset
+// from the thread pointer, rather than the library's through the GOT (see
+// tl_moduleRecord in detail/hazard.h for how the copies stay current).
 //
 // Both handshakes are Dekker-style: a store followed by a load on each side.
 // Ordinarily that needs a full fence on both sides, which on the read path

@@ -47,6 +47,26 @@ namespace {
 
 std::atomic<ThreadRecord *> g_records{nullptr};
 
+/// A module copy of a thread's record pointer (tl_moduleRecord) is a plain
+/// pointer that its thread reads with an atomic builtin; this is the store.
+void storeSlot(ThreadRecord **slot, ThreadRecord *value) noexcept
+{
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_store_n(slot, value, __ATOMIC_RELAXED);
+#else
+    *slot = value; // no module copies exist without the builtins
+#endif
+}
+
+ThreadRecord *loadSlot(ThreadRecord *const *slot) noexcept
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __atomic_load_n(slot, __ATOMIC_RELAXED);
+#else
+    return *slot;
+#endif
+}
+
 /// Guards every record's list of module copies (ThreadRecord::moduleSlots).
 std::mutex &moduleSlotMutex() noexcept
 {
@@ -64,7 +84,7 @@ void releaseRecord(void *p) noexcept
     {
         std::lock_guard lock(moduleSlotMutex());
         for (std::uint32_t i = 0; i < rec->moduleSlotCount; ++i)
-            rec->moduleSlots[i].slot->store(&g_placeholderRecord, std::memory_order_relaxed);
+            storeSlot(rec->moduleSlots[i].slot, &g_placeholderRecord);
         rec->moduleSlotCount = 0;
     }
     tl_record = &g_placeholderRecord;
@@ -372,7 +392,7 @@ HazardLevel *ThreadRecord::busyLevel()
     }
 }
 
-void attachModuleSlot(std::atomic<ThreadRecord *> *slot, const void *module,
+void attachModuleSlot(ThreadRecord **slot, const void *module,
                       const std::atomic<bool> *detached) noexcept
 {
     ThreadRecord *rec = tl_record;
@@ -381,12 +401,12 @@ void attachModuleSlot(std::atomic<ThreadRecord *> *slot, const void *module,
     std::lock_guard lock(moduleSlotMutex());
     // Under the mutex: the module's detacher sets the flag before it takes
     // the mutex, so a copy is never listed after its module was detached.
-    if (detached->load(std::memory_order_relaxed) || slot->load(std::memory_order_relaxed) == rec)
+    if (detached->load(std::memory_order_relaxed) || loadSlot(slot) == rec)
         return;
     if (rec->moduleSlotCount == ThreadRecord::kModuleSlots)
         return; // this module's reads keep taking the out-of-line path
     rec->moduleSlots[rec->moduleSlotCount++] = {slot, module};
-    slot->store(rec, std::memory_order_relaxed);
+    storeSlot(slot, rec);
 }
 
 void detachModule(const void *module) noexcept
@@ -396,7 +416,7 @@ void detachModule(const void *module) noexcept
         std::uint32_t kept = 0;
         for (std::uint32_t i = 0; i < r->moduleSlotCount; ++i) {
             if (r->moduleSlots[i].module == module)
-                r->moduleSlots[i].slot->store(&g_placeholderRecord, std::memory_order_relaxed);
+                storeSlot(r->moduleSlots[i].slot, &g_placeholderRecord);
             else
                 r->moduleSlots[kept++] = r->moduleSlots[i];
         }

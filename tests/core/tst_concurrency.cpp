@@ -1118,7 +1118,7 @@ Reg *g_exitReg = nullptr;
 
 bool copyIsPlaceholder()
 {
-    return sigreg::detail::tl_moduleRecord.load() == &sigreg::detail::g_placeholderRecord;
+    return sigreg::detail::moduleRecord() == &sigreg::detail::g_placeholderRecord;
 }
 
 /// A pthread key destructor created after Sigreg's own key: glibc runs it
@@ -1129,7 +1129,7 @@ void notifyAfterRelease(void *) noexcept
     g_copySeen.recordAfterRelease = sigreg::detail::tl_record == &sigreg::detail::g_placeholderRecord ? 1 : 0;
     g_exitReg->notify(Event{5}); // takes a record again (released in a later round)
     g_exitReg->notify(Event{5}); // the second read attaches the copy again
-    g_copySeen.reattached = !copyIsPlaceholder() && sigreg::detail::tl_moduleRecord.load() == sigreg::detail::tl_record ? 1 : 0;
+    g_copySeen.reattached = !copyIsPlaceholder() && sigreg::detail::moduleRecord() == sigreg::detail::tl_record ? 1 : 0;
 }
 
 bool listed(const sigreg::detail::ThreadRecord *rec, const void *slot)
@@ -1174,7 +1174,7 @@ void tst_RegistryConcurrency::moduleCopyFollowsTheRecord()
         firstSeenPlaceholder = copyIsPlaceholder() ? 1 : 0;
         reg.notify(Event{1}); // takes the record (out of line), then attaches
         const auto *rec = sigreg::detail::tl_record;
-        attachedAfterRead = sigreg::detail::tl_moduleRecord.load() == rec ? 1 : 0;
+        attachedAfterRead = sigreg::detail::moduleRecord() == rec ? 1 : 0;
         listedInRecord = listed(rec, &sigreg::detail::tl_moduleRecord) ? 1 : 0;
         reg.notify(Event{1}); // the inline path, nesting
         pthread_setspecific(key, &reg);

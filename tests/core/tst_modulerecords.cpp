@@ -81,7 +81,7 @@ void tst_ModuleRecords::pluginCopyAttachesAndDetachesOnUnload()
         pluginSlot = pluginCopyAddress();
         hostSlot = &sigreg::detail::tl_moduleRecord; // this thread's
         pluginAttached = pluginCopyValue() == rec;
-        hostAttached = sigreg::detail::tl_moduleRecord.load() == rec;
+        hostAttached = sigreg::detail::moduleRecord() == rec;
         used.count_down();
         unloaded.wait();
         registry.notify(1); // still through the host's copy

@@ -184,7 +184,7 @@ struct alignas(128) ThreadRecord {
     /// by a process-wide mutex (attach, detach and release are rare).
     static constexpr std::uint32_t kModuleSlots = 8;
     struct ModuleSlot {
-        std::atomic<ThreadRecord *> *slot = nullptr;
+        ThreadRecord **slot = nullptr;
         const void *module = nullptr;
     };
     ModuleSlot moduleSlots[kModuleSlots] = {};
@@ -252,8 +252,14 @@ extern SIGREG_CORE_EXPORT constinit ThreadRecord g_placeholderRecord;
 /// A record lists at most ThreadRecord::kModuleSlots copies; a further
 /// module's copy stays the placeholder, and its reads keep taking the
 /// out-of-line path (correct, slower).
-SIGREG_MODULE_LOCAL inline constinit thread_local std::atomic<ThreadRecord *> tl_moduleRecord
-    SIGREG_TLS_INITIAL_EXEC{&g_placeholderRecord};
+///
+/// A plain pointer accessed with the compiler's atomic builtins (another
+/// thread resets it when a module is unloaded), not a std::atomic: with
+/// -fsanitize=null GCC checks the address of a std::atomic thread_local
+/// for null using the flags of an add that the linker may relax to a lea,
+/// which reports a null address that is not null.
+SIGREG_MODULE_LOCAL inline constinit thread_local ThreadRecord *tl_moduleRecord SIGREG_TLS_INITIAL_EXEC =
+    &g_placeholderRecord;
 
 /// Set when this module's statics are being destroyed: no copy is attached
 /// afterwards.
@@ -264,7 +270,7 @@ SIGREG_MODULE_LOCAL inline constinit std::atomic<bool> g_moduleDetached{false};
 /// the list has room and `detached` (the module's g_moduleDetached, read
 /// under the same mutex as detachModule() takes) is still false. Returns at
 /// once otherwise.
-SIGREG_CORE_EXPORT void attachModuleSlot(std::atomic<ThreadRecord *> *slot, const void *module,
+SIGREG_CORE_EXPORT void attachModuleSlot(ThreadRecord **slot, const void *module,
                                          const std::atomic<bool> *detached) noexcept;
 /// Resets and unlists every thread's copy of module `module`.
 SIGREG_CORE_EXPORT void detachModule(const void *module) noexcept;
@@ -284,7 +290,7 @@ struct ModuleDetacher {
 /// copy is already attached (a nested read).
 SIGREG_MODULE_LOCAL SIGREG_COLD inline void attachThisModule() noexcept
 {
-    if (tl_moduleRecord.load(std::memory_order_relaxed) != &g_placeholderRecord
+    if (__atomic_load_n(&tl_moduleRecord, __ATOMIC_RELAXED) != &g_placeholderRecord
         || g_moduleDetached.load(std::memory_order_relaxed))
         return;
     static ModuleDetacher detacher;
@@ -297,7 +303,7 @@ SIGREG_MODULE_LOCAL SIGREG_COLD inline void attachThisModule() noexcept
 SIGREG_ALWAYS_INLINE ThreadRecord *moduleRecord() noexcept
 {
 #if SIGREG_MODULE_RECORDS
-    return tl_moduleRecord.load(std::memory_order_relaxed);
+    return __atomic_load_n(&tl_moduleRecord, __ATOMIC_RELAXED);
 #else
     return tl_record;
 #endif
