@@ -568,6 +568,8 @@ DEFAULT_MANIFEST = os.path.join(REPO, "docs", "perf", "manifest.json")
 ANY_NAME = re.compile(r"^(?P<base>BM_\w+?)/(?:threaded:)?(?P<arg>\d+)(?:/threads:(?P<threads>\d+))?"
                       r"(?:/real_time)?_(?P<agg>median|mean|stddev|cv)$")
 
+SAMPLE_NAME = re.compile(r"^(?P<base>BM_\w+?)/(?P<arg>\d+)(?:/threads:(?P<threads>\d+))?$")
+
 WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
 
 
@@ -595,6 +597,19 @@ class Run:
             if m:
                 self.agg[m["agg"]][(m["base"], int(m["arg"]), int(m["threads"] or 1))] = b
         self.rows = self.agg["median"]
+        # The repetitions themselves, where the run kept them (no
+        # --benchmark_report_aggregates_only): cpu time in ns, by row.
+        self.samples = {}
+        for b in self.benchmarks:
+            m = SAMPLE_NAME.match(b.get("run_name", "")) if b.get("run_type") == "iteration" else None
+            if m:
+                key = (m["base"], int(m["arg"]), int(m["threads"] or 1))
+                self.samples.setdefault(key, []).append(ns(b))
+
+    def quantile(self, base, arg, q, thr=1):
+        """The q-quantile (lower) of a row's repetitions in ns, or None."""
+        values = sorted(self.samples.get((base, arg, thr), []))
+        return values[min(len(values) - 1, int(q * len(values)))] if values else None
 
     def get(self, base, arg, thr=1):
         return self.rows.get((base, arg, thr))
@@ -844,6 +859,37 @@ def wrap_command(cmd, width=110):
 
 # The values the templates name ------------------------------------------------------------
 
+def pooled_quantile(runs, base, q, arg=1, thr=1):
+    """The q-quantile (lower) of a row's repetitions pooled over several runs, in ns."""
+    values = sorted(x for r in runs for x in r.samples.get((base, arg, thr), []))
+    return values[min(len(values) - 1, int(q * len(values)))] if values else None
+
+
+def modcopy_table(groups):
+    """Before and after the per-module record pointer: the repetitions of each build's runs
+    (which alternated), pooled; the 10th percentile, the first quartile, the median and the third quartile."""
+    loop = "BM_Notify_FunctionLoop"
+    rows = [(loop, "`Notify_FunctionLoop/1`"), ("BM_Notify_Sigreg", "`Notify_Sigreg/1`"),
+            ("BM_Notify_SigregQt", "`Notify_SigregQt/1`"), ("BM_BusEmit_Handlers", "`BusEmit_Handlers/1`")]
+    before, after = groups["modcopy_before"], groups["modcopy_after"]
+    qs = (0.1, 0.25, 0.5, 0.75)
+    head = (f"| row (ns; ÷ loop at the same quantile) | `{before[0].entry['commit']}`, before: P10 / Q1 / median / Q3 "
+            f"| `{after[0].entry['commit']}`, after: P10 / Q1 / median / Q3 | after ÷ before: P10 / median |")
+    lines = [head, "|---|---:|---:|---:|"]
+    for base, label in rows:
+        cells = []
+        for runs in (before, after):
+            t = [pooled_quantile(runs, base, q) for q in qs]
+            cell = " / ".join(f"{x:.2f}" for x in t)
+            if base != loop:
+                lt = [pooled_quantile(runs, loop, q) for q in qs]
+                cell += " (" + " / ".join(f"{x / y:.2f}×" for x, y in zip(t, lt)) + ")"
+            cells.append(cell)
+        change = [pooled_quantile(after, base, q) / pooled_quantile(before, base, q) for q in (0.1, 0.5)]
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {change[0]:.2f}× / {change[1]:.2f}× |")
+    return "\n".join(lines)
+
+
 def compute_values(manifest, perf_dir):
     runs = {k: Run(k, e, perf_dir) for k, e in manifest["runs"].items()}
     groups = {g: [runs[k] for k in ks] for g, ks in manifest["groups"].items()}
@@ -943,6 +989,15 @@ def compute_values(manifest, perf_dir):
     facade_less = sh.t("BM_Notify_SigregQt", 1) < sh.t("BM_Notify_Sigreg", 1)
     v["shared.facade_word"] = "less" if facade_less else "more"
     v["shared.puzzle"] = misses and facade_less
+
+    if "modcopy_before" in groups and "modcopy_after" in groups:
+        v["tables.modcopy"] = modcopy_table(groups)
+        mc = groups["modcopy_before"] + groups["modcopy_after"]
+        v["modcopy.rounds"] = word(len(groups["modcopy_before"]))
+        v["modcopy.samples"] = str(sum(r.repetitions()[0] for r in groups["modcopy_before"]))
+        v["modcopy.first_before"] = mc[0].entry["command"].split(" --")[0]
+        v["runs.modcopy_before_1.commit"] = groups["modcopy_before"][0].entry["commit"]
+        v["runs.modcopy_after_1.commit"] = groups["modcopy_after"][0].entry["commit"]
 
     # --- Qt facade
     qt, qtruns = runs["qt"], groups["qt"]
