@@ -43,6 +43,7 @@
 #include <pthread.h>
 #endif
 
+#include "../support/hazard_records.h"
 #include "../support/sanitizers.h"
 
 using namespace std::chrono_literals;
@@ -1021,15 +1022,7 @@ void tst_RegistryConcurrency::guardRacesWithRegistryDestruction()
 
 namespace {
 
-/// Hazard records in use right now (the list is internal; records are never
-/// freed, so walking it is safe at any time).
-int recordsInUse()
-{
-    int n = 0;
-    for (auto *r = sigreg::detail::ThreadRecord::first(); r; r = r->next.load(std::memory_order_acquire))
-        n += r->inUse.load(std::memory_order_acquire) ? 1 : 0;
-    return n;
-}
+using sigreg_test::recordsInUse;
 
 /// A thread_local whose destructor notifies: it runs during thread exit, after
 /// the thread's other code, where a thread that never notified before takes
@@ -1132,15 +1125,6 @@ void notifyAfterRelease(void *) noexcept
     g_copySeen.reattached = !copyIsPlaceholder() && sigreg::detail::moduleRecord() == sigreg::detail::tl_record ? 1 : 0;
 }
 
-bool listed(const sigreg::detail::ThreadRecord *rec, const void *slot)
-{
-    for (std::uint32_t i = 0; i < rec->moduleSlotCount; ++i) {
-        if (rec->moduleSlots[i].slot == slot)
-            return true;
-    }
-    return false;
-}
-
 } // namespace
 #endif
 
@@ -1154,6 +1138,11 @@ void tst_RegistryConcurrency::moduleCopyFollowsTheRecord()
 #if !SIGREG_MODULE_RECORDS
     QSKIP("module copies of the record pointer are off on this platform");
 #else
+    // Fresh for every run of this function (QTest may repeat it).
+    g_copySeen.placeholderAfterRelease = -1;
+    g_copySeen.recordAfterRelease = -1;
+    g_copySeen.reattached = -1;
+    g_copySeen.calls = 0;
     Reg reg;
     Reg inner;
     Guard g1 = reg.addGuarded([&](const Event &) {
@@ -1175,7 +1164,7 @@ void tst_RegistryConcurrency::moduleCopyFollowsTheRecord()
         reg.notify(Event{1}); // takes the record (out of line), then attaches
         const auto *rec = sigreg::detail::tl_record;
         attachedAfterRead = sigreg::detail::moduleRecord() == rec ? 1 : 0;
-        listedInRecord = listed(rec, &sigreg::detail::tl_moduleRecord) ? 1 : 0;
+        listedInRecord = sigreg_test::listsModuleCopy(rec, &sigreg::detail::tl_moduleRecord) ? 1 : 0;
         reg.notify(Event{1}); // the inline path, nesting
         pthread_setspecific(key, &reg);
     });

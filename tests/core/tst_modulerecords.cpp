@@ -12,27 +12,12 @@
 #include <latch>
 #include <thread>
 
+#include "../support/hazard_records.h"
+
 namespace {
 
 using NotifyFn = void (*)(sigreg::Registry<int> *, int);
 using AddressFn = const void *(*)();
-
-int recordsInUse()
-{
-    int n = 0;
-    for (auto *r = sigreg::detail::ThreadRecord::first(); r; r = r->next.load(std::memory_order_acquire))
-        n += r->inUse.load(std::memory_order_acquire) ? 1 : 0;
-    return n;
-}
-
-bool listed(const sigreg::detail::ThreadRecord *rec, const void *slot)
-{
-    for (std::uint32_t i = 0; i < rec->moduleSlotCount; ++i) {
-        if (rec->moduleSlots[i].slot == slot)
-            return true;
-    }
-    return false;
-}
 
 } // namespace
 
@@ -62,7 +47,7 @@ void tst_ModuleRecords::pluginCopyAttachesAndDetachesOnUnload()
     sigreg::Registry<int> registry;
     std::atomic<int> sum{0};
     auto guard = registry.addGuarded([&](int v) { sum.fetch_add(v); });
-    const int before = recordsInUse();
+    const int before = sigreg_test::recordsInUse();
 
     std::latch used(1);
     std::latch unloaded(1);
@@ -101,18 +86,18 @@ void tst_ModuleRecords::pluginCopyAttachesAndDetachesOnUnload()
     } finish{unloaded, th};
     QVERIFY(pluginAttached);
     QVERIFY(hostAttached);
-    QVERIFY(listed(rec, pluginSlot));
-    QVERIFY(listed(rec, hostSlot));
+    QVERIFY(sigreg_test::listsModuleCopy(rec, pluginSlot));
+    QVERIFY(sigreg_test::listsModuleCopy(rec, hostSlot));
 
     pluginNotify = nullptr;
     QVERIFY2(lib.unload(), qPrintable(lib.errorString()));
-    QVERIFY(!listed(rec, pluginSlot)); // the plugin's copy was unlisted at unload
-    QVERIFY(listed(rec, hostSlot));
+    QVERIFY(!sigreg_test::listsModuleCopy(rec, pluginSlot)); // the plugin's copy was unlisted at unload
+    QVERIFY(sigreg_test::listsModuleCopy(rec, hostSlot));
 
     unloaded.count_down();
     th.join();
     QCOMPARE(sum.load(), 6);
-    QCOMPARE(recordsInUse(), before);
+    QCOMPARE(sigreg_test::recordsInUse(), before);
     QVERIFY(guard.reset());
 #endif
 }
