@@ -606,11 +606,6 @@ class Run:
                 key = (m["base"], int(m["arg"]), int(m["threads"] or 1))
                 self.samples.setdefault(key, []).append(ns(b))
 
-    def quantile(self, base, arg, q, thr=1):
-        """The q-quantile (lower) of a row's repetitions in ns, or None."""
-        values = sorted(self.samples.get((base, arg, thr), []))
-        return values[min(len(values) - 1, int(q * len(values)))] if values else None
-
     def get(self, base, arg, thr=1):
         return self.rows.get((base, arg, thr))
 
@@ -992,12 +987,8 @@ def compute_values(manifest, perf_dir):
 
     if "modcopy_before" in groups and "modcopy_after" in groups:
         v["tables.modcopy"] = modcopy_table(groups)
-        mc = groups["modcopy_before"] + groups["modcopy_after"]
         v["modcopy.rounds"] = word(len(groups["modcopy_before"]))
         v["modcopy.samples"] = str(sum(r.repetitions()[0] for r in groups["modcopy_before"]))
-        v["modcopy.first_before"] = mc[0].entry["command"].split(" --")[0]
-        v["runs.modcopy_before_1.commit"] = groups["modcopy_before"][0].entry["commit"]
-        v["runs.modcopy_after_1.commit"] = groups["modcopy_after"][0].entry["commit"]
 
     # --- Qt facade
     qt, qtruns = runs["qt"], groups["qt"]

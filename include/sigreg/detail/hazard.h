@@ -70,12 +70,6 @@
 #endif
 #endif
 
-#if SIGREG_MODULE_RECORDS
-#define SIGREG_MODULE_LOCAL __attribute__((visibility("hidden")))
-#else
-#define SIGREG_MODULE_LOCAL
-#endif
-
 namespace sigreg::detail {
 
 struct Node;
@@ -232,6 +226,10 @@ extern SIGREG_CORE_EXPORT constinit thread_local ThreadRecord *tl_record SIGREG_
 extern SIGREG_CORE_EXPORT constinit ThreadRecord g_placeholderRecord;
 
 #if SIGREG_MODULE_RECORDS
+// One definition per module (shared object or executable), whatever the
+// module's default visibility.
+#define SIGREG_MODULE_LOCAL __attribute__((visibility("hidden")))
+
 /// This module's copy of tl_record, read by the inline notify paths.
 ///
 /// tl_record lives in the core library, so code in another module (the
