@@ -64,9 +64,10 @@ public:
     SIGREG_CORE_EXPORT HandlerId release() noexcept;
 
     /// Effect: removes the handler now, waiting until it is not running on
-    /// another thread (see `Registry<E>::remove()`), and empties the guard.
-    /// Returns true if this call removed it (false if it was already removed
-    /// by id, the registry is gone, or the guard was empty).
+    /// another thread (see `Registry<E>::remove()`, also when it was removed
+    /// already by id), and empties the guard. Returns true if this call
+    /// removed it (false if it was already removed by id, the registry is
+    /// gone, or the guard was empty).
     SIGREG_CORE_EXPORT bool reset() noexcept;
 
     /// Effect: as `reset()` but does not wait for calls in flight on other

@@ -16,9 +16,10 @@
 //   Every handler of one notify() receives the same `const E&`.
 // * A throwing handler never stops its siblings: the exception is caught,
 //   counted and passed, with the handler's id, to the error handler.
-// * When remove(id) returns true on thread T, the handler is not running on
-//   any thread other than T and will never be called again. Calls running on
-//   T itself (a handler removing itself or a sibling) complete normally.
+// * When remove(id) returns on thread T, true or false, the handler is not
+//   running on any thread other than T and will never be called again. Calls
+//   running on T itself (a handler removing itself or a sibling) complete
+//   normally.
 //
 // How: snapshots and hazard slots
 // -------------------------------
@@ -57,18 +58,25 @@
 // objects are waiting) runs one heavy fence (skipped when no other thread
 // holds a hazard record, e.g. when only one thread ever notifies), collects
 // every thread's hazard slots — the calling thread's own included — and frees
-// each retired block no slot holds. A node removed at version v is listed only by blocks created
-// before v; it is destroyed once no such block remains. Destructors of
-// handlers run outside the registry's mutex, so they may use the registry.
-// Memory held is therefore bounded by: the current block, at most four
-// retired blocks, plus the blocks that threads are reading right now.
+// each retired block no slot holds. A node is listed by the blocks from the
+// one it was first added to up to (not including) the one its removal
+// published; it is destroyed once no retained block is among them, so a
+// long read (a handler running a nested event loop) keeps only what its own
+// block lists. Destructors of handlers run outside the registry's mutex, so
+// they may use the registry. Memory held is therefore bounded by: the
+// current block, at most four retired blocks, the blocks that threads are
+// reading right now, and the removed handlers those blocks list.
 //
 // Why removal can wait, and the hazard that remains
 // -------------------------------------------------
 // remove() marks the node, publishes a block without it, fences, then waits
 // until no *other* thread announces that node. The wait is per handler, not
 // per snapshot, so two threads whose handlers remove themselves (or each
-// other's siblings) at the same time do not wait for each other. The one
+// other's siblings) at the same time do not wait for each other. A removal
+// that finds the handler removed already (by a concurrent remove() still
+// waiting, or by removeNoWait()) waits the same way before it returns false,
+// unless it runs inside a call of that handler: two calls of a one-shot
+// handler that both remove it must not wait for each other. The one
 // hazard left: a remover waits for the handler to return, so if that handler
 // is blocked on something the remover holds (a mutex the remover locked, or
 // the remover's own handler in a mutual removal), they deadlock — just as
@@ -259,10 +267,12 @@ public:
 
     /// Effect: removes handler `id`. Returns true if this call removed it;
     /// false if `id` is unknown or already removed (of several concurrent
-    /// calls for one id exactly one returns true). When it returns true the
-    /// handler is not running on any other thread and will not be called
-    /// again; a call running on this thread (a handler removing itself)
-    /// completes normally. The handler object is destroyed once no snapshot
+    /// calls for one id exactly one returns true). When it returns, true or
+    /// false, the handler is not running on any other thread and will not be
+    /// called again: a call that finds it removed by another call, still
+    /// waiting or a removeNoWait(), waits as that call would have (except
+    /// from inside a call of that handler, see the header's essay). A call
+    /// running on this thread (a handler removing itself) completes normally. The handler object is destroyed once no snapshot
     /// can reach it — possibly before this returns, possibly later.
     /// Warning: waits for running calls of the handler on other threads; if
     /// such a call is blocked on something the caller holds, this deadlocks.

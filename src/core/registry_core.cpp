@@ -206,11 +206,33 @@ void RegistryCore::reclaim(Garbage &garbage) noexcept
             garbage.add(const_cast<ErrorSink *>(static_cast<const ErrorSink *>(r.object)));
         return true;
     });
-    // A node removed at version v is listed only by blocks created before v.
+    // A removed node is listed exactly by the blocks of versions in
+    // [addedVersion, removedVersion); it is destroyed once none of them is
+    // retained. Nodes added after a block some reader holds are not kept for
+    // it, however long that read lasts (a handler running a nested event
+    // loop, say), so churn meanwhile holds no memory.
+    std::vector<std::uint64_t> &kept = m_keptVersions;
+    bool exact = true;
+    try {
+        kept.clear();
+        for (const Retired &r : m_retired) {
+            if (r.isBlock)
+                kept.push_back(r.version);
+        }
+        std::sort(kept.begin(), kept.end());
+    } catch (const std::bad_alloc &) {
+        exact = false; // then by the oldest retained block alone, conservatively
+    }
+    auto listedByKeptBlock = [&](const Node *n) {
+        if (!exact)
+            return n->removedVersion > oldestKept;
+        const auto it = std::lower_bound(kept.begin(), kept.end(), n->addedVersion);
+        return it != kept.end() && *it < n->removedVersion;
+    };
     std::erase_if(m_removed, [&](Node *n) {
         // A pinned node is still being waited for by address: freeing it
         // could let a new handler take the address and prolong that wait.
-        if (n->waitPins != 0 || n->removedVersion > oldestKept)
+        if (n->waitPins != 0 || listedByKeptBlock(n))
             return false;
         garbage.add(n);
         return true;
@@ -241,6 +263,29 @@ void RegistryCore::waitUntilIdle(std::span<const Node *const> nodes) noexcept
                 backoff.pause();
         });
     }
+}
+
+bool RegistryCore::runningOnThisThread(const Node *node) noexcept
+{
+    // Every level this thread has in use is inside a handler call right now
+    // (we are running on it), and names that handler in `current`.
+    bool found = false;
+    if (const ThreadRecord *self = tl_record) {
+        self->forEachLevel([&](const HazardLevel &level) {
+            found = found || (level.object.load(std::memory_order_relaxed) != nullptr
+                              && level.current.load(std::memory_order_relaxed) == node);
+        });
+    }
+    return found;
+}
+
+Node *RegistryCore::findRemoved(HandlerId id) const noexcept
+{
+    for (Node *n : m_removed) {
+        if (n->id == id)
+            return n;
+    }
+    return nullptr;
 }
 
 Node *RegistryCore::findLive(HandlerId id) const noexcept
@@ -274,6 +319,7 @@ HandlerId RegistryCore::add(Node *node, int priority)
             // Append in place: readers of this block loaded a count <= n and never
             // look at slot n; the release store publishes it to later readers.
             e[n] = node;
+            node->addedVersion = cur->version;
             cur->count.store(n + 1, std::memory_order_release);
         } else {
             // First position whose priority is lower: ties stay in registration order.
@@ -285,6 +331,7 @@ HandlerId RegistryCore::add(Node *node, int priority)
             std::copy(pos, e + n, out);
             b->count.store(n + 1, std::memory_order_relaxed);
             publish(b, garbage);
+            node->addedVersion = b->version;
         }
         // Capacity reserved above: cannot throw.
         if (m_live.empty() || m_live.back()->id < node->id)
@@ -306,30 +353,58 @@ void RegistryCore::notifyObserver(bool changed) const noexcept
         fn(m_observerContext);
 }
 
-void RegistryCore::prepareWait(std::span<const Node *const> removed, bool wait) noexcept
+void RegistryCore::prepareWait(std::span<const Node *const> removed, bool wait,
+                               std::span<const Node *const> earlier) noexcept
 {
     // Pinned: not reclaimed (so its address not reused, and its removal hook
     // still callable) until finishRemoval() is done with it.
     for (const Node *n : removed)
         ++const_cast<Node *>(n)->waitPins;
-    if (!wait)
+    for (const Node *n : earlier)
+        ++const_cast<Node *>(n)->waitPins;
+    if (!wait || (removed.empty() && earlier.empty()))
         return;
     // Orders the invoke-function swap before reading the announcements.
     fenceAgainstReaders();
     m_retiredSinceFence = 0;
 }
 
-void RegistryCore::finishRemoval(std::span<const Node *const> removed, bool wait, Garbage &garbage)
+void RegistryCore::finishRemoval(std::span<const Node *const> removed, bool wait, Garbage &garbage,
+                                 std::span<const Node *const> earlier)
 {
-    if (wait && !removed.empty())
-        waitUntilIdle(removed);
+    if (wait && !(removed.empty() && earlier.empty())) {
+        if (earlier.empty()) {
+            waitUntilIdle(removed);
+        } else {
+            // Rare (a batch or a remove() naming handlers removed meanwhile):
+            // one sorted list for the wait.
+            std::vector<const Node *> all;
+            try {
+                all.reserve(removed.size() + earlier.size());
+                all.assign(removed.begin(), removed.end());
+                all.insert(all.end(), earlier.begin(), earlier.end());
+                std::sort(all.begin(), all.end());
+                waitUntilIdle(all);
+            } catch (const std::bad_alloc &) {
+                waitUntilIdle(removed);
+                for (const Node *n : earlier)
+                    waitUntilIdle(std::span<const Node *const>(&n, 1));
+            }
+        }
+    }
     for (const Node *n : removed) {
         if (n->removed)
-            n->removed(const_cast<Node *>(n), wait);
+            n->removed(const_cast<Node *>(n), wait ? Removal::Wait : Removal::NoWait);
+    }
+    for (const Node *n : earlier) {
+        if (n->removed)
+            n->removed(const_cast<Node *>(n), Removal::WaitForEarlier);
     }
     {
         std::lock_guard lock(m_mutex);
         for (const Node *n : removed)
+            --const_cast<Node *>(n)->waitPins;
+        for (const Node *n : earlier)
             --const_cast<Node *>(n)->waitPins;
         reclaim(garbage);
     }
@@ -342,10 +417,25 @@ bool RegistryCore::remove(HandlerId id, bool wait)
     Node *node = nullptr;
     const Node *removed[1] = {};
     {
-        std::lock_guard lock(m_mutex);
+        std::unique_lock lock(m_mutex);
         node = findLive(id);
-        if (!node)
+        if (!node) {
+            // Removed already, by a concurrent remove() (possibly still
+            // waiting) or a removeNoWait(): a waiting removal still waits for
+            // its calls on other threads, so that whichever remove() returns,
+            // the handler is idle. Reclaimed (or never known): nothing runs it.
+            // Not from inside a call of that handler: the removal that won may
+            // be waiting for this very call (two calls of a one-shot handler
+            // removing it at once), and the handler runs here anyway.
+            if (!wait || !(node = findRemoved(id)) || runningOnThisThread(node))
+                return false;
+            removed[0] = node;
+            // Fences too: the earlier call may not have (a removeNoWait()).
+            prepareWait({}, true, removed);
+            lock.unlock();
+            finishRemoval({}, true, garbage, removed);
             return false;
+        }
         reserveFor(m_removed, 1);
         reserveFor(m_retired, 1);
         const Block *cur = m_head.load(std::memory_order_relaxed);
@@ -400,6 +490,7 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
 {
     Garbage garbage;
     std::vector<const Node *> removed;
+    std::vector<const Node *> earlier; // named in the batch, removed before by other calls
     bool added = false;
     {
         std::lock_guard lock(m_mutex);
@@ -412,6 +503,8 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
         for (HandlerId id : ops.removes) {
             if (Node *n = findLive(id))
                 removed.push_back(n);
+            else if (Node *e = wait ? findRemoved(id) : nullptr; e && !runningOnThisThread(e))
+                earlier.push_back(e); // as in remove()
         }
         std::sort(removed.begin(), removed.end());
 
@@ -424,41 +517,47 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
         const Block *cur = m_head.load(std::memory_order_relaxed);
         const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
         const std::size_t total = n - removed.size() + ops.adds.size();
-        if (ops.adds.empty() && removed.empty())
-            return 0;
-        Block *b = allocateBlock(grownCapacity(total));
-        Node **out = b->entries();
-        Node *const *e = cur->entries();
-        auto add = ops.adds.begin();
-        for (std::uint32_t i = 0; i < n; ++i) {
-            if (std::binary_search(removed.begin(), removed.end(), e[i]))
-                continue;
-            // Existing handlers precede new ones of equal priority.
-            while (add != ops.adds.end() && (*add)->priority > e[i]->priority)
-                *out++ = *add++;
-            *out++ = e[i];
-        }
-        out = std::copy(add, ops.adds.end(), out);
-        b->count.store(static_cast<std::uint32_t>(out - b->entries()), std::memory_order_relaxed);
+        if (ops.adds.empty() && removed.empty()) {
+            // Nothing to publish; perhaps handlers removed earlier to wait for.
+            if (earlier.empty())
+                return 0;
+        } else {
+            Block *b = allocateBlock(grownCapacity(total));
+            Node **out = b->entries();
+            Node *const *e = cur->entries();
+            auto add = ops.adds.begin();
+            for (std::uint32_t i = 0; i < n; ++i) {
+                if (std::binary_search(removed.begin(), removed.end(), e[i]))
+                    continue;
+                // Existing handlers precede new ones of equal priority.
+                while (add != ops.adds.end() && (*add)->priority > e[i]->priority)
+                    *out++ = *add++;
+                *out++ = e[i];
+            }
+            out = std::copy(add, ops.adds.end(), out);
+            b->count.store(static_cast<std::uint32_t>(out - b->entries()), std::memory_order_relaxed);
 
-        for (const Node *r : removed)
-            markRemoved(const_cast<Node *>(r));
-        std::erase_if(m_live, [&](Node *x) { return std::binary_search(removed.begin(), removed.end(), x); });
-        // A concurrent add() may have taken a larger id than some of ours.
-        const auto mid = m_live.insert(m_live.end(), ops.adds.begin(), ops.adds.end());
-        std::sort(mid, m_live.end(), byId);
-        std::inplace_merge(m_live.begin(), mid, m_live.end(), byId);
-        added = !ops.adds.empty();
-        ops.adds.clear(); // owned by the registry now
-        m_size.store(m_live.size(), std::memory_order_relaxed);
-        publish(b, garbage);
-        for (const Node *r : removed) {
-            const_cast<Node *>(r)->removedVersion = m_version;
-            m_removed.push_back(const_cast<Node *>(r));
+            for (const Node *r : removed)
+                markRemoved(const_cast<Node *>(r));
+            std::erase_if(m_live, [&](Node *x) { return std::binary_search(removed.begin(), removed.end(), x); });
+            // A concurrent add() may have taken a larger id than some of ours.
+            const auto mid = m_live.insert(m_live.end(), ops.adds.begin(), ops.adds.end());
+            std::sort(mid, m_live.end(), byId);
+            std::inplace_merge(m_live.begin(), mid, m_live.end(), byId);
+            added = !ops.adds.empty();
+            for (Node *a : ops.adds)
+                a->addedVersion = m_version + 1; // b's, set by publish() below
+            ops.adds.clear(); // owned by the registry now
+            m_size.store(m_live.size(), std::memory_order_relaxed);
+            publish(b, garbage);
+            for (const Node *r : removed) {
+                const_cast<Node *>(r)->removedVersion = m_version;
+                m_removed.push_back(const_cast<Node *>(r));
+            }
         }
-        prepareWait(removed, wait);
+        prepareWait(removed, wait, earlier);
     }
-    finishRemoval(removed, wait, garbage);
+    finishRemoval(removed, wait, garbage, earlier);
     notifyObserver(removed.empty() && added);
     return removed.size();
 }

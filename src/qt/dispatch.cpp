@@ -189,16 +189,23 @@ void HandlerState::leave() noexcept
         gate.notify_all();
 }
 
-void HandlerState::markRemoved(bool wait) noexcept
+void HandlerState::markRemoved(detail::Removal how) noexcept
 {
+    // Idempotent, so a later waiting removal (WaitForEarlier) may set it too:
+    // it may get here before the first call's hook.
     gate.fetch_or(kRemoved, std::memory_order_acq_rel);
-    if (contextDestroyed)
+    // The first call's alone (the connection is not shared between threads).
+    if (how != detail::Removal::WaitForEarlier && contextDestroyed)
         QObject::disconnect(contextDestroyed);
-    if (!wait)
+    if (how == detail::Removal::NoWait)
         return;
     std::uint32_t own = 0;
     for (const RunningScope *r = t_running; r; r = r->prev)
         own += r->state == this ? 1 : 0;
+    // A later removal from inside a call of this handler does not wait: the
+    // removal that won may be waiting for this very call (as in the core).
+    if (how == detail::Removal::WaitForEarlier && own != 0)
+        return;
     // Calls of this handler running on other threads end; ours complete
     // normally after we return.
     for (std::uint32_t g = gate.load(std::memory_order_acquire); (g & ~kRemoved) > own;
@@ -240,7 +247,10 @@ struct StateNode final : detail::Node {
         self->state->deref();
         delete self;
     }
-    static void removedFn(detail::Node *n, bool wait) noexcept { static_cast<StateNode *>(n)->state->markRemoved(wait); }
+    static void removedFn(detail::Node *n, detail::Removal how) noexcept
+    {
+        static_cast<StateNode *>(n)->state->markRemoved(how);
+    }
 };
 
 thread_local Frame *t_frame = nullptr;

@@ -112,6 +112,11 @@ private Q_SLOTS:
     void removeWaitsForRunningHandler();
     void removeNoWaitDoesNotWait_data();
     void removeNoWaitDoesNotWait();
+    void laterRemovalWaitsForEarlierOne_data();
+    void laterRemovalWaitsForEarlierOne();
+    void churnDuringLongReadIsFreed();
+    void handlerRemovedFromTwoOfItsCalls_data();
+    void handlerRemovedFromTwoOfItsCalls();
     void removeDoesNotWaitForUnrelatedCallbacks_data();
     void removeDoesNotWaitForUnrelatedCallbacks();
     void simultaneousSelfRemovalDoesNotDeadlock_data();
@@ -335,12 +340,16 @@ void tst_RegistryConcurrency::stress()
         std::shared_ptr<ChurnState> state;
     };
 
-    // Handler bodies. Each checks invariant (i) first.
+    // Handler bodies. Each checks invariant (i) on entry and, where it can,
+    // again on exit: a waiting removal must also wait for calls that were
+    // already running when it started.
     auto makeChecked = [&sh](std::shared_ptr<ChurnState> s) {
         return [s = std::move(s), &sh](const StressEvent &) {
             if (s->removed.load())
                 sh.violations.fetch_add(1);
             s->calls.fetch_add(1, std::memory_order_relaxed);
+            if (s->removed.load())
+                sh.violations.fetch_add(1);
         };
     };
     auto makeThrowing = [&sh](std::shared_ptr<ChurnState> s) {
@@ -364,7 +373,12 @@ void tst_RegistryConcurrency::stress()
             if (id != 0 && reg.remove(HandlerId(id))) {
                 s->removed.store(true);
                 sh.oneShotsFired.fetch_add(1);
+                return; // this call removed it: it completes normally
             }
+            // Lost the race (or the id is not set yet): whoever removed it
+            // waits for this call before it reports the removal.
+            if (s->removed.load())
+                sh.violations.fetch_add(1);
         };
     };
     auto makeRelay = [&sh, &side](std::shared_ptr<ChurnState> s) {
@@ -373,6 +387,8 @@ void tst_RegistryConcurrency::stress()
                 sh.violations.fetch_add(1);
             s->calls.fetch_add(1, std::memory_order_relaxed);
             side.notify(static_cast<int>(e.seq));
+            if (s->removed.load())
+                sh.violations.fetch_add(1);
         };
     };
 
@@ -435,9 +451,10 @@ void tst_RegistryConcurrency::stress()
                         sh.wrongResults.fetch_add(1);
                     break;
                 case Kind::OneShot:
-                    // Either we or the handler itself removes it.
-                    if (reg.remove(o.id))
-                        o.state->removed.store(true);
+                    // Either we or the handler itself removes it. Either way,
+                    // once our waiting remove() returns no call is running.
+                    reg.remove(o.id);
+                    o.state->removed.store(true);
                     break;
                 default:
                     if (!reg.remove(o.id))
@@ -740,6 +757,183 @@ void tst_RegistryConcurrency::removeWaitsForRunningHandler()
     reg.clear();
     QCOMPARE(reg.pendingReclamation(), std::size_t(0));
     QCOMPARE(flags.destroyed.load(), 1);
+}
+
+void tst_RegistryConcurrency::laterRemovalWaitsForEarlierOne_data()
+{
+    QTest::addColumn<QString>("first");
+    QTest::addColumn<QString>("second");
+    for (const char *first : {"removeNoWait", "remove"}) {
+        for (const char *second : {"remove", "batch commit", "Guard::reset", "Guard destructor"})
+            QTest::addRow("%s, then %s", first, second) << first << second;
+    }
+}
+
+// The handler is already removed, by a removeNoWait() or by a remove() still
+// waiting on another thread, while a call of it runs on thread A. A later
+// waiting removal of the same id returns false, and only once that call ended:
+// whichever removal returns, the handler is idle.
+void tst_RegistryConcurrency::laterRemovalWaitsForEarlierOne()
+{
+    QFETCH(QString, first);
+    QFETCH(QString, second);
+    BlockingHandler::Flags flags;
+    Reg reg;
+    const HandlerId id = reg.add(BlockingHandler(&flags));
+
+    std::thread notifier([&] { reg.notify(Event{}); }); // thread A: enters the handler
+    if (!waitFor([&] { return flags.entered.load(); }))
+        deadlocked("notifier entering the handler");
+
+    // The first removal, on thread C.
+    std::atomic<bool> firstWon{false};
+    std::thread firstRemover([&] { firstWon.store(first == "remove" ? reg.remove(id) : reg.removeNoWait(id)); });
+    if (first == "removeNoWait")
+        firstRemover.join();
+    if (!waitFor([&] { return !reg.contains(id); }))
+        deadlocked("first removal");
+
+    std::atomic<bool> started{false}, returned{false}, finishedAtReturn{false}, result{true};
+    std::thread secondRemover([&] { // thread B
+        started.store(true);
+        bool r = true;
+        if (second == "remove") {
+            r = reg.remove(id);
+        } else if (second == "batch commit") {
+            auto batch = reg.batch();
+            batch.remove(id);
+            r = batch.commit().removed != 0;
+        } else if (second == "Guard::reset") {
+            Guard g = reg.guard(id);
+            r = g.reset();
+        } else {
+            Guard g = reg.guard(id);
+            r = false;
+        }
+        finishedAtReturn.store(flags.finished.load());
+        result.store(r);
+        returned.store(true);
+    });
+    if (!waitFor([&] { return started.load(); }))
+        deadlocked("second remover start");
+    // Makes the interesting interleaving likely; no assertion depends on it.
+    std::this_thread::sleep_for(kUnderTsan ? 50ms : 20ms);
+    const bool returnedWhileBlocked = returned.load();
+    flags.release.store(true);
+
+    notifier.join();
+    secondRemover.join();
+    if (firstRemover.joinable())
+        firstRemover.join();
+    QVERIFY2(!returnedWhileBlocked, "the later removal returned while the handler was still running");
+    QVERIFY2(finishedAtReturn.load(), "the later removal returned before the handler finished");
+    QVERIFY(firstWon.load());
+    QVERIFY2(!result.load(), "only the first removal removed the handler");
+    QCOMPARE(flags.calls.load(), 1);
+    reg.notify(Event{});
+    QCOMPARE(flags.calls.load(), 1);
+    // Unpinned again: the next removal (nothing runs now) reclaims everything.
+    QVERIFY(reg.remove(reg.add([](const Event &) {})));
+    QCOMPARE(reg.pendingReclamation(), std::size_t(0));
+    QCOMPARE(flags.destroyed.load(), 1);
+}
+
+// A thread stays inside a handler (as one running a nested event loop would)
+// while another adds and removes handlers: the read holds only the block it
+// started on, so handlers added later are destroyed as soon as they are
+// removed, and the memory held stays bounded however long the read lasts.
+void tst_RegistryConcurrency::churnDuringLongReadIsFreed()
+{
+    BlockingHandler::Flags flags;
+    Reg reg;
+    reg.add(BlockingHandler(&flags));
+    std::thread reader([&] { reg.notify(Event{}); });
+    if (!waitFor([&] { return flags.entered.load(); }))
+        deadlocked("reader entering the handler");
+
+    struct Counted {
+        std::shared_ptr<int> alive;
+        void operator()(const Event &) const {}
+    };
+    auto token = std::make_shared<int>(0);
+    constexpr int kChurn = 200;
+    for (int i = 0; i < kChurn; ++i) {
+        // Higher priority than the blocked handler: a new block each time,
+        // never an append to the block the reader holds.
+        const HandlerId id = reg.add(1 + i % 3, Counted{token});
+        QVERIFY(reg.remove(id));
+        // Only `token` itself and, at most, the handler just removed: every
+        // earlier one has been destroyed although the read goes on.
+        QVERIFY2(token.use_count() <= 2, qPrintable(QStringLiteral("after %1 removals, %2 handlers still alive")
+                                                           .arg(i + 1)
+                                                           .arg(token.use_count() - 1)));
+    }
+    // The reader's block, and little else, is still retained.
+    QVERIFY(reg.pendingReclamation() <= 2);
+    QVERIFY(!flags.finished.load());
+
+    flags.release.store(true);
+    reader.join();
+    reg.clear();
+    QCOMPARE(token.use_count(), 1L);
+    QCOMPARE(reg.pendingReclamation(), std::size_t(0));
+}
+
+void tst_RegistryConcurrency::handlerRemovedFromTwoOfItsCalls_data()
+{
+    QTest::addColumn<QString>("how");
+    QTest::newRow("remove") << "remove";
+    QTest::newRow("batch commit") << "batch";
+    QTest::newRow("Guard::reset") << "guard reset";
+}
+
+// A one-shot handler runs on two threads at once and both calls remove it.
+// The removal that wins waits for the other call; the one that loses runs
+// inside a call of the handler itself, so it must not wait for the winner's
+// call in turn (that would deadlock): it returns false at once.
+void tst_RegistryConcurrency::handlerRemovedFromTwoOfItsCalls()
+{
+    QFETCH(QString, how);
+    const int kIterations = scaled(200, 40);
+    for (int it = 0; it < kIterations; ++it) {
+        Reg reg;
+        std::latch bothInside(2);
+        std::atomic<int> wins{0}, calls{0}, done{0};
+        std::atomic<std::uint64_t> id{0};
+        auto body = [&](const Event &) {
+            calls.fetch_add(1);
+            bothInside.arrive_and_wait();
+            bool won = false;
+            if (how == "remove") {
+                won = reg.remove(HandlerId(id.load()));
+            } else if (how == "batch") {
+                auto batch = reg.batch();
+                batch.remove(HandlerId(id.load()));
+                won = batch.commit().removed == 1;
+            } else {
+                Guard g = reg.guard(HandlerId(id.load())); // one guard per call
+                won = g.reset();
+            }
+            wins.fetch_add(won ? 1 : 0);
+        };
+        id.store(reg.add(body).value());
+        std::thread threads[2];
+        for (std::thread &t : threads) {
+            t = std::thread([&] {
+                reg.notify(Event{});
+                done.fetch_add(1);
+            });
+        }
+        if (!waitFor([&] { return done.load() == 2; }))
+            deadlocked("two calls removing their own handler");
+        for (std::thread &t : threads)
+            t.join();
+        QCOMPARE(calls.load(), 2);
+        QCOMPARE(wins.load(), 1);
+        QVERIFY(reg.empty());
+        reg.notify(Event{});
+        QCOMPARE(calls.load(), 2);
+    }
 }
 
 void tst_RegistryConcurrency::removeNoWaitDoesNotWait_data()

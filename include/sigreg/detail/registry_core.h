@@ -20,10 +20,23 @@ namespace sigreg::detail {
 
 using InvokeFn = void (*)(const Node *, const void *event);
 using DestroyFn = void (*)(Node *) noexcept;
-/// Called once on the thread that removed the handler, after the removal is
-/// published (and, for a waiting removal, after the wait), outside the
-/// registry's mutex. `wait` tells which kind of removal it was.
-using RemovedFn = void (*)(Node *, bool wait) noexcept;
+/// Which removal a removal hook (RemovedFn) is called for.
+enum class Removal : std::uint8_t {
+    /// The call that removed the handler, a non-waiting one.
+    NoWait,
+    /// The call that removed the handler, a waiting one: the hook waits too.
+    Wait,
+    /// A waiting removal of a handler removed earlier by another call (a
+    /// concurrent remove(), or a removeNoWait()) and not yet reclaimed: the
+    /// hook waits as for Wait, and must not repeat what the first call did.
+    /// May run concurrently with the first call's hook.
+    WaitForEarlier,
+};
+/// Called on the thread of a removal, after it is published (and, for a
+/// waiting removal, after the wait), outside the registry's mutex: once with
+/// Removal::NoWait or Removal::Wait, then once per later waiting removal of
+/// the same id (Removal::WaitForEarlier) while the node is not reclaimed.
+using RemovedFn = void (*)(Node *, Removal) noexcept;
 /// Called after a writer changed the number of handlers, outside the mutex.
 using ObserverFn = void (*)(void *context) noexcept;
 
@@ -45,7 +58,11 @@ struct Node {
     const class RegistryCore *owner = nullptr;
     HandlerId id;
     int priority = 0;
-    // Writer-side bookkeeping, guarded by the registry's mutex.
+    // Writer-side bookkeeping, guarded by the registry's mutex. The blocks
+    // that list the node are those of versions in [addedVersion,
+    // removedVersion): the first, in place or new, and every later one until
+    // the removal published a block without it.
+    std::uint64_t addedVersion = 0;
     std::uint64_t removedVersion = 0;
     Node *nextGarbage = nullptr; // intrusive list: destruction after unlock
     std::uint32_t waitPins = 0;   // removers waiting on this node: not reclaimed meanwhile
@@ -294,11 +311,19 @@ private:
     static void waitUntilIdle(std::span<const Node *const> nodes) noexcept;
     /// Under the mutex, after publishing a snapshot without `removed`
     /// (sorted by address): pins them and fences.
-    void prepareWait(std::span<const Node *const> removed, bool wait) noexcept;
+    void prepareWait(std::span<const Node *const> removed, bool wait,
+                     std::span<const Node *const> earlier = {}) noexcept;
     void notifyObserver(bool changed) const noexcept;
     /// Without the mutex: waits for `removed` if asked, unpins, reclaims.
-    void finishRemoval(std::span<const Node *const> removed, bool wait, Garbage &garbage);
+    /// With `earlier` (pinned too), nodes removed before by other calls that
+    /// this waiting removal waits for as well, without counting them.
+    void finishRemoval(std::span<const Node *const> removed, bool wait, Garbage &garbage,
+                       std::span<const Node *const> earlier = {});
     Node *findLive(HandlerId id) const noexcept;
+    /// True if the calling thread is inside a call of `node`.
+    static bool runningOnThisThread(const Node *node) noexcept;
+    /// A node removed earlier and not yet reclaimed, by id (linear: rare).
+    Node *findRemoved(HandlerId id) const noexcept;
     Block *allocateBlock(std::uint32_t capacity);
 
 public:
@@ -323,6 +348,7 @@ private:
     std::vector<Node *> m_removed; // removed, awaiting reclamation
     std::vector<Retired> m_retired;
     std::vector<const void *> m_hazards; // reclaim() scratch, kept to avoid reallocation
+    std::vector<std::uint64_t> m_keptVersions; // reclaim() scratch: versions of retained blocks
     std::shared_ptr<Anchor> m_anchor;
     std::atomic<ObserverFn> m_observer{nullptr};
     std::atomic<std::uintptr_t> *m_mirror = nullptr; // see setMirror()

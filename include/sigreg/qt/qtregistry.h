@@ -26,7 +26,8 @@
 // What "removed" means
 // --------------------
 // When remove(id) (or a guard, clear(), or the context's destruction)
-// returns on thread T:
+// returns on thread T, whether it removed the handler or found it removed by
+// another call (see sigreg::Registry::remove()):
 // * the handler is not running on any thread other than T, inline or
 //   marshalled, and is never called again;
 // * events already queued for it are dropped, not delivered;
@@ -267,7 +268,7 @@ public:
     }
 
     /// Effect: removes handler `id`; returns true if this call removed it.
-    /// When it returns true the handler is not running on another thread,
+    /// When it returns (true or false) the handler is not running on another thread,
     /// inline or marshalled, its queued events are dropped, and it is never
     /// called again (see `What "removed" means` at the top of this header).
     /// Waits for running calls on other threads, so it deadlocks if such a

@@ -145,9 +145,9 @@ struct SIGREG_QT_EXPORT HandlerState {
     /// Enters a marshalled or asynchronous call; false once removed.
     bool enter() noexcept;
     void leave() noexcept;
-    /// Marks the handler removed; with `wait`, waits for calls running on
-    /// other threads than the context's own.
-    void markRemoved(bool wait) noexcept;
+    /// Marks the handler removed; unless `how` is Removal::NoWait, waits for
+    /// calls running on other threads than the calling one.
+    void markRemoved(detail::Removal how) noexcept;
 
 protected:
     ~HandlerState() = default;
