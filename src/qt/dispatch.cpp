@@ -354,6 +354,7 @@ void StateNode::invokeFn(const detail::Node *n, const void *event)
             return;
         }
         Completion done;
+        done.waiter = QThread::currentThread();
         Mailbox *box = targetMailbox(state, state->thread.load(std::memory_order_relaxed));
         Task *t = newTask(state, nullptr, event, &done);
         // From here on the call is tracked by the state's gate in the
@@ -362,7 +363,11 @@ void StateNode::invokeFn(const detail::Node *n, const void *event)
         // us while we wait for it.
         detail::withdrawAnnouncement(n);
         box->push(t);
-        done.wait();
+        // The context may have moved to this very thread before the thread
+        // we queued to saw the move: that thread then hands the task back
+        // (runTask()), and it runs here, where the context lives now.
+        while (Task *back = done.wait())
+            runTask(back);
         return;
     }
     default:
@@ -505,8 +510,18 @@ struct DrainEvent final : QEvent {
 };
 } // namespace
 
+namespace {
+std::atomic<std::uint64_t> g_wakeups{0};
+} // namespace
+
+std::uint64_t wakeupsPosted() noexcept
+{
+    return g_wakeups.load(std::memory_order_relaxed);
+}
+
 void Mailbox::postWakeup() noexcept
 {
+    g_wakeups.fetch_add(1, std::memory_order_relaxed);
     auto *e = new DrainEvent;
     e->posted.store(true, std::memory_order_release);
     QCoreApplication::postEvent(m_receiver, e);
@@ -617,6 +632,12 @@ void runTask(Task *task) noexcept
         // The context moved to another thread: follow it.
         QThread *to = ctx->thread();
         state->thread.store(to, std::memory_order_relaxed);
+        if (task->completion && task->completion->waiter == to) {
+            // Its caller is blocked in the context's new thread, which would
+            // never drain a mailbox while it waits: it runs the task itself.
+            task->completion->handBack(task);
+            return;
+        }
         Mailbox *box = nullptr;
         try {
             box = targetMailbox(state, to);

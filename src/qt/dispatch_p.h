@@ -40,20 +40,38 @@ struct Reporter {
 /// owns this object (on its stack) and may destroy it the moment it sees
 /// `done`, so the signaller must not touch it after that; it does not, as it
 /// notifies while holding the mutex the waiter needs to return.
+struct Task;
 struct Completion {
     std::mutex mutex;
     std::condition_variable cv;
     bool done = false;
+    /// The blocked caller's thread (set before the task is queued).
+    QThread *waiter = nullptr;
+    /// A task handed back to the blocked caller: its context moved to the
+    /// caller's thread before the task reached the thread it was queued to.
+    Task *handedBack = nullptr;
+
     void signal() noexcept
     {
         std::lock_guard lock(mutex);
         done = true;
         cv.notify_one();
     }
-    void wait() noexcept
+    void handBack(Task *t) noexcept
+    {
+        std::lock_guard lock(mutex);
+        handedBack = t;
+        cv.notify_one();
+    }
+    /// Waits until the call is done (returns null) or its task is handed
+    /// back to this thread (returns it: the caller runs it, then waits again).
+    Task *wait() noexcept
     {
         std::unique_lock lock(mutex);
-        cv.wait(lock, [this] { return done; });
+        cv.wait(lock, [this] { return done || handedBack; });
+        Task *t = handedBack;
+        handedBack = nullptr;
+        return t;
     }
 };
 

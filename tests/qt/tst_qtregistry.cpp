@@ -57,6 +57,7 @@ private Q_SLOTS:
     void blockingQueuedToFinishedThreadReturns();
     void eventCopiedOncePerNotify();
     void perProducerOrderPreserved();
+    void burstSharesOneWakeup();
     void contextDestroyedRemovesHandler();
     void contextDestroyedWithEventsInFlight();
     void removalDropsQueuedEvents();
@@ -65,6 +66,8 @@ private Q_SLOTS:
     void contextMovedToAnotherThread();
     void guardRemovesContextHandler();
     void blockingQueuedAfterMoveFromOldThread();
+    void blockingQueuedFromNewThreadBeforeOldOneSawTheMove();
+    void contextDeathWaitsWhileAnotherRemovalWaits();
     void handlerAddedForFinishedThread();
     void inlineFailureReported();
     void marshalledFailureReported();
@@ -264,6 +267,47 @@ void tst_QtRegistry::eventCopiedOncePerNotify()
     Counted::copies = 0;
     inlineOnly.notify(ev);
     QCOMPARE(Counted::copies.load(), 0);
+}
+
+void tst_QtRegistry::burstSharesOneWakeup()
+{
+    // While the worker is busy, a burst of events for two handlers living
+    // there is queued: it costs one wake-up (one posted drain event), not one
+    // per event or per handler, and is delivered in order.
+    Worker w;
+    QtRegistry<int> reg;
+    std::vector<int> seenA, seenB; // written in the worker only
+    reg.add(w.context, [&](int v) { seenA.push_back(v); }, Qt::QueuedConnection);
+    reg.add(w.context, [&](int v) { seenB.push_back(v); }, Qt::QueuedConnection);
+    reg.notify(-1); // the worker's mailbox exists and is idle again after this
+    w.sync();
+
+    std::atomic<bool> busy{false}, release{false};
+    QMetaObject::invokeMethod(w.context, [&] {
+        busy = true;
+        while (!release.load())
+            std::this_thread::yield();
+    }, Qt::QueuedConnection);
+    QTRY_VERIFY(busy.load());
+
+    constexpr int kBurst = 100;
+    const std::uint64_t before = sigreg::qtdetail::wakeupsPosted();
+    for (int i = 0; i < kBurst; ++i)
+        reg.notify(i);
+    const std::uint64_t posted = sigreg::qtdetail::wakeupsPosted() - before;
+    release = true;
+    w.sync();
+    QCOMPARE(posted, std::uint64_t(1));
+    std::vector<int> expected{-1};
+    for (int i = 0; i < kBurst; ++i)
+        expected.push_back(i);
+    std::vector<int> gotA, gotB;
+    QVERIFY(w.run([&] { // copied in the worker, which wrote them
+        gotA = seenA;
+        gotB = seenB;
+    }));
+    QCOMPARE(gotA, expected);
+    QCOMPARE(gotB, expected);
 }
 
 void tst_QtRegistry::perProducerOrderPreserved()
@@ -470,6 +514,82 @@ void tst_QtRegistry::blockingQueuedAfterMoveFromOldThread()
     reg.notify(1);
     QCOMPARE(ranIn.load(), w.thread());
     w.run([ctx] { delete ctx; });
+    QCOMPARE(reg.count(), 0);
+}
+
+void tst_QtRegistry::blockingQueuedFromNewThreadBeforeOldOneSawTheMove()
+{
+    // The context lives in a worker, which moves it to this thread. The first
+    // blocking notify from here is queued to the worker (this thread does not
+    // know about the move yet); the worker sees the context here and hands
+    // the task back to this blocked thread, which runs the handler itself,
+    // instead of queueing it to this thread's mailbox, which it would never
+    // drain while it waits (a deadlock before the fix: ctest's timeout).
+    Worker w;
+    QtRegistry<int> reg;
+    QObject *ctx = w.context;
+    w.context = nullptr; // ours from here on
+    std::atomic<QThread *> ranIn{nullptr};
+    std::atomic<int> calls{0};
+    reg.add(ctx, [&](int) {
+        ranIn = QThread::currentThread();
+        calls.fetch_add(1);
+    }, Qt::BlockingQueuedConnection);
+    QThread *self = QThread::currentThread();
+    QVERIFY(w.run([ctx, self] { ctx->moveToThread(self); }));
+    reg.notify(1);
+    QCOMPARE(calls.load(), 1);
+    QCOMPARE(ranIn.load(), self);
+    // Now known to live here: inline, as BlockingQueued from the own thread.
+    reg.notify(2);
+    QCOMPARE(calls.load(), 2);
+    delete ctx;
+    QCOMPARE(reg.count(), 0);
+}
+
+void tst_QtRegistry::contextDeathWaitsWhileAnotherRemovalWaits()
+{
+    // A Direct handler runs inline on a notifier thread and blocks there.
+    // Another thread removes it and waits for that call; meanwhile its context
+    // dies in the worker. The removal the context's death makes finds the
+    // handler removed already, and still waits for the running call before
+    // the context's destruction returns.
+    Worker w;
+    QtRegistry<int> reg;
+    std::atomic<bool> entered{false}, release{false}, finished{false};
+    const HandlerId id = reg.add(w.context, [&](int) {
+        entered = true;
+        while (!release.load())
+            std::this_thread::yield();
+        finished = true;
+    }, Qt::DirectConnection);
+    std::thread notifier([&] { reg.notify(1); });
+    QTRY_VERIFY(entered.load());
+    std::atomic<bool> removedByOther{false};
+    std::thread remover([&] { removedByOther = reg.remove(id); });
+    QTRY_VERIFY(!reg.contains(id)); // published; the remover is waiting now
+
+    std::atomic<bool> returned{false}, finishedAtReturn{false};
+    auto *helper = new QObject;
+    helper->moveToThread(w.thread());
+    QObject *ctx = w.context;
+    w.context = nullptr;
+    QMetaObject::invokeMethod(helper, [&, ctx, helper] {
+        delete ctx; // the removal inside waits for the notifier's call
+        finishedAtReturn = finished.load();
+        returned = true;
+        delete helper;
+    }, Qt::QueuedConnection);
+    // Makes the interesting interleaving likely; no assertion depends on it.
+    QThread::msleep(20);
+    const bool returnedWhileBlocked = returned.load();
+    release = true;
+    notifier.join();
+    remover.join();
+    QVERIFY(removedByOther.load());
+    QTRY_VERIFY(returned.load());
+    QVERIFY2(!returnedWhileBlocked, "the context's destruction returned while its handler still ran");
+    QVERIFY(finishedAtReturn.load());
     QCOMPARE(reg.count(), 0);
 }
 

@@ -45,18 +45,28 @@
 // dropped. BlockingQueuedConnection from the context's own thread runs the
 // handler directly (Qt would deadlock).
 //
+// After moveToThread(), a notify from the context's *new* thread may queue
+// its first events through the old thread (which forwards them) until that
+// thread has seen the move. A BlockingQueued notify in that window is handed
+// back by the old thread and runs in the new one, the caller's own.
+//
 // Known limits (not yet lifted):
-// * A context's thread is read only from the thread it was last seen in (the
-//   only one that may destroy it). After moveToThread(), a notify from the
-//   *new* thread queues its first events through the old thread, which
-//   forwards them; a BlockingQueued notify from the new thread in that
-//   window waits for the old thread's event loop.
+// * A context's thread is read from the thread it was last seen in. After
+//   moveToThread(), that old thread reads it once more, when it next handles
+//   a task of the context: destroying the context in its new thread at that
+//   very moment is a use-after-free. Let the old thread's mailbox drain (or
+//   remove the handlers) before deleting a moved context in its new thread.
 // * While a marshalled handler runs, its thread's mailbox is not drained
-//   again: a handler that spins a nested event loop waiting for another
-//   Sigreg event to the same thread waits forever.
-// * A context destroyed while another thread is already removing its
-//   handler returns from its destruction without waiting for inline
-//   (Direct) calls running on a third thread.
+//   again: Sigreg events for that thread, including BlockingQueued ones, wait
+//   until the handler returns, also when it spins a nested event loop
+//   (QDialog::exec(), a QEventLoop waiting for a reply), where Qt's own queued
+//   calls would be delivered. A handler waiting in a nested loop for another
+//   Sigreg event to its own thread waits forever.
+// * notifySequential() starts each handler after the previous one's future
+//   finished, in Sigreg's completion thread ("sigreg-completion") rather than
+//   the caller's: a later handler must not touch objects bound to the
+//   caller's thread, and must not block (it would hold up every registry's
+//   completions), e.g. by waiting for another notifyAsync() to finish.
 #pragma once
 
 /// @file
@@ -303,6 +313,8 @@ public:
     /// and cancellations are reported, not propagated). Async handlers get a
     /// shared copy of the event that lives until the returned future
     /// finishes. The future never fails and is never cancelled by Sigreg.
+    /// A handler returning a default-constructed QFuture (which Qt treats as
+    /// cancelled) is reported as cancelled (sigreg::HandlerCanceled).
     QFuture<void> notifyAsync(const E &event)
     {
         qtdetail::Frame frame(std::addressof(event), parcelMaker(), &typeid(E), qtdetail::Mode::Async);

@@ -35,6 +35,12 @@ class QtRegistryBase;
 
 namespace sigreg::qtdetail {
 
+// ---------------------------------------------------------------- wake-ups
+/// Wake-ups (posted drain events) the marshalling has posted so far, in the
+/// whole process: events for one thread that arrive before it drains share
+/// one. For tests and diagnostics.
+SIGREG_QT_EXPORT std::uint64_t wakeupsPosted() noexcept;
+
 // ---------------------------------------------------------------- pooling
 /// Fixed-size blocks (size classes of 64 bytes up to 1 KiB, 64-byte aligned)
 /// recycled across threads: marshalled events and their tasks allocate
