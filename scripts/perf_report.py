@@ -885,6 +885,41 @@ def modcopy_table(groups):
     return "\n".join(lines)
 
 
+def pool_table(runs, targets):
+    """The issues' ratio targets over rounds of one command: each row's repetitions pooled over the rounds, the
+    ratio taken at the same quantile of both rows (10th percentile, first quartile, median, third quartile)."""
+    qs = (0.1, 0.25, 0.5, 0.75)
+    loop, core, facade, qt = ("BM_Notify_FunctionLoop", "BM_Notify_Sigreg", "BM_Notify_SigregQt",
+                              "BM_Notify_QtDirect")
+    rows = []
+    for h in (1, 4):
+        word_h = "1 handler" if h == 1 else f"{h} handlers"
+        core_key = "core_1h_vs_loop" if h == 1 else "core_4h_vs_loop"
+        rows.append((f"Sigreg ÷ loop, {word_h}", (core, h, 1), (loop, h, 1), targets[core_key]))
+    for h in (1, 4):
+        word_h = "1 handler" if h == 1 else f"{h} handlers"
+        rows.append((f"Sigreg 2 threads ÷ 1 thread, {word_h}", (core, h, 2), (core, h, 1),
+                     targets["core_2threads_vs_1"]))
+        rows.append((f"(loop 2 threads ÷ 1 thread, {word_h})", (loop, h, 2), (loop, h, 1), None))
+    for h in (1, 4):
+        word_h = "1 handler" if h == 1 else f"{h} handlers"
+        rows.append((f"facade ÷ core, {word_h}", (facade, h, 1), (core, h, 1), targets["facade_vs_core"]))
+    for h in (1, 4):
+        word_h = "1 handler" if h == 1 else f"{h} handlers"
+        rows.append((f"facade ÷ Qt direct, {word_h}", (facade, h, 1), (qt, h, 1), targets["facade_vs_qt_direct"]))
+        rows.append((f"(loop ÷ Qt direct, {word_h})", (loop, h, 1), (qt, h, 1), None))
+    lines = ["| ratio | P10 | Q1 | median | Q3 | target | at the median |", "|---|---:|---:|---:|---:|---:|---|"]
+    for label, (nb, na, nt), (db, da, dt), target in rows:
+        vals = [pooled_quantile(runs, nb, q, na, nt) / pooled_quantile(runs, db, q, da, dt) for q in qs]
+        cells = " | ".join(f"{x:.2f}×" for x in vals)
+        if target is None:
+            lines.append(f"| {label} | {cells} | | |")
+        else:
+            verdict = "met" if vals[2] <= target else "missed"
+            lines.append(f"| {label} | {cells} | ≤ {target:g}× | {verdict} |")
+    return "\n".join(lines)
+
+
 def compute_values(manifest, perf_dir):
     runs = {k: Run(k, e, perf_dir) for k, e in manifest["runs"].items()}
     groups = {g: [runs[k] for k in ks] for g, ks in manifest["groups"].items()}
@@ -985,6 +1020,11 @@ def compute_values(manifest, perf_dir):
     v["shared.facade_word"] = "less" if facade_less else "more"
     v["shared.puzzle"] = misses and facade_less
 
+    if "pool" in groups:
+        v["tables.pool"] = pool_table(groups["pool"], targets)
+        v["pool.rounds"] = word(len(groups["pool"]))
+        v["pool.samples"] = str(sum(r.repetitions()[0] for r in groups["pool"]))
+        v["pool.commit"] = groups["pool"][0].entry["commit"]
     if "modcopy_before" in groups and "modcopy_after" in groups:
         v["tables.modcopy"] = modcopy_table(groups)
         v["modcopy.rounds"] = word(len(groups["modcopy_before"]))
