@@ -303,6 +303,11 @@ public:
     /// nested in handlers. Handlers added during the call are called from the
     /// next notify() on; handlers removed during it are skipped if not yet
     /// started.
+    /// Allocation: none, except a thread's first notify (its hazard record,
+    /// reused after the thread ends) and its first nesting beyond eight
+    /// levels (a chunk of 32 more). If that allocation fails, the noexcept
+    /// boundary calls std::terminate(): notify a registry once on each
+    /// thread early (e.g. at thread start) where that matters.
     SIGREG_ALWAYS_INLINE void notify(const E &event) const noexcept { m_core.notify(std::addressof(event)); }
 
     /// Effect: installs `f`, callable as `f(const HandlerFailure&)`, replacing
