@@ -469,16 +469,23 @@ std::shared_ptr<Mailbox> mailboxFor(QThread *thread)
     if (it != d.boxes.end() && !(*it)->isClosed())
         return *it;
     auto box = std::make_shared<Mailbox>(thread);
-    if (thread->isFinished()) {
-        // It will never drain, nor emit finished() again: drop from the start.
-        box->close();
-        return box;
-    }
     std::weak_ptr<Mailbox> weak = box;
     // Both run after the thread stopped draining: `finished` on the thread
     // itself as it ends, `destroyed` for threads that never emit finished.
-    QObject::connect(thread, &QThread::finished, [thread, weak] { retire(thread, weak); });
-    QObject::connect(thread, &QObject::destroyed, [thread, weak] { retire(thread, weak); });
+    // Connected before the check below, so that a thread finishing in
+    // between is seen by one or the other (retire() waits for our lock).
+    const QMetaObject::Connection onFinished =
+        QObject::connect(thread, &QThread::finished, [thread, weak] { retire(thread, weak); });
+    const QMetaObject::Connection onDestroyed =
+        QObject::connect(thread, &QObject::destroyed, [thread, weak] { retire(thread, weak); });
+    if (thread->isFinished()) {
+        // It will never drain, nor emit finished() again: drop from the start
+        // (not listed, so the next producer checks again).
+        QObject::disconnect(onFinished);
+        QObject::disconnect(onDestroyed);
+        box->close();
+        return box;
+    }
     d.boxes.insert(thread, box);
     return box;
 }
