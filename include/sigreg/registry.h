@@ -217,7 +217,7 @@ class Registry {
 public:
     class Batch;
 
-    Registry() noexcept = default;
+    Registry() noexcept { detail::requireMatchingProtocol(); }
     Registry(const Registry &) = delete;
     Registry &operator=(const Registry &) = delete;
     /// Destroys every handler and error handler. Guards of this registry

@@ -30,6 +30,13 @@
 
 namespace sigreg::detail {
 
+// Exactly one, the variant this library was built with (see hazard.h).
+#if SIGREG_ASYMMETRIC_FENCES
+const char protocolAsymmetricFences = 1;
+#else
+const char protocolSequentiallyConsistent = 1;
+#endif
+
 /// What tl_record (and every module's copy, tl_moduleRecord) names while a
 /// thread has no record: level 0 in use, so that the notify path's check for
 /// a nested read sends the thread to busyLevel(), which takes a record.

@@ -100,6 +100,38 @@ inline void protocolFence() noexcept
 /// before this call.
 SIGREG_CORE_EXPORT void heavyFence() noexcept;
 
+// The two variants of the protocol must not meet in one process: readers
+// built for asymmetric fences rely on writers that issue the heavy fence,
+// which a library built for sequentially consistent operations never does
+// (and the other way round, readers without their seq_cst operations). Each
+// library build defines exactly one of these symbols; every registry built in
+// a module references the one that module's headers chose (see
+// requireMatchingProtocol()), so a module compiled with the other variant
+// (say, with -fsanitize=thread against a library built without it, or with a
+// different SIGREG_ASYMMETRIC_FENCES) fails to link, with an undefined
+// reference naming the variant the library lacks.
+#if SIGREG_ASYMMETRIC_FENCES
+SIGREG_CORE_EXPORT extern const char protocolAsymmetricFences;
+#else
+SIGREG_CORE_EXPORT extern const char protocolSequentiallyConsistent;
+#endif
+
+/// References this module's protocol variant (see above). Costs nothing at
+/// run time; called by the registries' constructors.
+inline void requireMatchingProtocol() noexcept
+{
+#if SIGREG_ASYMMETRIC_FENCES
+    const char *variant = &protocolAsymmetricFences;
+#else
+    const char *variant = &protocolSequentiallyConsistent;
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+    asm volatile("" : : "r"(variant)); // keeps the reference, emits nothing
+#else
+    static_cast<void>(*static_cast<const volatile char *>(variant));
+#endif
+}
+
 /// Memory orders of the hazard protocol. With asymmetric fences the plain
 /// release/acquire pairs are enough; otherwise the Dekker-style handshake
 /// needs sequential consistency (and ThreadSanitizer can follow it).

@@ -203,7 +203,7 @@ class QtRegistry final : public QtRegistryBase {
 
 public:
     /// An empty registry, a QObject child of `parent`.
-    explicit QtRegistry(QObject *parent = nullptr) : QtRegistryBase(parent) {}
+    explicit QtRegistry(QObject *parent = nullptr) : QtRegistryBase(parent) { sigreg::detail::requireMatchingProtocol(); }
     ~QtRegistry() override = default;
 
     /// Effect: registers `f` (callable as `f(const E&)`), run inline on the
