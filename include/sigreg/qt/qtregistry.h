@@ -27,7 +27,8 @@
 // --------------------
 // When remove(id) (or a guard, clear(), or the context's destruction)
 // returns on thread T, whether it removed the handler or found it removed by
-// another call (see sigreg::Registry::remove()):
+// another call (see sigreg::Registry::remove(); a context's destruction
+// after a removeNoWait() has returned no longer concerns the handler):
 // * the handler is not running on any thread other than T, inline or
 //   marshalled, and is never called again;
 // * events already queued for it are dropped, not delivered;
