@@ -1025,6 +1025,25 @@ def compute_values(manifest, perf_dir):
         v["pool.rounds"] = word(len(groups["pool"]))
         v["pool.samples"] = str(sum(r.repetitions()[0] for r in groups["pool"]))
         v["pool.commit"] = groups["pool"][0].entry["commit"]
+        names = ("P10", "Q1", "the median", "Q3")
+
+        def quantiles_met(num, den, target):
+            runs_ = groups["pool"]
+            met = [name for q, name in zip((0.1, 0.25, 0.5, 0.75), names)
+                   if pooled_quantile(runs_, *num[:1], q, *num[1:]) / pooled_quantile(runs_, *den[:1], q, *den[1:])
+                   <= target]
+            if len(met) == len(names):
+                return "met at every quantile"
+            if not met:
+                return "missed at every quantile"
+            return f"met at {join_and(met)} only"
+
+        v["pool.core_1h"] = quantiles_met(("BM_Notify_Sigreg", 1, 1), ("BM_Notify_FunctionLoop", 1, 1),
+                                          targets["core_1h_vs_loop"])
+        v["pool.facade_core_4h"] = quantiles_met(("BM_Notify_SigregQt", 4, 1), ("BM_Notify_Sigreg", 4, 1),
+                                                 targets["facade_vs_core"])
+        v["pool.loop_qt_4h"] = quantiles_met(("BM_Notify_FunctionLoop", 4, 1), ("BM_Notify_QtDirect", 4, 1),
+                                             targets["facade_vs_qt_direct"])
     if "modcopy_before" in groups and "modcopy_after" in groups:
         v["tables.modcopy"] = modcopy_table(groups)
         v["modcopy.rounds"] = word(len(groups["modcopy_before"]))
