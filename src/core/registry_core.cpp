@@ -267,6 +267,10 @@ void RegistryCore::waitUntilIdle(std::span<const Node *const> nodes) noexcept
 
 bool RegistryCore::runningOnThisThread(const Node *node) noexcept
 {
+    // A layer's own calls (the Qt facade's marshalled calls and async steps
+    // run outside any walk of ours).
+    if (node->runningHere && node->runningHere(node))
+        return true;
     // Every level this thread has in use is inside a handler call right now
     // (we are running on it), and names that handler in `current`.
     bool found = false;

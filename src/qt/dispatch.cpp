@@ -238,6 +238,7 @@ struct StateNode final : detail::Node {
     explicit StateNode(HandlerState *s) noexcept : Node(&invokeFn, &destroyFn), state(s)
     {
         removed = &removedFn;
+        runningHere = &runningHereFn;
     }
 
     static void invokeFn(const detail::Node *n, const void *event);
@@ -250,6 +251,17 @@ struct StateNode final : detail::Node {
     static void removedFn(detail::Node *n, detail::Removal how) noexcept
     {
         static_cast<StateNode *>(n)->state->markRemoved(how);
+    }
+    /// Marshalled calls, async starts and sequential steps run outside the
+    /// core's walk; they are listed in t_running.
+    static bool runningHereFn(const detail::Node *n) noexcept
+    {
+        const HandlerState *s = static_cast<const StateNode *>(n)->state;
+        for (const RunningScope *r = t_running; r; r = r->prev) {
+            if (r->state == s)
+                return true;
+        }
+        return false;
     }
 };
 

@@ -10,6 +10,7 @@
 #include <QtTest/QTest>
 
 #include <atomic>
+#include <latch>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -113,6 +114,7 @@ private Q_SLOTS:
     void notifyAsyncWithoutAsyncHandlersIsReady();
     void notifySequentialStartsOneAfterAnother();
     void sequentialSkipsHandlerRemovedMeanwhile();
+    void oneShotRemovedFromAStepAndAnInlineCall();
     void syncThrowBeforeFutureIsIsolated();
     void pendingFutureFailureReported_data();
     void pendingFutureFailureReported();
@@ -196,6 +198,49 @@ void tst_QtAsync::sequentialSkipsHandlerRemovedMeanwhile()
     a.finish();
     f.waitForFinished();
     QCOMPARE(secondCalls.load(), 0);
+}
+
+void tst_QtAsync::oneShotRemovedFromAStepAndAnInlineCall()
+{
+    // An async one-shot handler runs twice at once: as a later step of a
+    // notifySequential(), on Sigreg's completion thread (outside any walk of
+    // the core), and inline in a plain notify() on another thread. Both calls
+    // remove it. The removal that wins waits for the other call; the losing
+    // one runs inside a call of that handler, so it must not wait in turn.
+    constexpr int kRounds = 20; // which call wins varies: both orders occur
+    for (int round = 0; round < kRounds; ++round) {
+        QtRegistry<int> reg;
+        Pending first;
+        std::atomic<bool> firstStarted{false};
+        reg.add(2, [&](int) {
+            // Pending once, so that the one-shot's sequential step waits for
+            // it and then runs on the completion thread.
+            return firstStarted.exchange(true) ? QtFuture::makeReadyFuture() : first.start();
+        });
+        std::latch bothInside(2);
+        std::atomic<int> calls{0}, wins{0};
+        std::atomic<std::uint64_t> id{0};
+        id = reg.add(1, [&](int) {
+            calls.fetch_add(1);
+            bothInside.arrive_and_wait();
+            wins.fetch_add(reg.remove(HandlerId(id.load())) ? 1 : 0);
+            return QtFuture::makeReadyFuture();
+        }).value();
+        QFuture<void> sequence = reg.notifySequential(0);
+        first.finish(); // the one-shot's step starts on the completion thread
+        std::atomic<bool> done{false};
+        std::thread inlineCall([&] {
+            reg.notify(0);
+            done = true;
+        });
+        if (!QTest::qWaitFor([&] { return done.load(); }, 20000))
+            qFatal("round %d: the two calls removing their one-shot handler deadlocked", round);
+        inlineCall.join();
+        QVERIFY(QTest::qWaitFor([&] { return sequence.isFinished(); }, 20000));
+        QCOMPARE(calls.load(), 2);
+        QCOMPARE(wins.load(), 1);
+        QCOMPARE(reg.count(), 1);
+    }
 }
 
 void tst_QtAsync::syncThrowBeforeFutureIsIsolated()

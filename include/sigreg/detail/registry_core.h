@@ -37,6 +37,9 @@ enum class Removal : std::uint8_t {
 /// Removal::NoWait or Removal::Wait, then once per later waiting removal of
 /// the same id (Removal::WaitForEarlier) while the node is not reclaimed.
 using RemovedFn = void (*)(Node *, Removal) noexcept;
+/// True if the calling thread is inside a call of the node that a layer
+/// above the core made outside the core's walk (a marshalled call, say).
+using RunningHereFn = bool (*)(const Node *) noexcept;
 /// Called after a writer changed the number of handlers, outside the mutex.
 using ObserverFn = void (*)(void *context) noexcept;
 
@@ -52,6 +55,8 @@ struct Node {
     DestroyFn destroy;
     /// Optional removal hook (layers above the core keep per-handler state).
     RemovedFn removed = nullptr;
+    /// Optional: calls of the handler a layer runs outside the core's walk.
+    RunningHereFn runningHere = nullptr;
     /// The registry the node was added to (set by add, before publication).
     /// A failing call is reported through it, so that the notify loop need
     /// not keep the registry's address alive across its handler calls.
