@@ -376,25 +376,13 @@ void RegistryCore::prepareWait(std::span<const Node *const> removed, bool wait,
 void RegistryCore::finishRemoval(std::span<const Node *const> removed, bool wait, Garbage &garbage,
                                  std::span<const Node *const> earlier)
 {
-    if (wait && !(removed.empty() && earlier.empty())) {
-        if (earlier.empty()) {
+    if (wait) {
+        // One after the other: no call of a removed node starts any more, so
+        // waiting for the second set after the first misses nothing.
+        if (!removed.empty())
             waitUntilIdle(removed);
-        } else {
-            // Rare (a batch or a remove() naming handlers removed meanwhile):
-            // one sorted list for the wait.
-            std::vector<const Node *> all;
-            try {
-                all.reserve(removed.size() + earlier.size());
-                all.assign(removed.begin(), removed.end());
-                all.insert(all.end(), earlier.begin(), earlier.end());
-                std::sort(all.begin(), all.end());
-                waitUntilIdle(all);
-            } catch (const std::bad_alloc &) {
-                waitUntilIdle(removed);
-                for (const Node *n : earlier)
-                    waitUntilIdle(std::span<const Node *const>(&n, 1));
-            }
-        }
+        if (!earlier.empty())
+            waitUntilIdle(earlier);
     }
     for (const Node *n : removed) {
         if (n->removed)
@@ -511,6 +499,7 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
                 earlier.push_back(e); // as in remove()
         }
         std::sort(removed.begin(), removed.end());
+        std::sort(earlier.begin(), earlier.end()); // both by address, for waitUntilIdle()
 
         for (Node *n : ops.adds)
             n->owner = this;
@@ -549,11 +538,11 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
             std::sort(mid, m_live.end(), byId);
             std::inplace_merge(m_live.begin(), mid, m_live.end(), byId);
             added = !ops.adds.empty();
-            for (Node *a : ops.adds)
-                a->addedVersion = m_version + 1; // b's, set by publish() below
-            ops.adds.clear(); // owned by the registry now
             m_size.store(m_live.size(), std::memory_order_relaxed);
             publish(b, garbage);
+            for (Node *a : ops.adds)
+                a->addedVersion = b->version;
+            ops.adds.clear(); // owned by the registry now
             for (const Node *r : removed) {
                 const_cast<Node *>(r)->removedVersion = m_version;
                 m_removed.push_back(const_cast<Node *>(r));

@@ -199,18 +199,21 @@ void HandlerState::markRemoved(detail::Removal how) noexcept
         QObject::disconnect(contextDestroyed);
     if (how == detail::Removal::NoWait)
         return;
-    std::uint32_t own = 0;
-    for (const RunningScope *r = t_running; r; r = r->prev)
-        own += r->state == this ? 1 : 0;
-    // A later removal from inside a call of this handler does not wait: the
-    // removal that won may be waiting for this very call (as in the core).
-    if (how == detail::Removal::WaitForEarlier && own != 0)
-        return;
     // Calls of this handler running on other threads end; ours complete
-    // normally after we return.
+    // normally after we return. (The core calls WaitForEarlier only from a
+    // thread outside every call of the handler: see runningHereFn.)
+    const std::uint32_t own = callsOnThisThread();
     for (std::uint32_t g = gate.load(std::memory_order_acquire); (g & ~kRemoved) > own;
          g = gate.load(std::memory_order_acquire))
         gate.wait(g, std::memory_order_acquire);
+}
+
+std::uint32_t HandlerState::callsOnThisThread() const noexcept
+{
+    std::uint32_t n = 0;
+    for (const RunningScope *r = t_running; r; r = r->prev)
+        n += r->state == this ? 1 : 0;
+    return n;
 }
 
 namespace {
@@ -256,12 +259,7 @@ struct StateNode final : detail::Node {
     /// core's walk; they are listed in t_running.
     static bool runningHereFn(const detail::Node *n) noexcept
     {
-        const HandlerState *s = static_cast<const StateNode *>(n)->state;
-        for (const RunningScope *r = t_running; r; r = r->prev) {
-            if (r->state == s)
-                return true;
-        }
-        return false;
+        return static_cast<const StateNode *>(n)->state->callsOnThisThread() != 0;
     }
 };
 

@@ -320,8 +320,9 @@ private:
                      std::span<const Node *const> earlier = {}) noexcept;
     void notifyObserver(bool changed) const noexcept;
     /// Without the mutex: waits for `removed` if asked, unpins, reclaims.
-    /// With `earlier` (pinned too), nodes removed before by other calls that
-    /// this waiting removal waits for as well, without counting them.
+    /// With `earlier` (pinned too, sorted by address), nodes removed before by
+    /// other calls that this waiting removal waits for as well, without
+    /// counting them.
     void finishRemoval(std::span<const Node *const> removed, bool wait, Garbage &garbage,
                        std::span<const Node *const> earlier = {});
     Node *findLive(HandlerId id) const noexcept;

@@ -154,6 +154,9 @@ struct SIGREG_QT_EXPORT HandlerState {
     /// Marks the handler removed; unless `how` is Removal::NoWait, waits for
     /// calls running on other threads than the calling one.
     void markRemoved(detail::Removal how) noexcept;
+    /// Number of this handler's calls the calling thread is inside
+    /// (marshalled calls, async starts, sequential steps).
+    std::uint32_t callsOnThisThread() const noexcept;
 
 protected:
     ~HandlerState() = default;
