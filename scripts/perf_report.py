@@ -885,32 +885,48 @@ def modcopy_table(groups):
     return "\n".join(lines)
 
 
+POOL_QUANTILES = ((0.1, "P10"), (0.25, "Q1"), (0.5, "the median"), (0.75, "Q3"))
+
+
+def pooled_ratios(runs, num, den):
+    """num ÷ den at each of POOL_QUANTILES, each row's repetitions pooled over `runs`; rows are
+    (benchmark, argument, threads)."""
+    (nb, na, nt), (db, da, dt) = num, den
+    return [pooled_quantile(runs, nb, q, na, nt) / pooled_quantile(runs, db, q, da, dt) for q, _ in POOL_QUANTILES]
+
+
+def quantiles_met(runs, num, den, target):
+    """Where num ÷ den (pooled) is within `target`, in words."""
+    met = [name for (_, name), x in zip(POOL_QUANTILES, pooled_ratios(runs, num, den)) if x <= target]
+    if len(met) == len(POOL_QUANTILES):
+        return "met at every quantile"
+    if not met:
+        return "missed at every quantile"
+    return f"met at {join_and(met)} only"
+
+
 def pool_table(runs, targets):
     """The issues' ratio targets over rounds of one command: each row's repetitions pooled over the rounds, the
-    ratio taken at the same quantile of both rows (10th percentile, first quartile, median, third quartile)."""
-    qs = (0.1, 0.25, 0.5, 0.75)
+    ratio taken at the same quantile of both rows (10th percentile, first quartile, median, third quartile).
+    Rows in brackets put the plain loop through the same ratio, without a target."""
     loop, core, facade, qt = ("BM_Notify_FunctionLoop", "BM_Notify_Sigreg", "BM_Notify_SigregQt",
                               "BM_Notify_QtDirect")
     rows = []
+    for h, key in ((1, "core_1h_vs_loop"), (4, "core_4h_vs_loop")):
+        rows.append((f"Sigreg ÷ loop, {handlers_word(h)}", (core, h, 1), (loop, h, 1), targets[key]))
     for h in (1, 4):
-        word_h = "1 handler" if h == 1 else f"{h} handlers"
-        core_key = "core_1h_vs_loop" if h == 1 else "core_4h_vs_loop"
-        rows.append((f"Sigreg ÷ loop, {word_h}", (core, h, 1), (loop, h, 1), targets[core_key]))
-    for h in (1, 4):
-        word_h = "1 handler" if h == 1 else f"{h} handlers"
-        rows.append((f"Sigreg 2 threads ÷ 1 thread, {word_h}", (core, h, 2), (core, h, 1),
+        rows.append((f"Sigreg 2 threads ÷ 1 thread, {handlers_word(h)}", (core, h, 2), (core, h, 1),
                      targets["core_2threads_vs_1"]))
-        rows.append((f"(loop 2 threads ÷ 1 thread, {word_h})", (loop, h, 2), (loop, h, 1), None))
+        rows.append((f"(loop 2 threads ÷ 1 thread, {handlers_word(h)})", (loop, h, 2), (loop, h, 1), None))
     for h in (1, 4):
-        word_h = "1 handler" if h == 1 else f"{h} handlers"
-        rows.append((f"facade ÷ core, {word_h}", (facade, h, 1), (core, h, 1), targets["facade_vs_core"]))
+        rows.append((f"facade ÷ core, {handlers_word(h)}", (facade, h, 1), (core, h, 1), targets["facade_vs_core"]))
     for h in (1, 4):
-        word_h = "1 handler" if h == 1 else f"{h} handlers"
-        rows.append((f"facade ÷ Qt direct, {word_h}", (facade, h, 1), (qt, h, 1), targets["facade_vs_qt_direct"]))
-        rows.append((f"(loop ÷ Qt direct, {word_h})", (loop, h, 1), (qt, h, 1), None))
+        rows.append((f"facade ÷ Qt direct, {handlers_word(h)}", (facade, h, 1), (qt, h, 1),
+                     targets["facade_vs_qt_direct"]))
+        rows.append((f"(loop ÷ Qt direct, {handlers_word(h)})", (loop, h, 1), (qt, h, 1), None))
     lines = ["| ratio | P10 | Q1 | median | Q3 | target | at the median |", "|---|---:|---:|---:|---:|---:|---|"]
-    for label, (nb, na, nt), (db, da, dt), target in rows:
-        vals = [pooled_quantile(runs, nb, q, na, nt) / pooled_quantile(runs, db, q, da, dt) for q in qs]
+    for label, num, den, target in rows:
+        vals = pooled_ratios(runs, num, den)
         cells = " | ".join(f"{x:.2f}×" for x in vals)
         if target is None:
             lines.append(f"| {label} | {cells} | | |")
@@ -918,6 +934,10 @@ def pool_table(runs, targets):
             verdict = "met" if vals[2] <= target else "missed"
             lines.append(f"| {label} | {cells} | ≤ {target:g}× | {verdict} |")
     return "\n".join(lines)
+
+
+def handlers_word(h):
+    return "1 handler" if h == 1 else f"{h} handlers"
 
 
 def compute_values(manifest, perf_dir):
@@ -1025,24 +1045,12 @@ def compute_values(manifest, perf_dir):
         v["pool.rounds"] = word(len(groups["pool"]))
         v["pool.samples"] = str(sum(r.repetitions()[0] for r in groups["pool"]))
         v["pool.commit"] = groups["pool"][0].entry["commit"]
-        names = ("P10", "Q1", "the median", "Q3")
-
-        def quantiles_met(num, den, target):
-            runs_ = groups["pool"]
-            met = [name for q, name in zip((0.1, 0.25, 0.5, 0.75), names)
-                   if pooled_quantile(runs_, *num[:1], q, *num[1:]) / pooled_quantile(runs_, *den[:1], q, *den[1:])
-                   <= target]
-            if len(met) == len(names):
-                return "met at every quantile"
-            if not met:
-                return "missed at every quantile"
-            return f"met at {join_and(met)} only"
-
-        v["pool.core_1h"] = quantiles_met(("BM_Notify_Sigreg", 1, 1), ("BM_Notify_FunctionLoop", 1, 1),
+        pool = groups["pool"]
+        v["pool.core_1h"] = quantiles_met(pool, ("BM_Notify_Sigreg", 1, 1), ("BM_Notify_FunctionLoop", 1, 1),
                                           targets["core_1h_vs_loop"])
-        v["pool.facade_core_4h"] = quantiles_met(("BM_Notify_SigregQt", 4, 1), ("BM_Notify_Sigreg", 4, 1),
+        v["pool.facade_core_4h"] = quantiles_met(pool, ("BM_Notify_SigregQt", 4, 1), ("BM_Notify_Sigreg", 4, 1),
                                                  targets["facade_vs_core"])
-        v["pool.loop_qt_4h"] = quantiles_met(("BM_Notify_FunctionLoop", 4, 1), ("BM_Notify_QtDirect", 4, 1),
+        v["pool.loop_qt_4h"] = quantiles_met(pool, ("BM_Notify_FunctionLoop", 4, 1), ("BM_Notify_QtDirect", 4, 1),
                                              targets["facade_vs_qt_direct"])
     if "modcopy_before" in groups and "modcopy_after" in groups:
         v["tables.modcopy"] = modcopy_table(groups)
