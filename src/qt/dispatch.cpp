@@ -527,18 +527,17 @@ struct DrainEvent final : QEvent {
 };
 } // namespace
 
-namespace {
-std::atomic<std::uint64_t> g_wakeups{0};
-} // namespace
-
-std::uint64_t wakeupsPosted() noexcept
+std::uint64_t wakeupsPosted(QThread *thread) noexcept
 {
-    return g_wakeups.load(std::memory_order_relaxed);
+    Directory &d = directory();
+    std::lock_guard lock(d.mutex);
+    const auto it = d.boxes.constFind(thread);
+    return it == d.boxes.constEnd() ? 0 : (*it)->wakeups();
 }
 
 void Mailbox::postWakeup() noexcept
 {
-    g_wakeups.fetch_add(1, std::memory_order_relaxed);
+    m_wakeups.fetch_add(1, std::memory_order_relaxed);
     auto *e = new DrainEvent;
     e->posted.store(true, std::memory_order_release);
     QCoreApplication::postEvent(m_receiver, e);

@@ -105,6 +105,8 @@ public:
 
     QThread *thread() const noexcept { return m_thread; }
     bool isClosed() const noexcept { return m_state.load(std::memory_order_acquire) & kClosed; }
+    /// Wake-ups posted so far (see qtdetail::wakeupsPosted()).
+    std::uint64_t wakeups() const noexcept { return m_wakeups.load(std::memory_order_relaxed); }
 
     static constexpr QEvent::Type kDrainEvent = QEvent::Type(QEvent::User + 0x5e6);
 
@@ -121,6 +123,8 @@ private:
     QObject *m_receiver; // lives in m_thread
     alignas(64) std::atomic<Task *> m_tail;
     alignas(64) std::atomic<std::uint32_t> m_state{0};
+    // Beside m_state, which whoever posts a wake-up has just written.
+    std::atomic<std::uint64_t> m_wakeups{0};
     alignas(64) Task *m_head;
     Task m_stub;
 };

@@ -291,10 +291,10 @@ void tst_QtRegistry::burstSharesOneWakeup()
     QTRY_VERIFY(busy.load());
 
     constexpr int kBurst = 100;
-    const std::uint64_t before = sigreg::qtdetail::wakeupsPosted();
+    const std::uint64_t before = sigreg::qtdetail::wakeupsPosted(w.thread());
     for (int i = 0; i < kBurst; ++i)
         reg.notify(i);
-    const std::uint64_t posted = sigreg::qtdetail::wakeupsPosted() - before;
+    const std::uint64_t posted = sigreg::qtdetail::wakeupsPosted(w.thread()) - before;
     release = true;
     w.sync();
     QCOMPARE(posted, std::uint64_t(1));

@@ -36,10 +36,10 @@ class QtRegistryBase;
 namespace sigreg::qtdetail {
 
 // ---------------------------------------------------------------- wake-ups
-/// Wake-ups (posted drain events) the marshalling has posted so far, in the
-/// whole process: events for one thread that arrive before it drains share
-/// one. For tests and diagnostics.
-SIGREG_QT_EXPORT std::uint64_t wakeupsPosted() noexcept;
+/// Wake-ups (posted drain events) posted so far to `thread`'s current
+/// mailbox (0 if it has none): events for one thread that arrive before it
+/// drains share one. For tests and diagnostics.
+SIGREG_QT_EXPORT std::uint64_t wakeupsPosted(QThread *thread) noexcept;
 
 // ---------------------------------------------------------------- pooling
 /// Fixed-size blocks (size classes of 64 bytes up to 1 KiB, 64-byte aligned)
