@@ -272,8 +272,9 @@ public:
     /// called again: a call that finds it removed by another call, still
     /// waiting or a removeNoWait(), waits as that call would have (except
     /// from inside a call of that handler, see the header's essay). A call
-    /// running on this thread (a handler removing itself) completes normally. The handler object is destroyed once no snapshot
-    /// can reach it — possibly before this returns, possibly later.
+    /// running on this thread (a handler removing itself) completes normally.
+    /// The handler object is destroyed once no snapshot can reach it —
+    /// possibly before this returns, possibly later.
     /// Warning: waits for running calls of the handler on other threads; if
     /// such a call is blocked on something the caller holds, this deadlocks.
     /// Use removeNoWait() there.

@@ -204,7 +204,10 @@ class QtRegistry final : public QtRegistryBase {
 
 public:
     /// An empty registry, a QObject child of `parent`.
-    explicit QtRegistry(QObject *parent = nullptr) : QtRegistryBase(parent) { sigreg::detail::requireMatchingProtocol(); }
+    explicit QtRegistry(QObject *parent = nullptr) : QtRegistryBase(parent)
+    {
+        sigreg::detail::requireMatchingProtocol();
+    }
     ~QtRegistry() override = default;
 
     /// Effect: registers `f` (callable as `f(const E&)`), run inline on the
@@ -279,9 +282,10 @@ public:
     }
 
     /// Effect: removes handler `id`; returns true if this call removed it.
-    /// When it returns (true or false) the handler is not running on another thread,
-    /// inline or marshalled, its queued events are dropped, and it is never
-    /// called again (see `What "removed" means` at the top of this header).
+    /// When it returns (true or false) the handler is not running on another
+    /// thread, inline or marshalled, its queued events are dropped, and it is
+    /// never called again (see `What "removed" means` at the top of this
+    /// header).
     /// Waits for running calls on other threads, so it deadlocks if such a
     /// call is blocked on something the caller holds: use removeNoWait() there.
     bool remove(HandlerId id) { return m_core.remove(id, true); }
