@@ -5,6 +5,7 @@
 #include <sigreg/detail/hazard.h>
 #include <sigreg/qt/qtregistry.h>
 
+#include <QtCore/QAbstractEventDispatcher>
 #include <QtCore/QCoreApplication>
 #include <QtCore/QHash>
 #include <QtCore/QFutureWatcher>
@@ -599,12 +600,17 @@ Task *Mailbox::pop() noexcept
 
 void Mailbox::drain() noexcept
 {
+    if (SIGREG_UNLIKELY(!m_watching))
+        watchNestedLoops();
     // Bounded, so that a handler that keeps queueing to its own thread does
     // not starve the rest of the event loop.
     int budget = 4096;
     for (;;) {
         while (Task *t = pop()) {
+            ++m_calls;
             runTask(t);
+            if (--m_calls < m_handedOff)
+                m_handedOff = m_calls; // this frame holds `scheduled` again (see loopIteration())
             if (--budget == 0) {
                 // `scheduled` is still set (it is ours): continue in a new drain.
                 postWakeup();
@@ -623,6 +629,51 @@ void Mailbox::drain() noexcept
             return;
         std::this_thread::yield();
     }
+}
+
+// A drain holds `scheduled` while it runs: producers then post nothing,
+// as the drain takes their tasks before it returns. A handler that spins a
+// nested event loop (QDialog::exec(), a QEventLoop waiting for a reply,
+// processEvents()) keeps its drain from returning, and the loop would never
+// see a wake-up: Sigreg events to its thread, BlockingQueued ones included,
+// would wait for the handler, where Qt's own queued calls are delivered.
+// So every processEvents() of the consumer thread starts with a look at
+// m_calls (its dispatcher emits awake() or aboutToBlock() first, before it
+// sends posted events): inside a drain's call, the mailbox is handed to the
+// nested loop. `scheduled` is cleared, so that the next producer posts a
+// wake-up, and one is posted now if tasks are already waiting. The nested
+// loop then drains in a nested drain (safe: the outer one is between two
+// pops, and both run on this thread), in the queue's order. Each frame
+// hands over once per call, not on every iteration of the nested loop.
+//
+// When the handler returns, the outer drain carries on as if it still held
+// `scheduled`. Nothing is lost: it pops what is left, and where it clears a
+// bit a producer set, that producer's wake-up is still posted, so the worst
+// case is a wake-up that finds the queue empty.
+void Mailbox::watchNestedLoops() noexcept
+{
+    m_watching = true;
+    QAbstractEventDispatcher *dispatcher = QAbstractEventDispatcher::instance();
+    if (!dispatcher)
+        return; // drained by hand (sendPostedEvents()) on a thread without one
+    const auto iteration = [this] { loopIteration(); };
+    // Direct: emitted in this thread. Disconnected when the receiver goes,
+    // in close(), before the mailbox does.
+    QObject::connect(dispatcher, &QAbstractEventDispatcher::awake, m_receiver, iteration, Qt::DirectConnection);
+    QObject::connect(dispatcher, &QAbstractEventDispatcher::aboutToBlock, m_receiver, iteration,
+                     Qt::DirectConnection);
+}
+
+void Mailbox::loopIteration() noexcept
+{
+    // Once per drain frame inside a call: the frames up to m_handedOff have
+    // handed the mailbox over already.
+    if (SIGREG_LIKELY(m_calls <= m_handedOff))
+        return;
+    m_handedOff = m_calls;
+    m_state.fetch_and(~kScheduled, std::memory_order_acq_rel);
+    if (!isEmpty() && !(m_state.fetch_or(kScheduled, std::memory_order_acq_rel) & kScheduled))
+        postWakeup();
 }
 
 void Mailbox::close() noexcept

@@ -99,6 +99,10 @@ public:
     void push(Task *task) noexcept;
     /// Consumer thread: runs queued tasks.
     void drain() noexcept;
+    /// Consumer thread, as its event dispatcher starts processing events: if
+    /// that is a nested event loop inside a handler this mailbox's drain is
+    /// calling, hands the mailbox to that loop (see handOffToNestedLoop()).
+    void loopIteration() noexcept;
     /// After the thread finished (or from it, as it finishes): drops queued
     /// tasks; later pushes drop theirs at once.
     void close() noexcept;
@@ -118,6 +122,9 @@ private:
     Task *pop() noexcept;
     bool isEmpty() const noexcept;
     void postWakeup() noexcept;
+    /// Consumer thread, once: connects loopIteration() to the thread's event
+    /// dispatcher.
+    void watchNestedLoops() noexcept;
 
     QThread *m_thread;
     QObject *m_receiver; // lives in m_thread
@@ -126,6 +133,13 @@ private:
     // Beside m_state, which whoever posts a wake-up has just written.
     std::atomic<std::uint64_t> m_wakeups{0};
     alignas(64) Task *m_head;
+    // Consumer thread only: drain frames inside a task's call right now (a
+    // handler spinning a nested event loop nests a drain in its own), how
+    // many of them (the outermost) have handed the mailbox to a nested loop,
+    // and whether loopIteration() is connected.
+    int m_calls = 0;
+    int m_handedOff = 0;
+    bool m_watching = false;
     Task m_stub;
 };
 

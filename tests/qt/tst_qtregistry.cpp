@@ -6,12 +6,16 @@
 #include <sigreg/qt/qtregistry.h>
 
 #include <QtCore/QCoreApplication>
+#include <QtCore/QDeadlineTimer>
+#include <QtCore/QEventLoop>
 #include <QtCore/QSemaphore>
 #include <QtCore/QThread>
+#include <QtCore/QTimer>
 #include <QtTest/QSignalSpy>
 #include <QtTest/QTest>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -58,6 +62,9 @@ private Q_SLOTS:
     void eventCopiedOncePerNotify();
     void perProducerOrderPreserved();
     void burstSharesOneWakeup();
+    void nestedEventLoopDrainsMailbox_data();
+    void nestedEventLoopDrainsMailbox();
+    void blockingQueuedIntoNestedEventLoop();
     void contextDestroyedRemovesHandler();
     void contextDestroyedWithEventsInFlight();
     void removalDropsQueuedEvents();
@@ -340,6 +347,115 @@ void tst_QtRegistry::perProducerOrderPreserved()
         t.join();
     QTRY_COMPARE(received.load(), kProducers * kEvents);
     QCOMPARE(outOfOrder.load(), 0);
+}
+
+namespace {
+
+/// Spins a nested event loop in the calling thread, the way row `how` of a
+/// nested-loop test names, until `done()` holds or `bound` has passed (the
+/// bound only keeps a broken build from hanging; the tests assert on what
+/// ran inside the loop, never on time).
+template <class Done>
+void spinNestedLoop(const QByteArray &how, Done done, std::chrono::milliseconds bound)
+{
+    if (how == "exec") {
+        QEventLoop loop;
+        QTimer poll; // exec() has no predicate: look at it after every event
+        QObject::connect(&poll, &QTimer::timeout, &loop, [&] {
+            if (done())
+                loop.quit();
+        });
+        poll.start(1);
+        QTimer::singleShot(bound, &loop, &QEventLoop::quit);
+        loop.exec();
+    } else {
+        const QDeadlineTimer deadline(bound);
+        while (!done() && !deadline.hasExpired())
+            QCoreApplication::processEvents();
+    }
+}
+
+} // namespace
+
+void tst_QtRegistry::nestedEventLoopDrainsMailbox_data()
+{
+    QTest::addColumn<QByteArray>("how");
+    QTest::newRow("QEventLoop::exec") << QByteArray("exec");
+    QTest::newRow("processEvents") << QByteArray("processEvents");
+}
+
+void tst_QtRegistry::nestedEventLoopDrainsMailbox()
+{
+    // A marshalled handler spins a nested event loop (a modal dialog, a
+    // QEventLoop waiting for a reply). Sigreg events to its thread, queued
+    // before it started (a backlog in the same drain) and while it runs, are
+    // delivered inside that loop, in order, as Qt's queued calls are. Before
+    // the fix they waited until the handler returned: event 1's loop then ran
+    // into its bound with nothing seen.
+    QFETCH(QByteArray, how);
+    Worker w;
+    QtRegistry<int> reg;
+    std::vector<int> order; // written in the worker only; -1 marks event 1's end
+    bool sawThree = false;  // the worker's too
+    std::atomic<bool> inLoop{false}, finished{false};
+    reg.add(w.context, [&](int v) {
+        order.push_back(v);
+        if (v == 3)
+            sawThree = true;
+        if (v != 1)
+            return;
+        inLoop = true;
+        spinNestedLoop(how, [&] { return sawThree; }, std::chrono::seconds(5));
+        order.push_back(-1);
+        finished = true;
+    }, Qt::QueuedConnection);
+    reg.notify(0); // the worker's mailbox exists and has drained once
+    w.sync();
+
+    // Events 1 and 2 wait in one batch behind a busy worker.
+    std::atomic<bool> busy{false}, release{false};
+    QMetaObject::invokeMethod(w.context, [&] {
+        busy = true;
+        while (!release.load())
+            std::this_thread::yield();
+    }, Qt::QueuedConnection);
+    QTRY_VERIFY(busy.load());
+    reg.notify(1);
+    reg.notify(2);
+    release = true;
+    QTRY_VERIFY(inLoop.load());
+    reg.notify(3); // arrives while event 1's handler spins its loop
+    QTRY_VERIFY_WITH_TIMEOUT(finished.load(), 20000);
+    std::vector<int> got;
+    QVERIFY(w.run([&] { got = order; }));
+    QCOMPARE(got, (std::vector<int>{0, 1, 2, 3, -1}));
+}
+
+void tst_QtRegistry::blockingQueuedIntoNestedEventLoop()
+{
+    // A BlockingQueued notify to a thread whose marshalled handler spins a
+    // nested event loop runs there, inside that loop, and returns: the loop
+    // is what the handler waits in. Before the fix the caller stayed blocked
+    // until the loop ran into its bound, and the call ran after the handler.
+    Worker w;
+    QtRegistry<int> spinner, blocking;
+    bool inside = false, quit = false; // the worker's
+    std::atomic<bool> inLoop{false}, ranInside{false};
+    spinner.add(w.context, [&](int) {
+        inside = true;
+        inLoop = true;
+        spinNestedLoop("exec", [&] { return quit; }, std::chrono::seconds(5));
+        inside = false;
+    }, Qt::QueuedConnection);
+    blocking.add(w.context, [&](int) {
+        ranInside = inside;
+        quit = true;
+    }, Qt::BlockingQueuedConnection);
+    spinner.notify(1);
+    QTRY_VERIFY(inLoop.load());
+    blocking.notify(2);
+    QVERIFY(ranInside.load());
+    w.sync();
 }
 
 void tst_QtRegistry::contextDestroyedRemovesHandler()

@@ -46,6 +46,13 @@
 // dropped. BlockingQueuedConnection from the context's own thread runs the
 // handler directly (Qt would deadlock).
 //
+// A marshalled handler may spin a nested event loop (QDialog::exec(), a
+// QEventLoop waiting for a reply, QCoreApplication::processEvents()): Sigreg
+// events to its thread, BlockingQueued ones included, are delivered inside
+// that loop, in their order, as Qt's queued calls are. (A bare
+// QCoreApplication::sendPostedEvents() is not a loop: it delivers only what
+// a loop iteration already handed over.)
+//
 // After moveToThread(), a notify from the context's *new* thread may queue
 // its first events through the old thread (which forwards them) until that
 // thread has seen the move. A BlockingQueued notify in that window is handed
@@ -57,12 +64,6 @@
 //   a task of the context: destroying the context in its new thread at that
 //   very moment is a use-after-free. Let the old thread's mailbox drain (or
 //   remove the handlers) before deleting a moved context in its new thread.
-// * While a marshalled handler runs, its thread's mailbox is not drained
-//   again: Sigreg events for that thread, including BlockingQueued ones, wait
-//   until the handler returns, also when it spins a nested event loop
-//   (QDialog::exec(), a QEventLoop waiting for a reply), where Qt's own queued
-//   calls would be delivered. A handler waiting in a nested loop for another
-//   Sigreg event to its own thread waits forever.
 // * notifySequential() starts each handler after the previous one's future
 //   finished, in Sigreg's completion thread ("sigreg-completion") rather than
 //   the caller's: a later handler must not touch objects bound to the
