@@ -690,14 +690,37 @@ void Mailbox::close() noexcept
     m_receiver = nullptr;
 }
 
+namespace {
+std::atomic<void (*)(QObject *)> g_contextReadHook{nullptr};
+} // namespace
+
+void setContextReadHookForTesting(void (*hook)(QObject *)) noexcept
+{
+    g_contextReadHook.store(hook, std::memory_order_release);
+}
+
 void runTask(Task *task) noexcept
 {
     HandlerState *state = task->state;
+    // Into the gate before the context is read: a context being destroyed on
+    // another thread (it moved there) removes its handler from `destroyed`,
+    // which ~QObject emits before it frees anything, and that removal waits
+    // for the gate. So the context cannot go while we read it here.
+    if (!state->enter()) {
+        dropTask(task);
+        return;
+    }
     QObject *ctx = state->context.data();
-    QThread *self = QThread::currentThread();
-    if (ctx && ctx->thread() != self) {
-        // The context moved to another thread: follow it.
-        QThread *to = ctx->thread();
+    if (auto hook = g_contextReadHook.load(std::memory_order_acquire); SIGREG_UNLIKELY(hook && ctx))
+        hook(ctx);
+    QThread *const self = QThread::currentThread();
+    QThread *const to = ctx ? ctx->thread() : nullptr;
+    if (ctx && to != self) {
+        // The context moved to another thread: follow it. Out of the gate
+        // first: the task is someone else's once pushed or handed back (and
+        // with it the reference that keeps `state` alive), and nothing below
+        // touches the context.
+        state->leave();
         state->thread.store(to, std::memory_order_relaxed);
         if (task->completion && task->completion->waiter == to) {
             // Its caller is blocked in the context's new thread, which would
@@ -715,17 +738,15 @@ void runTask(Task *task) noexcept
         box->push(task);
         return;
     }
-    if (ctx && state->enter()) {
-        {
-            Running running(state);
-            try {
-                state->call(state, task->event);
-            } catch (...) {
-                reportCurrent(state);
-            }
+    if (ctx) {
+        Running running(state);
+        try {
+            state->call(state, task->event);
+        } catch (...) {
+            reportCurrent(state);
         }
-        state->leave();
     }
+    state->leave();
     dropTask(task);
 }
 

@@ -8,6 +8,7 @@
 #include <QtCore/QCoreApplication>
 #include <QtCore/QDeadlineTimer>
 #include <QtCore/QEventLoop>
+#include <QtCore/QScopeGuard>
 #include <QtCore/QSemaphore>
 #include <QtCore/QThread>
 #include <QtCore/QTimer>
@@ -74,6 +75,7 @@ private Q_SLOTS:
     void guardRemovesContextHandler();
     void blockingQueuedAfterMoveFromOldThread();
     void blockingQueuedFromNewThreadBeforeOldOneSawTheMove();
+    void movedContextDestroyedWhileOldThreadReadsIt();
     void contextDeathWaitsWhileAnotherRemovalWaits();
     void handlerAddedForFinishedThread();
     void inlineFailureReported();
@@ -661,6 +663,68 @@ void tst_QtRegistry::blockingQueuedFromNewThreadBeforeOldOneSawTheMove()
     QCOMPARE(calls.load(), 2);
     delete ctx;
     QCOMPARE(reg.count(), 0);
+}
+
+namespace {
+/// What the context-read hook of movedContextDestroyedWhileOldThreadReadsIt
+/// sees and does (a plain function pointer: no captures).
+struct ContextReadProbe {
+    static inline std::atomic<QObject *> target{nullptr};
+    static inline std::atomic<bool> reached{false};
+    static inline std::atomic<bool> destroyed{false};
+    static inline std::atomic<bool> destroyedBeforeRead{false};
+
+    static void hook(QObject *context)
+    {
+        if (context != target.load())
+            return;
+        reached = true;
+        // Give the destruction time to finish, if it can (it must not): the
+        // bound only ends the wait, the test asserts on the flag.
+        const QDeadlineTimer bound(std::chrono::milliseconds(500));
+        while (!destroyed.load() && !bound.hasExpired())
+            std::this_thread::yield();
+        destroyedBeforeRead = destroyed.load();
+    }
+};
+} // namespace
+
+void tst_QtRegistry::movedContextDestroyedWhileOldThreadReadsIt()
+{
+    // The context moves from `before` to `after`; an event queued through
+    // `before` (which has not seen the move) makes `before` read the context
+    // to forward the task, and right then `after` destroys the context. The
+    // destruction must wait until `before` is done with it. Before the fix,
+    // `before` read the context outside the handler's gate, the destruction
+    // finished during the hook, and the read after it touched freed memory
+    // (a heap-use-after-free under ASan).
+    Worker before("before"), after("after");
+    QtRegistry<int> reg;
+    QObject *ctx = before.context;
+    before.context = nullptr; // ours from here on
+    std::atomic<int> calls{0};
+    reg.add(ctx, [&](int) { ++calls; }, Qt::QueuedConnection);
+    reg.notify(0);
+    QTRY_COMPARE(calls.load(), 1);
+
+    ContextReadProbe::target = ctx;
+    sigreg::qtdetail::setContextReadHookForTesting(&ContextReadProbe::hook);
+    const auto unhook = qScopeGuard([] {
+        sigreg::qtdetail::setContextReadHookForTesting(nullptr);
+        ContextReadProbe::target = nullptr;
+    });
+    QThread *to = after.thread();
+    QVERIFY(before.run([ctx, to] { ctx->moveToThread(to); }));
+    reg.notify(1); // queued to `before`, the thread last seen
+    QTRY_VERIFY(ContextReadProbe::reached.load());
+    QVERIFY(after.run([ctx] {
+        delete ctx;
+        ContextReadProbe::destroyed = true;
+    }));
+    QVERIFY(!ContextReadProbe::destroyedBeforeRead.load());
+    QCOMPARE(reg.count(), 0);
+    after.sync(); // the forwarded task, if any, is dropped there
+    QCOMPARE(calls.load(), 1);
 }
 
 void tst_QtRegistry::contextDeathWaitsWhileAnotherRemovalWaits()

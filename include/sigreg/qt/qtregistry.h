@@ -56,14 +56,12 @@
 // After moveToThread(), a notify from the context's *new* thread may queue
 // its first events through the old thread (which forwards them) until that
 // thread has seen the move. A BlockingQueued notify in that window is handed
-// back by the old thread and runs in the new one, the caller's own.
+// back by the old thread and runs in the new one, the caller's own. The
+// context may be destroyed in its new thread at any time: a destruction that
+// meets the old thread reading the context (to forward a task) waits for it,
+// as it waits for a running call.
 //
-// Known limits (not yet lifted):
-// * A context's thread is read from the thread it was last seen in. After
-//   moveToThread(), that old thread reads it once more, when it next handles
-//   a task of the context: destroying the context in its new thread at that
-//   very moment is a use-after-free. Let the old thread's mailbox drain (or
-//   remove the handlers) before deleting a moved context in its new thread.
+// Known limit (not yet lifted):
 // * notifySequential() starts each handler after the previous one's future
 //   finished, in Sigreg's completion thread ("sigreg-completion") rather than
 //   the caller's: a later handler must not touch objects bound to the
@@ -291,7 +289,9 @@ public:
     /// call is blocked on something the caller holds: use removeNoWait() there.
     bool remove(HandlerId id) { return m_core.remove(id, true); }
     /// Effect: as remove(), but returns without waiting for calls already
-    /// running on other threads; no new call starts after it returns.
+    /// running on other threads; no new call starts after it returns. Such a
+    /// call (and a thread about to forward one of its tasks) may still use
+    /// the handler's context: keep the context alive until they are over.
     bool removeNoWait(HandlerId id) { return m_core.remove(id, false); }
     using QtRegistryBase::remove;
     using QtRegistryBase::removeNoWait;

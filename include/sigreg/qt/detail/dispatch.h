@@ -41,6 +41,12 @@ namespace sigreg::qtdetail {
 /// drains share one. For tests and diagnostics.
 SIGREG_QT_EXPORT std::uint64_t wakeupsPosted(QThread *thread) noexcept;
 
+/// For tests only: `hook` (null to remove) is called by a thread running a
+/// marshalled task, with the task's context, after it read the context
+/// pointer and before it reads the context's thread: a test can destroy the
+/// context in between. Not for production use.
+SIGREG_QT_EXPORT void setContextReadHookForTesting(void (*hook)(QObject *context)) noexcept;
+
 // ---------------------------------------------------------------- pooling
 /// Fixed-size blocks (size classes of 64 bytes up to 1 KiB, 64-byte aligned)
 /// recycled across threads: marshalled events and their tasks allocate
