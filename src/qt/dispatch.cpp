@@ -435,7 +435,7 @@ public:
     bool event(QEvent *e) override
     {
         if (e->type() == Mailbox::kDrainEvent) {
-            m_box.load(std::memory_order_acquire)->drain();
+            m_box.load(std::memory_order_acquire)->drain(this);
             return true;
         }
         return QObject::event(e);
@@ -598,10 +598,10 @@ Task *Mailbox::pop() noexcept
     return head;
 }
 
-void Mailbox::drain() noexcept
+void Mailbox::drain(QObject *receiver) noexcept
 {
     if (SIGREG_UNLIKELY(!m_watching))
-        watchNestedLoops();
+        watchNestedLoops(receiver);
     // Bounded, so that a handler that keeps queueing to its own thread does
     // not starve the rest of the event loop.
     int budget = 4096;
@@ -650,7 +650,7 @@ void Mailbox::drain() noexcept
 // `scheduled`. Nothing is lost: it pops what is left, and where it clears a
 // bit a producer set, that producer's wake-up is still posted, so the worst
 // case is a wake-up that finds the queue empty.
-void Mailbox::watchNestedLoops() noexcept
+void Mailbox::watchNestedLoops(QObject *receiver) noexcept
 {
     m_watching = true;
     QAbstractEventDispatcher *dispatcher = QAbstractEventDispatcher::instance();
@@ -659,9 +659,8 @@ void Mailbox::watchNestedLoops() noexcept
     const auto iteration = [this] { loopIteration(); };
     // Direct: emitted in this thread. Disconnected when the receiver goes,
     // in close(), before the mailbox does.
-    QObject::connect(dispatcher, &QAbstractEventDispatcher::awake, m_receiver, iteration, Qt::DirectConnection);
-    QObject::connect(dispatcher, &QAbstractEventDispatcher::aboutToBlock, m_receiver, iteration,
-                     Qt::DirectConnection);
+    QObject::connect(dispatcher, &QAbstractEventDispatcher::awake, receiver, iteration, Qt::DirectConnection);
+    QObject::connect(dispatcher, &QAbstractEventDispatcher::aboutToBlock, receiver, iteration, Qt::DirectConnection);
 }
 
 void Mailbox::loopIteration() noexcept

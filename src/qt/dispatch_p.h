@@ -97,8 +97,10 @@ public:
     /// Any thread: queues `task` (or drops it if the mailbox is closed) and
     /// posts a wake-up unless one is pending.
     void push(Task *task) noexcept;
-    /// Consumer thread: runs queued tasks.
-    void drain() noexcept;
+    /// Consumer thread: runs queued tasks. `receiver` is the mailbox's
+    /// receiver, which got the wake-up (m_receiver, as the consumer thread
+    /// knows it without reading the field another thread wrote).
+    void drain(QObject *receiver) noexcept;
     /// Consumer thread, as its event dispatcher starts processing events: if
     /// that is a nested event loop inside a handler this mailbox's drain is
     /// calling, hands the mailbox to that loop (see handOffToNestedLoop()).
@@ -123,8 +125,8 @@ private:
     bool isEmpty() const noexcept;
     void postWakeup() noexcept;
     /// Consumer thread, once: connects loopIteration() to the thread's event
-    /// dispatcher.
-    void watchNestedLoops() noexcept;
+    /// dispatcher, for as long as `receiver` (m_receiver) lives.
+    void watchNestedLoops(QObject *receiver) noexcept;
 
     QThread *m_thread;
     QObject *m_receiver; // lives in m_thread
