@@ -768,6 +768,14 @@ struct AsyncJoin {
     }
 };
 
+/// Lives in the thread where a notifySequential() with a context starts its
+/// steps; a posted StepEvent continues a run there.
+class StepRelay final : public QObject {
+public:
+    static constexpr QEvent::Type kStepEvent = QEvent::Type(QEvent::User + 0x5e8);
+    bool event(QEvent *e) override;
+};
+
 struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
     QPromise<void> promise;
     std::mutex mutex; // guards the fields below
@@ -775,9 +783,25 @@ struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
     std::size_t next = 0;
     bool busy = false;     // a step is being started or is pending
     bool walkDone = false; // notify's walk over the handlers has ended
+    bool canceled = false; // the context went with steps not started
+    // With a step context: an object of ours living in the context's thread
+    // (posted to instead of the context, which may go at any time), that
+    // thread, and the context, to see it go. Set before the run is shared.
+    StepRelay *relay = nullptr;
+    QThread *stepThread = nullptr;
+    QPointer<QObject> stepContext;
 
-    explicit SequentialRun(Parcel *p) : parcel(p)
+    /// `context` (may be null) is alive: the caller of notifySequential()
+    /// passed it.
+    SequentialRun(Parcel *p, QObject *context) : parcel(p)
     {
+        if (context) {
+            auto relayObject = std::make_unique<StepRelay>();
+            stepThread = context->thread();
+            relayObject->moveToThread(stepThread);
+            stepContext = context;
+            relay = relayObject.release();
+        }
         parcel->ref();
         promise.start();
     }
@@ -786,14 +810,19 @@ struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
         for (std::size_t i = next; i < steps.size(); ++i)
             steps[i]->deref();
         parcel->deref();
+        if (relay)
+            relay->deleteLater(); // from any thread: deleted in its own
     }
     /// The walk found async handler `state` (referenced): start it now if
     /// nothing is pending, else after the pending ones.
     void enqueue(HandlerState *state);
     /// The walk ended: finish now if nothing is pending.
     void endWalk() noexcept;
-    /// Starts steps until one is pending or none is left.
+    /// Starts steps until one is pending or none is left (moving to the
+    /// step thread first, if there is one and this is another).
     void advance() noexcept;
+    /// Finishes the returned future: cancelled if steps were skipped.
+    void complete() noexcept;
 
     Parcel *parcel;
 };
@@ -923,7 +952,7 @@ void startAsync(HandlerState *state, const void *event)
     Frame *frame = t_frame;
     if (frame && frame->event == event && frame->mode == Mode::Sequential) {
         if (!frame->run)
-            frame->run = std::make_shared<SequentialRun>(frame->sharedParcel());
+            frame->run = std::make_shared<SequentialRun>(frame->sharedParcel(), frame->stepContext);
         state->ref();
         std::shared_ptr<SequentialRun> run = frame->run; // a step may finish the run
         run->enqueue(state);
@@ -963,6 +992,32 @@ void startAsync(HandlerState *state, const void *event)
 
 } // namespace
 
+namespace {
+/// Carries a run to its step thread. Posted and received through Qt's event
+/// queue, whose hand-over ThreadSanitizer cannot see with Debian's Qt: the
+/// release/acquire pair on `posted` restates it where it can.
+struct StepEvent final : QEvent {
+    explicit StepEvent(std::shared_ptr<SequentialRun> r) : QEvent(StepRelay::kStepEvent), run(std::move(r))
+    {
+        posted.store(true, std::memory_order_release);
+    }
+    // Also where the event is dropped unsent (its thread ended).
+    ~StepEvent() override { (void)posted.load(std::memory_order_acquire); }
+    std::shared_ptr<SequentialRun> run;
+    std::atomic<bool> posted{false};
+};
+} // namespace
+
+bool StepRelay::event(QEvent *e)
+{
+    if (e->type() != kStepEvent)
+        return QObject::event(e);
+    auto *step = static_cast<StepEvent *>(e);
+    (void)step->posted.load(std::memory_order_acquire);
+    step->run->advance();
+    return true;
+}
+
 void SequentialRun::enqueue(HandlerState *state)
 {
     {
@@ -989,6 +1044,18 @@ void SequentialRun::endWalk() noexcept
         if (busy)
             return; // the pending step's continuation finishes the run
     }
+    complete();
+}
+
+void SequentialRun::complete() noexcept
+{
+    bool skipped;
+    {
+        std::lock_guard lock(mutex);
+        skipped = canceled;
+    }
+    if (skipped)
+        promise.future().cancel();
     promise.finish();
 }
 
@@ -996,15 +1063,37 @@ void SequentialRun::advance() noexcept
 {
     for (;;) {
         HandlerState *state = nullptr;
+        bool hop = false;
         {
             std::lock_guard lock(mutex);
+            if (relay && next < steps.size() && !stepContext) {
+                // The context is gone: start nothing more (as QFuture::then()
+                // with a context cancels).
+                canceled = true;
+                for (; next < steps.size(); ++next)
+                    steps[next]->deref();
+            }
             if (next == steps.size()) {
                 busy = false;
                 if (!walkDone)
                     return; // the walk may still find more; endWalk() finishes
                 break;
             }
-            state = steps[next++];
+            if (relay && QThread::currentThread() != stepThread)
+                hop = true; // `busy` stays set: the posted call goes on
+            else
+                state = steps[next++];
+        }
+        if (hop) {
+            try {
+                QCoreApplication::postEvent(relay, new StepEvent(shared_from_this()));
+                return;
+            } catch (...) {
+                // Out of memory posting: start the step here rather than
+                // never (the run must end).
+                std::lock_guard lock(mutex);
+                state = steps[next++];
+            }
         }
         QFuture<void> f;
         if (callAsync(state, parcel->event, f)) {
@@ -1023,7 +1112,7 @@ void SequentialRun::advance() noexcept
         }
         state->deref();
     }
-    promise.finish();
+    complete();
 }
 
 // ====================================================================== frames

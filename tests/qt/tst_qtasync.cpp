@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Tests of sigreg::QtRegistry<E>'s asynchronous handlers (returning QFuture):
 // notifyAsync(), notifySequential(), failures, cancellation, mixed registries.
+#include "qt_test_support.h"
+
 #include <sigreg/qt/qtregistry.h>
 
 #include <QtCore/QFuture>
@@ -114,6 +116,10 @@ private Q_SLOTS:
     void notifyAsyncWithoutAsyncHandlersIsReady();
     void notifySequentialStartsOneAfterAnother();
     void sequentialSkipsHandlerRemovedMeanwhile();
+    void sequentialStepsStartInContextThread();
+    void sequentialWithContextHereStartsFirstInline();
+    void sequentialCanceledWhenContextDestroyed();
+    void sequentialNullContextThrows();
     void oneShotRemovedFromAStepAndAnInlineCall();
     void syncThrowBeforeFutureIsIsolated();
     void pendingFutureFailureReported_data();
@@ -198,6 +204,98 @@ void tst_QtAsync::sequentialSkipsHandlerRemovedMeanwhile()
     a.finish();
     f.waitForFinished();
     QCOMPARE(secondCalls.load(), 0);
+}
+
+/// Registers an async handler at `priority` that logs the thread it starts
+/// in and returns `pending`'s future.
+static void addThreadLoggedPending(QtRegistry<int> &reg, int priority, Log<QThread *> &startedIn, Pending &pending)
+{
+    reg.add(priority, [&startedIn, &pending](int) {
+        startedIn.add(QThread::currentThread());
+        return pending.start();
+    });
+}
+
+void tst_QtAsync::sequentialStepsStartInContextThread()
+{
+    // From this thread, with a context in a worker: every step starts in the
+    // worker, the first one too, also those whose predecessor finished
+    // elsewhere (here, or on Sigreg's completion thread).
+    sigreg_test::Worker w;
+    QtRegistry<int> reg;
+    Log<QThread *> startedIn;
+    Pending a, b, c;
+    addThreadLoggedPending(reg, 3, startedIn, a);
+    addThreadLoggedPending(reg, 2, startedIn, b);
+    addThreadLoggedPending(reg, 1, startedIn, c);
+    ResumeCounter resumes;
+    QFuture<void> f = reg.notifySequential(0, w.context);
+    resumes.attach(f);
+    QTRY_COMPARE(startedIn.items().size(), std::size_t(1));
+    a.finish();
+    QTRY_COMPARE(startedIn.items().size(), std::size_t(2));
+    b.finish();
+    QTRY_COMPARE(startedIn.items().size(), std::size_t(3));
+    QVERIFY(!f.isFinished());
+    c.finish();
+    f.waitForFinished();
+    QVERIFY(!f.isCanceled());
+    QCOMPARE(startedIn.items(), (std::vector<QThread *>(3, w.thread())));
+    QVERIFY(resumes.resumedExactlyOnce());
+}
+
+void tst_QtAsync::sequentialWithContextHereStartsFirstInline()
+{
+    // The context lives in this thread: the first step starts in the walk,
+    // the next one in this thread's event loop once the first finished
+    // (without the context it would start on Sigreg's completion thread).
+    QtRegistry<int> reg;
+    QObject ctx;
+    Log<QThread *> startedIn;
+    Pending a, b;
+    addThreadLoggedPending(reg, 2, startedIn, a);
+    addThreadLoggedPending(reg, 1, startedIn, b);
+    QFuture<void> f = reg.notifySequential(0, &ctx);
+    QCOMPARE(startedIn.items(), std::vector<QThread *>{QThread::currentThread()});
+    a.finish();
+    QTRY_COMPARE(startedIn.items().size(), std::size_t(2));
+    QCOMPARE(startedIn.items(), (std::vector<QThread *>(2, QThread::currentThread())));
+    b.finish();
+    f.waitForFinished();
+    QVERIFY(!f.isCanceled());
+}
+
+void tst_QtAsync::sequentialCanceledWhenContextDestroyed()
+{
+    // The context goes while the first step is pending: the second never
+    // starts, and the returned future is cancelled, not left hanging.
+    QtRegistry<int> reg;
+    auto *ctx = new QObject;
+    Pending a;
+    std::atomic<int> secondCalls{0};
+    reg.add(2, [&](int) { return a.start(); });
+    reg.add(1, [&](int) {
+        ++secondCalls;
+        return QtFuture::makeReadyFuture();
+    });
+    QFuture<void> f = reg.notifySequential(0, ctx);
+    auto canceledCalls = std::make_shared<std::atomic<int>>(0);
+    f.onCanceled([canceledCalls] { ++*canceledCalls; }); // attached before anything finishes
+    delete ctx;
+    a.finish();
+    QVERIFY(QTest::qWaitFor([&] { return f.isFinished(); }, 20000));
+    QVERIFY(f.isCanceled());
+    QCOMPARE(secondCalls.load(), 0);
+    QTRY_COMPARE(canceledCalls->load(), 1);
+}
+
+void tst_QtAsync::sequentialNullContextThrows()
+{
+    QtRegistry<int> reg;
+    int calls = 0;
+    reg.add([&](int) { ++calls; });
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, reg.notifySequential(0, nullptr));
+    QCOMPARE(calls, 0); // nothing was notified
 }
 
 void tst_QtAsync::oneShotRemovedFromAStepAndAnInlineCall()

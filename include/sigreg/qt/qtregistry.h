@@ -61,12 +61,13 @@
 // meets the old thread reading the context (to forward a task) waits for it,
 // as it waits for a running call.
 //
-// Known limit (not yet lifted):
-// * notifySequential() starts each handler after the previous one's future
-//   finished, in Sigreg's completion thread ("sigreg-completion") rather than
-//   the caller's: a later handler must not touch objects bound to the
-//   caller's thread, and must not block (it would hold up every registry's
-//   completions), e.g. by waiting for another notifyAsync() to finish.
+// notifySequential(event) starts each handler after the previous one's
+// future finished, in the thread that finished it: Sigreg's completion
+// thread ("sigreg-completion") for a future still running when returned.
+// Such a later handler must not touch objects bound to the caller's thread,
+// and must not block (it would hold up every registry's completions), e.g.
+// by waiting for another notifyAsync() to finish. notifySequential(event,
+// context) starts every handler in the context's thread instead.
 #pragma once
 
 /// @file
@@ -339,6 +340,26 @@ public:
     QFuture<void> notifySequential(const E &event)
     {
         qtdetail::Frame frame(std::addressof(event), parcelMaker(), &typeid(E), qtdetail::Mode::Sequential);
+        m_core.notify(std::addressof(event));
+        return frame.finish();
+    }
+
+    /// Effect: as notifySequential(event), but every async handler starts in
+    /// the thread `context` lives in when this is called: the first one at
+    /// its place in the walk if that is the calling thread, every other one
+    /// through that thread's event loop. For handlers that use objects bound
+    /// to that thread (widgets, a QNetworkAccessManager). If `context` is
+    /// destroyed before the last handler started, the handlers not started
+    /// yet are skipped and the returned future is cancelled, as a
+    /// QFuture::then() continuation with a context is. That thread must run
+    /// its event loop until the returned future finishes.
+    /// Throws: std::invalid_argument for a null context; std::bad_alloc.
+    QFuture<void> notifySequential(const E &event, QObject *context)
+    {
+        if (!context)
+            throw std::invalid_argument("sigreg::QtRegistry::notifySequential: null context object");
+        qtdetail::Frame frame(std::addressof(event), parcelMaker(), &typeid(E), qtdetail::Mode::Sequential);
+        frame.stepContext = context;
         m_core.notify(std::addressof(event));
         return frame.finish();
     }
