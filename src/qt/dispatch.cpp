@@ -118,15 +118,37 @@ Task *newTask(HandlerState *state, Parcel *parcel, const void *event, Completion
 
 } // namespace
 
+Task *newCallbackTask(void (*callback)(void *, bool) noexcept, void *arg)
+{
+    auto *t = new (poolAllocate(sizeof(Task))) Task;
+    t->callback = callback;
+    t->arg = arg;
+    return t;
+}
+
+namespace {
+void freeTask(Task *t) noexcept
+{
+    t->~Task();
+    poolFree(t, sizeof(Task));
+}
+} // namespace
+
 void dropTask(Task *t) noexcept
 {
+    if (t->callback) {
+        const auto callback = t->callback;
+        void *const arg = t->arg;
+        freeTask(t);
+        callback(arg, false);
+        return;
+    }
     if (t->completion)
         t->completion->signal();
     if (t->parcel)
         t->parcel->deref();
     t->state->deref();
-    t->~Task();
-    poolFree(t, sizeof(Task));
+    freeTask(t);
 }
 
 // ====================================================================== reporting
@@ -195,11 +217,17 @@ void HandlerState::markRemoved(detail::Removal how) noexcept
     // Idempotent, so a later waiting removal (WaitForEarlier) may set it too:
     // it may get here before the first call's hook.
     gate.fetch_or(kRemoved, std::memory_order_acq_rel);
-    // The first call's alone (the connection is not shared between threads).
-    if (how != detail::Removal::WaitForEarlier && contextDestroyed)
-        QObject::disconnect(contextDestroyed);
-    if (how == detail::Removal::NoWait)
+    // The context's `destroyed` connection is the first call's to cut alone
+    // (the handle is not shared between threads), and a waiting first call
+    // cuts it only after its wait: a context destroyed meanwhile on another
+    // thread then still removes the handler from `destroyed` (a later,
+    // waiting removal), and so waits for a drain reading the context inside
+    // the gate before ~QObject frees it.
+    if (how == detail::Removal::NoWait) {
+        if (contextDestroyed)
+            QObject::disconnect(contextDestroyed);
         return;
+    }
     // Calls of this handler running on other threads end; ours complete
     // normally after we return. (The core calls WaitForEarlier only from a
     // thread outside every call of the handler: see runningHereFn.)
@@ -207,6 +235,8 @@ void HandlerState::markRemoved(detail::Removal how) noexcept
     for (std::uint32_t g = gate.load(std::memory_order_acquire); (g & ~kRemoved) > own;
          g = gate.load(std::memory_order_acquire))
         gate.wait(g, std::memory_order_acquire);
+    if (how == detail::Removal::Wait && contextDestroyed)
+        QObject::disconnect(contextDestroyed);
 }
 
 std::uint32_t HandlerState::callsOnThisThread() const noexcept
@@ -652,10 +682,10 @@ void Mailbox::drain(QObject *receiver) noexcept
 // case is a wake-up that finds the queue empty.
 void Mailbox::watchNestedLoops(QObject *receiver) noexcept
 {
-    m_watching = true;
     QAbstractEventDispatcher *dispatcher = QAbstractEventDispatcher::instance();
     if (!dispatcher)
-        return; // drained by hand (sendPostedEvents()) on a thread without one
+        return; // drained by hand (sendPostedEvents()) on a thread without one (yet)
+    m_watching = true;
     const auto iteration = [this] { loopIteration(); };
     // Direct: emitted in this thread. Disconnected when the receiver goes,
     // in close(), before the mailbox does.
@@ -700,6 +730,13 @@ void setContextReadHookForTesting(void (*hook)(QObject *)) noexcept
 
 void runTask(Task *task) noexcept
 {
+    if (task->callback) {
+        const auto callback = task->callback;
+        void *const arg = task->arg;
+        freeTask(task);
+        callback(arg, true);
+        return;
+    }
     HandlerState *state = task->state;
     // Into the gate before the context is read: a context being destroyed on
     // another thread (it moved there) removes its handler from `destroyed`,
@@ -768,14 +805,6 @@ struct AsyncJoin {
     }
 };
 
-/// Lives in the thread where a notifySequential() with a context starts its
-/// steps; a posted StepEvent continues a run there.
-class StepRelay final : public QObject {
-public:
-    static constexpr QEvent::Type kStepEvent = QEvent::Type(QEvent::User + 0x5e8);
-    bool event(QEvent *e) override;
-};
-
 struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
     QPromise<void> promise;
     std::mutex mutex; // guards the fields below
@@ -783,24 +812,18 @@ struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
     std::size_t next = 0;
     bool busy = false;     // a step is being started or is pending
     bool walkDone = false; // notify's walk over the handlers has ended
-    bool canceled = false; // the context went with steps not started
-    // With a step context: an object of ours living in the context's thread
-    // (posted to instead of the context, which may go at any time), that
-    // thread, and the context, to see it go. Set before the run is shared.
-    StepRelay *relay = nullptr;
-    QThread *stepThread = nullptr;
+    bool canceled = false; // steps were skipped: the context or its thread went
+    // With a step context: the mailbox of its thread (steps travel through
+    // it), and the context, to see it go. Set before the run is shared.
+    std::shared_ptr<Mailbox> stepBox;
     QPointer<QObject> stepContext;
 
-    /// `context` (may be null) is alive: the caller of notifySequential()
-    /// passed it.
-    SequentialRun(Parcel *p, QObject *context) : parcel(p)
+    /// `stepThread` null: no step context.
+    SequentialRun(Parcel *p, const QPointer<QObject> &context, QThread *stepThread) : parcel(p)
     {
-        if (context) {
-            auto relayObject = std::make_unique<StepRelay>();
-            stepThread = context->thread();
-            relayObject->moveToThread(stepThread);
+        if (stepThread) {
+            stepBox = mailboxFor(stepThread);
             stepContext = context;
-            relay = relayObject.release();
         }
         parcel->ref();
         promise.start();
@@ -810,8 +833,6 @@ struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
         for (std::size_t i = next; i < steps.size(); ++i)
             steps[i]->deref();
         parcel->deref();
-        if (relay)
-            relay->deleteLater(); // from any thread: deleted in its own
     }
     /// The walk found async handler `state` (referenced): start it now if
     /// nothing is pending, else after the pending ones.
@@ -823,6 +844,11 @@ struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
     void advance() noexcept;
     /// Finishes the returned future: cancelled if steps were skipped.
     void complete() noexcept;
+    /// The step thread's mailbox dropped the run's hop (the thread ended):
+    /// skips the steps not started.
+    void abandon() noexcept;
+    /// Task callback carrying a run (a heap std::shared_ptr) to its step thread.
+    static void hopFn(void *arg, bool run) noexcept;
 
     Parcel *parcel;
 };
@@ -952,7 +978,7 @@ void startAsync(HandlerState *state, const void *event)
     Frame *frame = t_frame;
     if (frame && frame->event == event && frame->mode == Mode::Sequential) {
         if (!frame->run)
-            frame->run = std::make_shared<SequentialRun>(frame->sharedParcel(), frame->stepContext);
+            frame->run = std::make_shared<SequentialRun>(frame->sharedParcel(), frame->stepContext, frame->stepThread);
         state->ref();
         std::shared_ptr<SequentialRun> run = frame->run; // a step may finish the run
         run->enqueue(state);
@@ -991,32 +1017,6 @@ void startAsync(HandlerState *state, const void *event)
 }
 
 } // namespace
-
-namespace {
-/// Carries a run to its step thread. Posted and received through Qt's event
-/// queue, whose hand-over ThreadSanitizer cannot see with Debian's Qt: the
-/// release/acquire pair on `posted` restates it where it can.
-struct StepEvent final : QEvent {
-    explicit StepEvent(std::shared_ptr<SequentialRun> r) : QEvent(StepRelay::kStepEvent), run(std::move(r))
-    {
-        posted.store(true, std::memory_order_release);
-    }
-    // Also where the event is dropped unsent (its thread ended).
-    ~StepEvent() override { (void)posted.load(std::memory_order_acquire); }
-    std::shared_ptr<SequentialRun> run;
-    std::atomic<bool> posted{false};
-};
-} // namespace
-
-bool StepRelay::event(QEvent *e)
-{
-    if (e->type() != kStepEvent)
-        return QObject::event(e);
-    auto *step = static_cast<StepEvent *>(e);
-    (void)step->posted.load(std::memory_order_acquire);
-    step->run->advance();
-    return true;
-}
 
 void SequentialRun::enqueue(HandlerState *state)
 {
@@ -1059,6 +1059,32 @@ void SequentialRun::complete() noexcept
     promise.finish();
 }
 
+void SequentialRun::abandon() noexcept
+{
+    {
+        std::lock_guard lock(mutex);
+        if (next < steps.size())
+            canceled = true;
+        for (; next < steps.size(); ++next)
+            steps[next]->deref();
+        busy = false;
+        if (!walkDone)
+            return; // the walk may still find more; endWalk() finishes
+    }
+    complete();
+}
+
+void SequentialRun::hopFn(void *arg, bool run) noexcept
+{
+    auto *holder = static_cast<std::shared_ptr<SequentialRun> *>(arg);
+    const std::shared_ptr<SequentialRun> self = std::move(*holder);
+    delete holder;
+    if (run)
+        self->advance();
+    else
+        self->abandon();
+}
+
 void SequentialRun::advance() noexcept
 {
     for (;;) {
@@ -1066,7 +1092,7 @@ void SequentialRun::advance() noexcept
         bool hop = false;
         {
             std::lock_guard lock(mutex);
-            if (relay && next < steps.size() && !stepContext) {
+            if (stepBox && next < steps.size() && !stepContext) {
                 // The context is gone: start nothing more (as QFuture::then()
                 // with a context cancels).
                 canceled = true;
@@ -1079,21 +1105,27 @@ void SequentialRun::advance() noexcept
                     return; // the walk may still find more; endWalk() finishes
                 break;
             }
-            if (relay && QThread::currentThread() != stepThread)
-                hop = true; // `busy` stays set: the posted call goes on
+            if (stepBox && QThread::currentThread() != stepBox->thread())
+                hop = true; // `busy` stays set: the hop goes on
             else
                 state = steps[next++];
         }
         if (hop) {
+            // Through the step thread's mailbox, which runs the task there,
+            // or drops it (abandon()) if the thread ended, also later.
+            Task *t = nullptr;
             try {
-                QCoreApplication::postEvent(relay, new StepEvent(shared_from_this()));
-                return;
+                auto holder = std::make_unique<std::shared_ptr<SequentialRun>>(shared_from_this());
+                t = newCallbackTask(&hopFn, holder.get());
+                holder.release(); // the task's now
             } catch (...) {
-                // Out of memory posting: start the step here rather than
-                // never (the run must end).
-                std::lock_guard lock(mutex);
-                state = steps[next++];
+                // Out of memory: the run must end, and no step may start on
+                // another thread than promised.
+                abandon();
+                return;
             }
+            stepBox->push(t);
+            return;
         }
         QFuture<void> f;
         if (callAsync(state, parcel->event, f)) {

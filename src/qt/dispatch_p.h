@@ -83,7 +83,15 @@ struct Task {
     Parcel *parcel = nullptr;
     const void *event = nullptr;
     Completion *completion = nullptr;
+    /// Instead of a handler call (`state` null): `callback(arg, true)` when
+    /// the task runs, `callback(arg, false)` when it is dropped (its thread
+    /// ended). Either way exactly once.
+    void (*callback)(void *arg, bool run) noexcept = nullptr;
+    void *arg = nullptr;
 };
+
+/// A callback task for the mailbox of a thread (see Task::callback).
+Task *newCallbackTask(void (*callback)(void *, bool) noexcept, void *arg);
 
 /// Tasks for one thread: a lock-free multi-producer, single-consumer queue
 /// (intrusive, with a stub node) drained by one posted event per batch.
@@ -103,7 +111,7 @@ public:
     void drain(QObject *receiver) noexcept;
     /// Consumer thread, as its event dispatcher starts processing events: if
     /// that is a nested event loop inside a handler this mailbox's drain is
-    /// calling, hands the mailbox to that loop (see handOffToNestedLoop()).
+    /// calling, hands the mailbox to that loop (see watchNestedLoops()).
     void loopIteration() noexcept;
     /// After the thread finished (or from it, as it finishes): drops queued
     /// tasks; later pushes drop theirs at once.

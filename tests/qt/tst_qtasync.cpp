@@ -6,6 +6,7 @@
 #include <sigreg/qt/qtregistry.h>
 
 #include <QtCore/QFuture>
+#include <QtCore/QFutureWatcher>
 #include <QtCore/QPromise>
 #include <QtCore/QThread>
 #include <QtTest/QSignalSpy>
@@ -119,6 +120,8 @@ private Q_SLOTS:
     void sequentialStepsStartInContextThread();
     void sequentialWithContextHereStartsFirstInline();
     void sequentialCanceledWhenContextDestroyed();
+    void sequentialCanceledWhenContextDiesWithHopQueued();
+    void sequentialCanceledWhenStepThreadEnds();
     void sequentialNullContextThrows();
     void oneShotRemovedFromAStepAndAnInlineCall();
     void syncThrowBeforeFutureIsIsolated();
@@ -279,14 +282,95 @@ void tst_QtAsync::sequentialCanceledWhenContextDestroyed()
         return QtFuture::makeReadyFuture();
     });
     QFuture<void> f = reg.notifySequential(0, ctx);
-    auto canceledCalls = std::make_shared<std::atomic<int>>(0);
-    f.onCanceled([canceledCalls] { ++*canceledCalls; }); // attached before anything finishes
+    // Watched here (its call-outs arrive as events in this thread), not with
+    // a continuation, which Qt hands to the finishing thread.
+    QFutureWatcher<void> watcher;
+    QSignalSpy canceledSpy(&watcher, &QFutureWatcherBase::canceled);
+    QSignalSpy finishedSpy(&watcher, &QFutureWatcherBase::finished);
+    watcher.setFuture(f);
     delete ctx;
     a.finish();
     QVERIFY(QTest::qWaitFor([&] { return f.isFinished(); }, 20000));
     QVERIFY(f.isCanceled());
     QCOMPARE(secondCalls.load(), 0);
-    QTRY_COMPARE(canceledCalls->load(), 1);
+    QTRY_COMPARE(finishedSpy.count(), 1);
+    QCOMPARE(canceledSpy.count(), 1);
+}
+
+void tst_QtAsync::sequentialCanceledWhenContextDiesWithHopQueued()
+{
+    // The context lives in a worker. The next step's hop is queued to the
+    // worker while the worker is busy, and the busy call destroys the
+    // context before the hop runs: the step is not started, and the future
+    // is cancelled.
+    sigreg_test::Worker w;
+    QtRegistry<int> reg;
+    Pending a;
+    std::atomic<int> secondCalls{0};
+    std::atomic<bool> firstStarted{false};
+    reg.add(2, [&](int) {
+        firstStarted = true;
+        return a.start();
+    });
+    reg.add(1, [&](int) {
+        ++secondCalls;
+        return QtFuture::makeReadyFuture();
+    });
+    QObject *ctx = w.context;
+    w.context = nullptr; // deleted below, in the worker
+    QFuture<void> f = reg.notifySequential(0, ctx);
+    QTRY_VERIFY(firstStarted.load());
+
+    auto *helper = new QObject;
+    helper->moveToThread(w.thread());
+    std::atomic<bool> busy{false}, release{false};
+    QMetaObject::invokeMethod(helper, [&busy, &release, ctx] {
+        busy = true;
+        while (!release.load())
+            std::this_thread::yield();
+        delete ctx; // before the queued hop reaches the worker
+    }, Qt::QueuedConnection);
+    QTRY_VERIFY(busy.load());
+    const std::uint64_t before = sigreg::qtdetail::wakeupsPosted(w.thread());
+    a.finish(); // the completion thread queues the next step's hop to the worker
+    QVERIFY(QTest::qWaitFor([&] { return sigreg::qtdetail::wakeupsPosted(w.thread()) > before; }, 20000));
+    release = true;
+    QVERIFY(QTest::qWaitFor([&] { return f.isFinished(); }, 20000));
+    QCOMPARE(secondCalls.load(), 0);
+    QVERIFY(f.isCanceled());
+    QVERIFY(w.run([helper] { delete helper; }));
+}
+
+void tst_QtAsync::sequentialCanceledWhenStepThreadEnds()
+{
+    // The context's thread finishes while a step is pending: the next step
+    // cannot start there, so it is skipped and the future is cancelled
+    // instead of waiting forever.
+    QThread thread;
+    thread.start();
+    auto *ctx = new QObject;
+    ctx->moveToThread(&thread);
+    QtRegistry<int> reg;
+    Pending a;
+    std::atomic<int> secondCalls{0};
+    std::atomic<bool> firstStarted{false};
+    reg.add(2, [&](int) {
+        firstStarted = true;
+        return a.start();
+    });
+    reg.add(1, [&](int) {
+        ++secondCalls;
+        return QtFuture::makeReadyFuture();
+    });
+    QFuture<void> f = reg.notifySequential(0, ctx);
+    QTRY_VERIFY(firstStarted.load());
+    thread.quit();
+    QVERIFY(thread.wait(20000));
+    a.finish();
+    QVERIFY(QTest::qWaitFor([&] { return f.isFinished(); }, 20000));
+    QCOMPARE(secondCalls.load(), 0);
+    QVERIFY(f.isCanceled());
+    delete ctx; // its thread has ended
 }
 
 void tst_QtAsync::sequentialNullContextThrows()

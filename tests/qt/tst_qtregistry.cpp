@@ -75,6 +75,7 @@ private Q_SLOTS:
     void guardRemovesContextHandler();
     void blockingQueuedAfterMoveFromOldThread();
     void blockingQueuedFromNewThreadBeforeOldOneSawTheMove();
+    void movedContextDestroyedWhileOldThreadReadsIt_data();
     void movedContextDestroyedWhileOldThreadReadsIt();
     void contextDeathWaitsWhileAnotherRemovalWaits();
     void handlerAddedForFinishedThread();
@@ -671,7 +672,8 @@ namespace {
 struct ContextReadProbe {
     static inline std::atomic<QObject *> target{nullptr};
     static inline std::atomic<bool> reached{false};
-    static inline std::atomic<bool> destroyed{false};
+    static inline std::atomic<bool> destroying{false}; // ~QObject emits destroyed()
+    static inline std::atomic<bool> destroyed{false};  // the delete returned
     static inline std::atomic<bool> destroyedBeforeRead{false};
 
     static void hook(QObject *context)
@@ -679,15 +681,32 @@ struct ContextReadProbe {
         if (context != target.load())
             return;
         reached = true;
-        // Give the destruction time to finish, if it can (it must not): the
-        // bound only ends the wait, the test asserts on the flag.
-        const QDeadlineTimer bound(std::chrono::milliseconds(500));
-        while (!destroyed.load() && !bound.hasExpired())
+        // Wait until the destruction is under way, then give it time to
+        // finish, if it can (it must not). The bounds only end the waits; the
+        // test asserts on the flags, not on time.
+        const QDeadlineTimer started(std::chrono::seconds(20));
+        while (!destroying.load() && !started.hasExpired())
+            std::this_thread::yield();
+        const QDeadlineTimer grace(std::chrono::milliseconds(300));
+        while (!destroyed.load() && !grace.hasExpired())
             std::this_thread::yield();
         destroyedBeforeRead = destroyed.load();
     }
 };
 } // namespace
+
+/// A context that can tell how many connections its destroyed() signal has.
+class CountingContext : public QObject {
+public:
+    int destroyedReceivers() const { return receivers(SIGNAL(destroyed(QObject *))); }
+};
+
+void tst_QtRegistry::movedContextDestroyedWhileOldThreadReadsIt_data()
+{
+    QTest::addColumn<bool>("removeWaitsMeanwhile");
+    QTest::newRow("destroyed") << false;
+    QTest::newRow("destroyed while remove() waits") << true;
+}
 
 void tst_QtRegistry::movedContextDestroyedWhileOldThreadReadsIt()
 {
@@ -698,12 +717,24 @@ void tst_QtRegistry::movedContextDestroyedWhileOldThreadReadsIt()
     // `before` read the context outside the handler's gate, the destruction
     // finished during the hook, and the read after it touched freed memory
     // (a heap-use-after-free under ASan).
+    // Second row: a remove() on a third thread is already waiting for that
+    // read when the context dies. Before its fix, that removal had cut the
+    // context's destroyed() connection before waiting, so the destruction
+    // did not wait.
+    QFETCH(bool, removeWaitsMeanwhile);
+    ContextReadProbe::reached = false;
+    ContextReadProbe::destroying = false;
+    ContextReadProbe::destroyed = false;
+    ContextReadProbe::destroyedBeforeRead = false;
     Worker before("before"), after("after");
     QtRegistry<int> reg;
-    QObject *ctx = before.context;
-    before.context = nullptr; // ours from here on
+    auto *ctx = new CountingContext;
+    ctx->moveToThread(before.thread());
     std::atomic<int> calls{0};
-    reg.add(ctx, [&](int) { ++calls; }, Qt::QueuedConnection);
+    // Connected first, so it runs first when ~QObject emits destroyed().
+    QObject::connect(ctx, &QObject::destroyed, [] { ContextReadProbe::destroying = true; });
+    const HandlerId id = reg.add(ctx, [&](int) { ++calls; }, Qt::QueuedConnection);
+    QCOMPARE(ctx->destroyedReceivers(), 2);
     reg.notify(0);
     QTRY_COMPARE(calls.load(), 1);
 
@@ -717,11 +748,24 @@ void tst_QtRegistry::movedContextDestroyedWhileOldThreadReadsIt()
     QVERIFY(before.run([ctx, to] { ctx->moveToThread(to); }));
     reg.notify(1); // queued to `before`, the thread last seen
     QTRY_VERIFY(ContextReadProbe::reached.load());
+    QVERIFY(!ContextReadProbe::destroying.load());
+    std::atomic<bool> removed{false};
+    std::thread remover;
+    if (removeWaitsMeanwhile) {
+        remover = std::thread([&] { removed = reg.remove(id); });
+        // Until the removal cut the connection (before the fix it does so at
+        // once) or has had time to; it must not, while it waits.
+        QTest::qWaitFor([&] { return ctx->destroyedReceivers() < 2; }, 300);
+    }
     QVERIFY(after.run([ctx] {
         delete ctx;
         ContextReadProbe::destroyed = true;
     }));
+    if (remover.joinable())
+        remover.join();
+    QVERIFY(ContextReadProbe::destroying.load());
     QVERIFY(!ContextReadProbe::destroyedBeforeRead.load());
+    QCOMPARE(removed.load(), removeWaitsMeanwhile);
     QCOMPARE(reg.count(), 0);
     after.sync(); // the forwarded task, if any, is dropped there
     QCOMPARE(calls.load(), 1);

@@ -62,8 +62,8 @@
 // as it waits for a running call.
 //
 // notifySequential(event) starts each handler after the previous one's
-// future finished, in the thread that finished it: Sigreg's completion
-// thread ("sigreg-completion") for a future still running when returned.
+// future finished: at once, in the same thread, if that future was finished
+// when returned; else in Sigreg's completion thread ("sigreg-completion").
 // Such a later handler must not touch objects bound to the caller's thread,
 // and must not block (it would hold up every registry's completions), e.g.
 // by waiting for another notifyAsync() to finish. notifySequential(event,
@@ -351,8 +351,10 @@ public:
     /// to that thread (widgets, a QNetworkAccessManager). If `context` is
     /// destroyed before the last handler started, the handlers not started
     /// yet are skipped and the returned future is cancelled, as a
-    /// QFuture::then() continuation with a context is. That thread must run
-    /// its event loop until the returned future finishes.
+    /// QFuture::then() continuation with a context is; likewise if that
+    /// thread finishes first. Until then the thread must run its event loop.
+    /// Steps travel through the thread's Sigreg mailbox, in order with the
+    /// events queued there.
     /// Throws: std::invalid_argument for a null context; std::bad_alloc.
     QFuture<void> notifySequential(const E &event, QObject *context)
     {
@@ -360,6 +362,7 @@ public:
             throw std::invalid_argument("sigreg::QtRegistry::notifySequential: null context object");
         qtdetail::Frame frame(std::addressof(event), parcelMaker(), &typeid(E), qtdetail::Mode::Sequential);
         frame.stepContext = context;
+        frame.stepThread = context->thread();
         m_core.notify(std::addressof(event));
         return frame.finish();
     }

@@ -211,9 +211,11 @@ struct SIGREG_QT_EXPORT Frame {
     const std::type_info *eventType = nullptr;
     Parcel *parcel = nullptr; // made on first need; one reference owned here
     Mode mode = Mode::Notify;
-    /// Mode::Sequential: the object in whose thread the steps start (null:
-    /// where their predecessor finished).
-    QObject *stepContext = nullptr;
+    /// Mode::Sequential with a context: the context and its thread, taken
+    /// before the walk (a handler may destroy or move the context). Null
+    /// thread: no context.
+    QPointer<QObject> stepContext;
+    QThread *stepThread = nullptr;
     std::shared_ptr<AsyncJoin> join;      // Mode::Async, made on the first async handler
     std::shared_ptr<SequentialRun> run;   // Mode::Sequential, made on the first async handler
     Frame *prev = nullptr;
