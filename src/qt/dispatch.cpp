@@ -752,25 +752,30 @@ void runTask(Task *task) noexcept
     QThread *const self = QThread::currentThread();
     QThread *const to = ctx ? ctx->thread() : nullptr;
     if (ctx && to != self) {
-        // The context moved to another thread: follow it. Out of the gate
-        // first: the task is someone else's once pushed or handed back (and
-        // with it the reference that keeps `state` alive), and nothing below
-        // touches the context.
-        state->leave();
+        // The context moved to another thread: follow it.
         state->thread.store(to, std::memory_order_relaxed);
         if (task->completion && task->completion->waiter == to) {
             // Its caller is blocked in the context's new thread, which would
             // never drain a mailbox while it waits: it runs the task itself.
+            // Out of the gate first: the task (with the reference that keeps
+            // `state` alive) is the caller's once handed back.
+            state->leave();
             task->completion->handBack(task);
             return;
         }
+        // The new thread's mailbox is looked up (which connects to that
+        // QThread's signals) while the gate still keeps the context alive,
+        // and with it, in practice, the thread it lives in: not after a
+        // destruction of the context that the gate held up.
         Mailbox *box = nullptr;
         try {
             box = targetMailbox(state, to);
         } catch (...) {
+            state->leave();
             dropTask(task);
             return;
         }
+        state->leave(); // before the push: the task is the mailbox's then
         box->push(task);
         return;
     }
