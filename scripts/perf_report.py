@@ -1040,18 +1040,23 @@ def compute_values(manifest, perf_dir):
     v["shared.facade_word"] = "less" if facade_less else "more"
     v["shared.puzzle"] = misses and facade_less
 
-    if "pool" in groups:
-        v["tables.pool"] = pool_table(groups["pool"], targets)
-        v["pool.rounds"] = word(len(groups["pool"]))
-        v["pool.samples"] = str(sum(r.repetitions()[0] for r in groups["pool"]))
-        v["pool.commit"] = groups["pool"][0].entry["commit"]
-        pool = groups["pool"]
-        v["pool.core_1h"] = quantiles_met(pool, ("BM_Notify_Sigreg", 1, 1), ("BM_Notify_FunctionLoop", 1, 1),
-                                          targets["core_1h_vs_loop"])
-        v["pool.facade_core_4h"] = quantiles_met(pool, ("BM_Notify_SigregQt", 4, 1), ("BM_Notify_Sigreg", 4, 1),
-                                                 targets["facade_vs_core"])
-        v["pool.loop_qt_4h"] = quantiles_met(pool, ("BM_Notify_FunctionLoop", 4, 1), ("BM_Notify_QtDirect", 4, 1),
-                                             targets["facade_vs_qt_direct"])
+    # Sets of rounds of the pool command: "pool", and later sets "pool_b", ... (same variables, own prefix).
+    for name in sorted(g for g in groups if g == "pool" or g.startswith("pool_")):
+        pool = groups[name]
+        v[f"tables.{name}"] = pool_table(pool, targets)
+        v[f"{name}.rounds"] = word(len(pool))
+        v[f"{name}.samples"] = str(sum(r.repetitions()[0] for r in pool))
+        v[f"{name}.commit"] = pool[0].entry["commit"]
+        v[f"{name}.loop_1h_ns"] = f"{pooled_quantile(pool, 'BM_Notify_FunctionLoop', 0.5):.2f} ns"
+        for key, num, den, target in (
+                ("core_1h", ("BM_Notify_Sigreg", 1, 1), ("BM_Notify_FunctionLoop", 1, 1), "core_1h_vs_loop"),
+                ("facade_core_4h", ("BM_Notify_SigregQt", 4, 1), ("BM_Notify_Sigreg", 4, 1), "facade_vs_core"),
+                ("loop_qt_4h", ("BM_Notify_FunctionLoop", 4, 1), ("BM_Notify_QtDirect", 4, 1),
+                 "facade_vs_qt_direct"),
+                ("core_2t_1h", ("BM_Notify_Sigreg", 1, 2), ("BM_Notify_Sigreg", 1, 1), "core_2threads_vs_1"),
+                ("loop_2t_1h", ("BM_Notify_FunctionLoop", 1, 2), ("BM_Notify_FunctionLoop", 1, 1),
+                 "core_2threads_vs_1")):
+            v[f"{name}.{key}"] = quantiles_met(pool, num, den, targets[target])
     if "modcopy_before" in groups and "modcopy_after" in groups:
         v["tables.modcopy"] = modcopy_table(groups)
         v["modcopy.rounds"] = word(len(groups["modcopy_before"]))
