@@ -818,18 +818,18 @@ struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
     bool busy = false;     // a step is being started or is pending
     bool walkDone = false; // notify's walk over the handlers has ended
     bool canceled = false; // steps were skipped: the context or its thread went
+    bool ended = false;    // abandon()ed: no step starts any more
     // With a step context: the mailbox of its thread (steps travel through
     // it), and the context, to see it go. Set before the run is shared.
     std::shared_ptr<Mailbox> stepBox;
     QPointer<QObject> stepContext;
 
-    /// `stepThread` null: no step context.
-    SequentialRun(Parcel *p, const QPointer<QObject> &context, QThread *stepThread) : parcel(p)
+    /// `box` null: no step context.
+    SequentialRun(Parcel *p, const QPointer<QObject> &context, std::shared_ptr<Mailbox> box)
+        : stepBox(std::move(box)), parcel(p)
     {
-        if (stepThread) {
-            stepBox = mailboxFor(stepThread);
+        if (stepBox)
             stepContext = context;
-        }
         parcel->ref();
         promise.start();
     }
@@ -983,7 +983,7 @@ void startAsync(HandlerState *state, const void *event)
     Frame *frame = t_frame;
     if (frame && frame->event == event && frame->mode == Mode::Sequential) {
         if (!frame->run)
-            frame->run = std::make_shared<SequentialRun>(frame->sharedParcel(), frame->stepContext, frame->stepThread);
+            frame->run = std::make_shared<SequentialRun>(frame->sharedParcel(), frame->stepContext, frame->stepBox);
         state->ref();
         std::shared_ptr<SequentialRun> run = frame->run; // a step may finish the run
         run->enqueue(state);
@@ -1068,6 +1068,7 @@ void SequentialRun::abandon() noexcept
 {
     {
         std::lock_guard lock(mutex);
+        ended = true;
         if (next < steps.size())
             canceled = true;
         for (; next < steps.size(); ++next)
@@ -1097,9 +1098,9 @@ void SequentialRun::advance() noexcept
         bool hop = false;
         {
             std::lock_guard lock(mutex);
-            if (stepBox && next < steps.size() && !stepContext) {
-                // The context is gone: start nothing more (as QFuture::then()
-                // with a context cancels).
+            if (next < steps.size() && (ended || (stepBox && !stepContext))) {
+                // Abandoned, or the context is gone: start nothing more (as
+                // QFuture::then() with a context cancels).
                 canceled = true;
                 for (; next < steps.size(); ++next)
                     steps[next]->deref();
@@ -1167,6 +1168,12 @@ Frame::~Frame()
         join->arrive(); // in case finish() was never called
     if (parcel)
         parcel->deref();
+}
+
+void Frame::setStepContext(QObject *context)
+{
+    stepBox = mailboxFor(context->thread());
+    stepContext = context;
 }
 
 Parcel *Frame::sharedParcel()

@@ -755,7 +755,7 @@ void tst_QtRegistry::movedContextDestroyedWhileOldThreadReadsIt()
         remover = std::thread([&] { removed = reg.remove(id); });
         // Until the removal cut the connection (before the fix it does so at
         // once) or has had time to; it must not, while it waits.
-        QTest::qWaitFor([&] { return ctx->destroyedReceivers() < 2; }, 300);
+        (void)QTest::qWaitFor([&] { return ctx->destroyedReceivers() < 2; }, 300);
     }
     QVERIFY(after.run([ctx] {
         delete ctx;

@@ -59,7 +59,10 @@
 // back by the old thread and runs in the new one, the caller's own. The
 // context may be destroyed in its new thread at any time: a destruction that
 // meets the old thread reading the context (to forward a task) waits for it,
-// as it waits for a running call.
+// as it waits for a running call. Two exceptions: after removeNoWait() (see
+// there), and a call of the handler itself destroying its context, since a
+// removal from inside a call of its handler does not wait (see
+// sigreg::Registry::remove()). From inside the handler, use deleteLater().
 //
 // notifySequential(event) starts each handler after the previous one's
 // future finished: at once, in the same thread, if that future was finished
@@ -361,8 +364,7 @@ public:
         if (!context)
             throw std::invalid_argument("sigreg::QtRegistry::notifySequential: null context object");
         qtdetail::Frame frame(std::addressof(event), parcelMaker(), &typeid(E), qtdetail::Mode::Sequential);
-        frame.stepContext = context;
-        frame.stepThread = context->thread();
+        frame.setStepContext(context);
         m_core.notify(std::addressof(event));
         return frame.finish();
     }

@@ -211,11 +211,11 @@ struct SIGREG_QT_EXPORT Frame {
     const std::type_info *eventType = nullptr;
     Parcel *parcel = nullptr; // made on first need; one reference owned here
     Mode mode = Mode::Notify;
-    /// Mode::Sequential with a context: the context and its thread, taken
-    /// before the walk (a handler may destroy or move the context). Null
-    /// thread: no context.
+    /// Mode::Sequential with a context: the context, and the mailbox of its
+    /// thread, taken before the walk (a handler may destroy or move the
+    /// context, or end and delete its thread). Null mailbox: no context.
     QPointer<QObject> stepContext;
-    QThread *stepThread = nullptr;
+    std::shared_ptr<Mailbox> stepBox;
     std::shared_ptr<AsyncJoin> join;      // Mode::Async, made on the first async handler
     std::shared_ptr<SequentialRun> run;   // Mode::Sequential, made on the first async handler
     Frame *prev = nullptr;
@@ -227,6 +227,9 @@ struct SIGREG_QT_EXPORT Frame {
 
     /// The shared copy of the event (made on first call).
     Parcel *sharedParcel();
+    /// Makes a Sequential frame start its steps in `context`'s thread (live,
+    /// non-null: the caller of notifySequential() vouches for it).
+    void setStepContext(QObject *context);
     /// Ends an Async or Sequential frame: the future of its handlers.
     QFuture<void> finish();
 };
