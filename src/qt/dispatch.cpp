@@ -132,15 +132,21 @@ void freeTask(Task *t) noexcept
     t->~Task();
     poolFree(t, sizeof(Task));
 }
+
+/// Ends a callback task: frees it, then calls back (which may take long).
+void finishCallbackTask(Task *t, bool run) noexcept
+{
+    const auto callback = t->callback;
+    void *const arg = t->arg;
+    freeTask(t);
+    callback(arg, run);
+}
 } // namespace
 
 void dropTask(Task *t) noexcept
 {
     if (t->callback) {
-        const auto callback = t->callback;
-        void *const arg = t->arg;
-        freeTask(t);
-        callback(arg, false);
+        finishCallbackTask(t, false);
         return;
     }
     if (t->completion)
@@ -731,10 +737,7 @@ void setContextReadHookForTesting(void (*hook)(QObject *)) noexcept
 void runTask(Task *task) noexcept
 {
     if (task->callback) {
-        const auto callback = task->callback;
-        void *const arg = task->arg;
-        freeTask(task);
-        callback(arg, true);
+        finishCallbackTask(task, true);
         return;
     }
     HandlerState *state = task->state;
@@ -849,8 +852,8 @@ struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
     void advance() noexcept;
     /// Finishes the returned future: cancelled if steps were skipped.
     void complete() noexcept;
-    /// The step thread's mailbox dropped the run's hop (the thread ended):
-    /// skips the steps not started.
+    /// The run's hop was dropped (its thread ended, or no memory for it):
+    /// skips the steps not started, now and later. Called holding `busy`.
     void abandon() noexcept;
     /// Task callback carrying a run (a heap std::shared_ptr) to its step thread.
     static void hopFn(void *arg, bool run) noexcept;
@@ -1069,15 +1072,8 @@ void SequentialRun::abandon() noexcept
     {
         std::lock_guard lock(mutex);
         ended = true;
-        if (next < steps.size())
-            canceled = true;
-        for (; next < steps.size(); ++next)
-            steps[next]->deref();
-        busy = false;
-        if (!walkDone)
-            return; // the walk may still find more; endWalk() finishes
     }
-    complete();
+    advance(); // skips what is left, and ends the run if the walk has
 }
 
 void SequentialRun::hopFn(void *arg, bool run) noexcept
