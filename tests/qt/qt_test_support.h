@@ -2,12 +2,16 @@
 // Helpers for the Qt facade tests: worker threads with an event loop.
 #pragma once
 
+#include <QtCore/QDeadlineTimer>
 #include <QtCore/QMetaObject>
 #include <QtCore/QObject>
 #include <QtCore/QThread>
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <memory>
+#include <thread>
 
 namespace sigreg_test {
 
@@ -81,6 +85,44 @@ public:
 private:
     QThread m_thread;
     QObject *m_barrier = nullptr;
+};
+
+/// A queued call that keeps `target`'s thread busy until release(), so that
+/// a test can queue work behind it; `then` (optional) runs in that thread
+/// once released. Destruction releases the call and waits for it to end.
+class BusyCall {
+public:
+    explicit BusyCall(QObject *target, std::function<void()> then = {}) : m_then(std::move(then))
+    {
+        QMetaObject::invokeMethod(target, [this] {
+            m_busy = true;
+            // The acquire that sees the release also orders m_then, written
+            // before it, for ThreadSanitizer.
+            while (!m_release.load(std::memory_order_acquire))
+                std::this_thread::yield();
+            if (m_then)
+                m_then();
+            m_done = true;
+        }, Qt::QueuedConnection);
+    }
+    ~BusyCall()
+    {
+        release();
+        // Bounded only so that a failed test cannot hang here.
+        const QDeadlineTimer bound(std::chrono::seconds(20));
+        while (!m_done.load() && !bound.hasExpired())
+            std::this_thread::yield();
+    }
+    BusyCall(const BusyCall &) = delete;
+    BusyCall &operator=(const BusyCall &) = delete;
+
+    /// True once the call runs (and holds its thread).
+    bool isBusy() const { return m_busy.load(); }
+    void release() { m_release.store(true, std::memory_order_release); }
+
+private:
+    std::function<void()> m_then;
+    std::atomic<bool> m_busy{false}, m_release{false}, m_done{false};
 };
 
 } // namespace sigreg_test

@@ -268,19 +268,34 @@ void tst_QtAsync::sequentialWithContextHereStartsFirstInline()
     QVERIFY(!f.isCanceled());
 }
 
+/// Two async handlers for the cancellation tests: the first (priority 2)
+/// returns `first`'s future, pending; the second (priority 1) counts its
+/// starts and returns a finished future.
+struct PendingThenCounted {
+    Pending first;
+    std::atomic<bool> firstStarted{false};
+    std::atomic<int> secondCalls{0};
+
+    explicit PendingThenCounted(QtRegistry<int> &reg)
+    {
+        reg.add(2, [this](int) {
+            firstStarted = true;
+            return first.start();
+        });
+        reg.add(1, [this](int) {
+            ++secondCalls;
+            return QtFuture::makeReadyFuture();
+        });
+    }
+};
+
 void tst_QtAsync::sequentialCanceledWhenContextDestroyed()
 {
     // The context goes while the first step is pending: the second never
     // starts, and the returned future is cancelled, not left hanging.
     QtRegistry<int> reg;
     auto *ctx = new QObject;
-    Pending a;
-    std::atomic<int> secondCalls{0};
-    reg.add(2, [&](int) { return a.start(); });
-    reg.add(1, [&](int) {
-        ++secondCalls;
-        return QtFuture::makeReadyFuture();
-    });
+    PendingThenCounted steps(reg);
     QFuture<void> f = reg.notifySequential(0, ctx);
     // Watched here (its call-outs arrive as events in this thread), not with
     // a continuation, which Qt hands to the finishing thread.
@@ -289,10 +304,10 @@ void tst_QtAsync::sequentialCanceledWhenContextDestroyed()
     QSignalSpy finishedSpy(&watcher, &QFutureWatcherBase::finished);
     watcher.setFuture(f);
     delete ctx;
-    a.finish();
+    steps.first.finish();
     QVERIFY(QTest::qWaitFor([&] { return f.isFinished(); }, 20000));
     QVERIFY(f.isCanceled());
-    QCOMPARE(secondCalls.load(), 0);
+    QCOMPARE(steps.secondCalls.load(), 0);
     QTRY_COMPARE(finishedSpy.count(), 1);
     QCOMPARE(canceledSpy.count(), 1);
 }
@@ -305,38 +320,23 @@ void tst_QtAsync::sequentialCanceledWhenContextDiesWithHopQueued()
     // is cancelled.
     sigreg_test::Worker w;
     QtRegistry<int> reg;
-    Pending a;
-    std::atomic<int> secondCalls{0};
-    std::atomic<bool> firstStarted{false};
-    reg.add(2, [&](int) {
-        firstStarted = true;
-        return a.start();
-    });
-    reg.add(1, [&](int) {
-        ++secondCalls;
-        return QtFuture::makeReadyFuture();
-    });
+    PendingThenCounted steps(reg);
     QObject *ctx = w.context;
     w.context = nullptr; // deleted below, in the worker
     QFuture<void> f = reg.notifySequential(0, ctx);
-    QTRY_VERIFY(firstStarted.load());
+    QTRY_VERIFY(steps.firstStarted.load());
 
-    auto *helper = new QObject;
+    auto *helper = new QObject; // not the context: the busy call deletes that
     helper->moveToThread(w.thread());
-    std::atomic<bool> busy{false}, release{false};
-    QMetaObject::invokeMethod(helper, [&busy, &release, ctx] {
-        busy = true;
-        while (!release.load())
-            std::this_thread::yield();
-        delete ctx; // before the queued hop reaches the worker
-    }, Qt::QueuedConnection);
-    QTRY_VERIFY(busy.load());
-    const std::uint64_t before = sigreg::qtdetail::wakeupsPosted(w.thread());
-    a.finish(); // the completion thread queues the next step's hop to the worker
-    QVERIFY(QTest::qWaitFor([&] { return sigreg::qtdetail::wakeupsPosted(w.thread()) > before; }, 20000));
-    release = true;
+    {
+        sigreg_test::BusyCall busy(helper, [ctx] { delete ctx; }); // before the queued hop runs
+        QTRY_VERIFY(busy.isBusy());
+        const std::uint64_t before = sigreg::qtdetail::wakeupsPosted(w.thread());
+        steps.first.finish(); // the completion thread queues the next step's hop to the worker
+        QVERIFY(QTest::qWaitFor([&] { return sigreg::qtdetail::wakeupsPosted(w.thread()) > before; }, 20000));
+    }
     QVERIFY(QTest::qWaitFor([&] { return f.isFinished(); }, 20000));
-    QCOMPARE(secondCalls.load(), 0);
+    QCOMPARE(steps.secondCalls.load(), 0);
     QVERIFY(f.isCanceled());
     QVERIFY(w.run([helper] { delete helper; }));
 }
@@ -351,24 +351,14 @@ void tst_QtAsync::sequentialCanceledWhenStepThreadEnds()
     auto *ctx = new QObject;
     ctx->moveToThread(&thread);
     QtRegistry<int> reg;
-    Pending a;
-    std::atomic<int> secondCalls{0};
-    std::atomic<bool> firstStarted{false};
-    reg.add(2, [&](int) {
-        firstStarted = true;
-        return a.start();
-    });
-    reg.add(1, [&](int) {
-        ++secondCalls;
-        return QtFuture::makeReadyFuture();
-    });
+    PendingThenCounted steps(reg);
     QFuture<void> f = reg.notifySequential(0, ctx);
-    QTRY_VERIFY(firstStarted.load());
+    QTRY_VERIFY(steps.firstStarted.load());
     thread.quit();
     QVERIFY(thread.wait(20000));
-    a.finish();
+    steps.first.finish();
     QVERIFY(QTest::qWaitFor([&] { return f.isFinished(); }, 20000));
-    QCOMPARE(secondCalls.load(), 0);
+    QCOMPARE(steps.secondCalls.load(), 0);
     QVERIFY(f.isCanceled());
     delete ctx; // its thread has ended
 }

@@ -292,20 +292,15 @@ void tst_QtRegistry::burstSharesOneWakeup()
     reg.notify(-1); // the worker's mailbox exists and is idle again after this
     w.sync();
 
-    std::atomic<bool> busy{false}, release{false};
-    QMetaObject::invokeMethod(w.context, [&] {
-        busy = true;
-        while (!release.load())
-            std::this_thread::yield();
-    }, Qt::QueuedConnection);
-    QTRY_VERIFY(busy.load());
+    sigreg_test::BusyCall busy(w.context);
+    QTRY_VERIFY(busy.isBusy());
 
     constexpr int kBurst = 100;
     const std::uint64_t before = sigreg::qtdetail::wakeupsPosted(w.thread());
     for (int i = 0; i < kBurst; ++i)
         reg.notify(i);
     const std::uint64_t posted = sigreg::qtdetail::wakeupsPosted(w.thread()) - before;
-    release = true;
+    busy.release();
     w.sync();
     QCOMPARE(posted, std::uint64_t(1));
     std::vector<int> expected{-1};
@@ -416,16 +411,11 @@ void tst_QtRegistry::nestedEventLoopDrainsMailbox()
     w.sync();
 
     // Events 1 and 2 wait in one batch behind a busy worker.
-    std::atomic<bool> busy{false}, release{false};
-    QMetaObject::invokeMethod(w.context, [&] {
-        busy = true;
-        while (!release.load())
-            std::this_thread::yield();
-    }, Qt::QueuedConnection);
-    QTRY_VERIFY(busy.load());
+    sigreg_test::BusyCall busy(w.context);
+    QTRY_VERIFY(busy.isBusy());
     reg.notify(1);
     reg.notify(2);
-    release = true;
+    busy.release();
     QTRY_VERIFY(inLoop.load());
     reg.notify(3); // arrives while event 1's handler spins its loop
     QTRY_VERIFY_WITH_TIMEOUT(finished.load(), 20000);
