@@ -182,8 +182,10 @@ void tst_BusStress::producersAndReceivers()
                                                   : Ending::Flag;
     const std::uint64_t perProducer = std::uint64_t(scaled(25000, 4000));
     const std::uint64_t total = perProducer * kProducers;
-    // Capacity 1, a small one, and one that holds everything (never lags).
-    const std::vector<std::size_t> capacities{1, 16, std::size_t(total)};
+    // Capacity 1, a small one, and one that holds everything (never lags):
+    // every producer's events plus the sentinel, should its consumer not get
+    // to run before the last emit.
+    const std::vector<std::size_t> capacities{1, 16, std::size_t(total) + 1};
     const std::size_t kConsumers = capacities.size();
 
     auto bus = std::make_unique<Bus>();
