@@ -51,6 +51,38 @@ struct SigregPeer {
     void notify(const int &event) noexcept { registry.notify(event); }
 };
 
+/// kHandler's body in four closure types of its own. The other rows register
+/// one lambda N times, which a dispatcher could exploit (say, by calling a
+/// run of neighbouring handlers of one type with one indirect call). The
+/// "Mixed" rows register these in turn (type 0, 1, 2, 3, 0, ...), so that no
+/// two neighbouring handlers share a type, and show whether a comparison
+/// still holds then.
+template <int I>
+inline constexpr auto kHandlerOfType = [](const int &value) { handlerWork(value); };
+
+template <class Add>
+void addMixed(int count, Add &&add)
+{
+    for (int i = 0; i < count; ++i) {
+        switch (i % 4) {
+        case 0: add(kHandlerOfType<0>); break;
+        case 1: add(kHandlerOfType<1>); break;
+        case 2: add(kHandlerOfType<2>); break;
+        default: add(kHandlerOfType<3>); break;
+        }
+    }
+}
+
+struct SigregMixedPeer {
+    sigreg::Registry<int> registry;
+
+    explicit SigregMixedPeer(int handlers)
+    {
+        addMixed(handlers, [this](auto h) { registry.add(h); });
+    }
+    void notify(const int &event) noexcept { registry.notify(event); }
+};
+
 /// The baseline: what a hand-written, unsynchronised observer list costs.
 /// Calling a const std::function from two threads at once is safe (the
 /// handlers are stateless), so the 2-thread variant is legitimate as long as
@@ -63,6 +95,37 @@ struct FunctionLoopPeer {
     {
         for (auto &f : handlers)
             f(event);
+    }
+};
+
+/// The loop with the Mixed rows' four handler types (see SigregMixedPeer).
+struct FunctionLoopMixedPeer {
+    std::vector<std::function<void(const int &)>> handlers;
+
+    explicit FunctionLoopMixedPeer(int count)
+    {
+        addMixed(count, [this](auto h) { handlers.emplace_back(h); });
+    }
+    void notify(const int &event)
+    {
+        for (auto &f : handlers)
+            f(event);
+    }
+};
+
+/// Not a peer: the floor. The handler's own work, called `count` times with
+/// no dispatch at all (the calls inline, nothing is looked up), so that a row
+/// shows how much of every peer's time is the handlers themselves. Each call
+/// loads and stores the same thread-local counter, so consecutive calls form
+/// one dependency chain through memory that no dispatcher can shorten.
+struct HandlersOnlyPeer {
+    int count;
+
+    explicit HandlersOnlyPeer(int c) : count(c) {}
+    void notify(const int &event) noexcept
+    {
+        for (int i = 0; i < count; ++i)
+            kHandler(event);
     }
 };
 
@@ -120,6 +183,18 @@ void BM_Notify_FunctionLoop(benchmark::State &state)
 {
     notifyBenchmark<FunctionLoopPeer>(state);
 }
+void BM_Notify_SigregMixed(benchmark::State &state)
+{
+    notifyBenchmark<SigregMixedPeer>(state);
+}
+void BM_Notify_FunctionLoopMixed(benchmark::State &state)
+{
+    notifyBenchmark<FunctionLoopMixedPeer>(state);
+}
+void BM_Notify_HandlersOnly(benchmark::State &state)
+{
+    notifyBenchmark<HandlersOnlyPeer>(state);
+}
 #ifdef SIGREG_BENCH_HAVE_QT
 void BM_Notify_QtDirect(benchmark::State &state)
 {
@@ -143,6 +218,9 @@ void BM_Notify_Sigc(benchmark::State &state)
 // directly; with 2 threads that is CPU time per notify per thread.
 BENCHMARK(BM_Notify_Sigreg)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
 BENCHMARK(BM_Notify_FunctionLoop)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
+BENCHMARK(BM_Notify_SigregMixed)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
+BENCHMARK(BM_Notify_FunctionLoopMixed)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
+BENCHMARK(BM_Notify_HandlersOnly)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
 #ifdef SIGREG_BENCH_HAVE_QT
 BENCHMARK(BM_Notify_QtDirect)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
 #endif
