@@ -885,6 +885,27 @@ def modcopy_table(groups):
     return "\n".join(lines)
 
 
+def typeruns_table(groups):
+    """The dropped experiment of calling runs of same-type handlers with one indirect call: both builds' repetitions
+    (alternating rounds) pooled, medians in ns, each Sigreg row also ÷ the loop row it matches."""
+    without, with_ = groups["typeruns_without"], groups["typeruns_with"]
+    rows = (("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h, "1 handler" if h == 1 else f"{h} handlers of one type")
+            for h in (1, 4, 16))
+    rows = list(rows) + [("BM_Notify_SigregMixed", "BM_Notify_FunctionLoopMixed", h, f"{h} handlers of four types in turn")
+                         for h in (4, 16)]
+    lines = ["| Sigreg, handlers | without runs: median (÷ loop) | with runs: median (÷ loop) | with ÷ without |",
+             "|---|---:|---:|---:|"]
+    for base, loop, h, label in rows:
+        cells, medians = [], []
+        for runs in (without, with_):
+            t = pooled_quantile(runs, base, 0.5, h)
+            lt = pooled_quantile(runs, loop, 0.5, h)
+            medians.append(t)
+            cells.append(f"{t:.2f} ns ({t / lt:.2f}×)")
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {medians[1] / medians[0]:.2f}× |")
+    return "\n".join(lines)
+
+
 POOL_QUANTILES = ((0.1, "P10"), (0.25, "Q1"), (0.5, "the median"), (0.75, "Q3"))
 
 
@@ -911,6 +932,7 @@ def pool_table(runs, targets):
     Rows in brackets put the plain loop through the same ratio, without a target."""
     loop, core, facade, qt = ("BM_Notify_FunctionLoop", "BM_Notify_Sigreg", "BM_Notify_SigregQt",
                               "BM_Notify_QtDirect")
+    alone = "BM_Notify_HandlersOnly" # the handlers' own work, no dispatch (only in later sets)
     rows = []
     for h, key in ((1, "core_1h_vs_loop"), (4, "core_4h_vs_loop")):
         rows.append((f"Sigreg ÷ loop, {handlers_word(h)}", (core, h, 1), (loop, h, 1), targets[key]))
@@ -924,6 +946,8 @@ def pool_table(runs, targets):
         rows.append((f"facade ÷ Qt direct, {handlers_word(h)}", (facade, h, 1), (qt, h, 1),
                      targets["facade_vs_qt_direct"]))
         rows.append((f"(loop ÷ Qt direct, {handlers_word(h)})", (loop, h, 1), (qt, h, 1), None))
+        if all((alone, h, 1) in r.samples for r in runs):
+            rows.append((f"(handlers alone ÷ Qt direct, {handlers_word(h)})", (alone, h, 1), (qt, h, 1), None))
     lines = ["| ratio | P10 | Q1 | median | Q3 | target | at the median |", "|---|---:|---:|---:|---:|---:|---|"]
     for label, num, den, target in rows:
         vals = pooled_ratios(runs, num, den)
@@ -1057,6 +1081,31 @@ def compute_values(manifest, perf_dir):
                 ("loop_2t_1h", ("BM_Notify_FunctionLoop", 1, 2), ("BM_Notify_FunctionLoop", 1, 1),
                  "core_2threads_vs_1")):
             v[f"{name}.{key}"] = quantiles_met(pool, num, den, targets[target])
+        for key, num, den in (("core_1h_median", ("BM_Notify_Sigreg", 1, 1), ("BM_Notify_FunctionLoop", 1, 1)),
+                              ("core_2t_1h_median", ("BM_Notify_Sigreg", 1, 2), ("BM_Notify_Sigreg", 1, 1)),
+                              ("facade_qt_4h_median", ("BM_Notify_SigregQt", 4, 1), ("BM_Notify_QtDirect", 4, 1)),
+                              ("loop_qt_4h_median", ("BM_Notify_FunctionLoop", 4, 1), ("BM_Notify_QtDirect", 4, 1)),
+                              ("alone_qt_4h_median", ("BM_Notify_HandlersOnly", 4, 1), ("BM_Notify_QtDirect", 4, 1)),
+                              ("alone_4h_ns", ("BM_Notify_HandlersOnly", 4, 1), None),
+                              ("loop_4h_ns", ("BM_Notify_FunctionLoop", 4, 1), None),
+                              ("qt_4h_ns", ("BM_Notify_QtDirect", 4, 1), None)):
+            if not all(num in r.samples for r in pool):
+                continue
+            if den is None:
+                v[f"{name}.{key}"] = f"{pooled_quantile(pool, num[0], 0.5, num[1], num[2]):.2f} ns"
+            else:
+                v[f"{name}.{key}"] = f"{pooled_ratios(pool, num, den)[2]:.2f}×"
+        if all(("BM_Notify_HandlersOnly", 4, 1) in r.samples for r in pool):
+            # What 0.15× of Qt's 4-handler emit leaves for dispatching 4 calls, after the handlers' own work.
+            qt4 = pooled_quantile(pool, "BM_Notify_QtDirect", 0.5, 4, 1)
+            alone4 = pooled_quantile(pool, "BM_Notify_HandlersOnly", 0.5, 4, 1)
+            budget = targets["facade_vs_qt_direct"] * qt4 - alone4
+            v[f"{name}.dispatch_budget_4h"] = f"{budget:.2f} ns"
+            v[f"{name}.dispatch_budget_per_call"] = f"{budget / 4:.2f} ns"
+    if "typeruns_without" in groups and "typeruns_with" in groups:
+        v["tables.typeruns"] = typeruns_table(groups)
+        v["typeruns.rounds"] = word(len(groups["typeruns_without"]))
+        v["typeruns.samples"] = str(sum(r.repetitions()[0] for r in groups["typeruns_without"]))
     if "modcopy_before" in groups and "modcopy_after" in groups:
         v["tables.modcopy"] = modcopy_table(groups)
         v["modcopy.rounds"] = word(len(groups["modcopy_before"]))
