@@ -70,18 +70,6 @@
 #endif
 #endif
 
-// Starts the loop that follows on a 32-byte boundary (x86-64, GCC or Clang).
-// The walk's loop is inlined into the application's code, so where it lands
-// depends on the surrounding function; on the Zen 3 guest we measure on, the
-// same loop costs up to 20 % more per handler when it straddles a 32-byte
-// fetch block (docs/PERFORMANCE.md). The padding is executed once per walk,
-// as at most two long NOPs.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(SIGREG_NO_LOOP_ALIGN)
-#define SIGREG_ALIGN_LOOP() asm volatile(".p2align 5")
-#else
-#define SIGREG_ALIGN_LOOP() ((void)0)
-#endif
-
 namespace sigreg::detail {
 
 struct Node;

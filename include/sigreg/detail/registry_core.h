@@ -267,25 +267,6 @@ private:
         walk(scope, scope.protect(m_head), event);
     }
 
-    /// Announces the handler at `*it` and calls it.
-    SIGREG_ALWAYS_INLINE static void call(HazardScope &scope, Node *const *it, const void *event) noexcept
-    {
-        const Node *node = *it;
-        scope.announce(node);
-        const InvokeFn fn = node->invoke.load(kHazardLoad);
-        // The handlers below read the node again from `it` (the block is
-        // immutable up to `count`) and reach this registry through it, so
-        // that neither `node` nor `this` need survive the call in a
-        // register of its own: the caller's loop keeps them for itself.
-        try {
-            fn(node, event);
-        } catch (const std::exception &e) {
-            (*it)->owner->reportFailure(*it, e.what());
-        } catch (...) {
-            (*it)->owner->reportFailure(*it, nullptr);
-        }
-    }
-
     /// Calls the handlers of `block`, which `scope` protects.
     SIGREG_ALWAYS_INLINE static void walk(HazardScope &scope, const Block *block, const void *event) noexcept
     {
@@ -300,10 +281,22 @@ private:
             scope.announce(nullptr);
             return;
         }
-        SIGREG_ALIGN_LOOP();
-        do {
-            call(scope, it, event);
-        } while (++it != end);
+        for (; it != end; ++it) {
+            const Node *node = *it;
+            scope.announce(node);
+            const InvokeFn fn = node->invoke.load(kHazardLoad);
+            // The handlers below read the node again from `it` (the block is
+            // immutable up to `count`) and reach this registry through it, so
+            // that neither `node` nor `this` need survive the call in a
+            // register of its own: the caller's loop keeps them for itself.
+            try {
+                fn(node, event);
+            } catch (const std::exception &e) {
+                (*it)->owner->reportFailure(*it, e.what());
+            } catch (...) {
+                (*it)->owner->reportFailure(*it, nullptr);
+            }
+        }
     }
 
     struct Retired {
