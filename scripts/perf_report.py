@@ -885,25 +885,39 @@ def modcopy_table(groups):
     return "\n".join(lines)
 
 
-def typeruns_table(groups):
-    """The dropped experiment of calling runs of same-type handlers with one indirect call: both builds' repetitions
-    (alternating rounds) pooled, medians in ns, each Sigreg row also ÷ the loop row it matches."""
-    without, with_ = groups["typeruns_without"], groups["typeruns_with"]
-    rows = (("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h, "1 handler" if h == 1 else f"{h} handlers of one type")
-            for h in (1, 4, 16))
-    rows = list(rows) + [("BM_Notify_SigregMixed", "BM_Notify_FunctionLoopMixed", h, f"{h} handlers of four types in turn")
-                         for h in (4, 16)]
-    lines = ["| Sigreg, handlers | without runs: median (÷ loop) | with runs: median (÷ loop) | with ÷ without |",
-             "|---|---:|---:|---:|"]
-    for base, loop, h, label in rows:
+def ab_table(without, with_, rows, head):
+    """Two builds that ran alternating rounds: each build's repetitions pooled, medians in ns, each row also ÷ a
+    reference row of the same build. `rows`: (benchmark, reference benchmark, argument, label)."""
+    lines = [f"| {head[0]} | {head[1]}: median (÷ {head[3]}) | {head[2]}: median (÷ {head[3]}) | "
+             f"{head[2]} ÷ {head[1]} |", "|---|---:|---:|---:|"]
+    for base, ref, h, label in rows:
         cells, medians = [], []
         for runs in (without, with_):
             t = pooled_quantile(runs, base, 0.5, h)
-            lt = pooled_quantile(runs, loop, 0.5, h)
+            rt = pooled_quantile(runs, ref, 0.5, h)
             medians.append(t)
-            cells.append(f"{t:.2f} ns ({t / lt:.2f}×)")
+            cells.append(f"{t:.2f} ns ({t / rt:.2f}×)")
         lines.append(f"| {label} | {cells[0]} | {cells[1]} | {medians[1] / medians[0]:.2f}× |")
     return "\n".join(lines)
+
+
+def typeruns_table(groups):
+    """The dropped experiment of calling runs of same-type handlers with one indirect call."""
+    rows = [("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h, "1 handler" if h == 1 else f"{h} handlers of one type")
+            for h in (1, 4, 16)]
+    rows += [("BM_Notify_SigregMixed", "BM_Notify_FunctionLoopMixed", h, f"{h} handlers of four types in turn")
+             for h in (4, 16)]
+    return ab_table(groups["typeruns_without"], groups["typeruns_with"], rows,
+                    ("Sigreg, handlers", "without runs", "with runs", "loop"))
+
+
+def loopalign_table(groups):
+    """The reverted alignment of the walk's loop: the facade's rows against the core's, and the core's against
+    the loop's."""
+    rows = [("BM_Notify_SigregQt", "BM_Notify_Sigreg", h, f"facade, {handlers_word(h)} (÷ core)") for h in (1, 4, 16)]
+    rows += [("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h, f"core, {handlers_word(h)} (÷ loop)") for h in (1, 4, 16)]
+    return ab_table(groups["loopalign_without"], groups["loopalign_with"], rows,
+                    ("row", "loop as placed", "loop aligned", "reference"))
 
 
 POOL_QUANTILES = ((0.1, "P10"), (0.25, "Q1"), (0.5, "the median"), (0.75, "Q3"))
@@ -1102,6 +1116,9 @@ def compute_values(manifest, perf_dir):
             budget = targets["facade_vs_qt_direct"] * qt4 - alone4
             v[f"{name}.dispatch_budget_4h"] = f"{budget:.2f} ns"
             v[f"{name}.dispatch_budget_per_call"] = f"{budget / 4:.2f} ns"
+    if "loopalign_without" in groups and "loopalign_with" in groups:
+        v["tables.loopalign"] = loopalign_table(groups)
+        v["loopalign.rounds"] = word(len(groups["loopalign_without"]))
     if "typeruns_without" in groups and "typeruns_with" in groups:
         v["tables.typeruns"] = typeruns_table(groups)
         v["typeruns.rounds"] = word(len(groups["typeruns_without"]))
