@@ -974,6 +974,39 @@ def pool_table(runs, targets):
     return "\n".join(lines)
 
 
+POOL_TARGET_ROWS = (
+    ("Sigreg ÷ loop, 1 handler", ("BM_Notify_Sigreg", 1, 1), ("BM_Notify_FunctionLoop", 1, 1), "core_1h_vs_loop"),
+    ("Sigreg ÷ loop, 4 handlers", ("BM_Notify_Sigreg", 4, 1), ("BM_Notify_FunctionLoop", 4, 1), "core_4h_vs_loop"),
+    ("Sigreg 2 threads ÷ 1 thread, 1 handler", ("BM_Notify_Sigreg", 1, 2), ("BM_Notify_Sigreg", 1, 1),
+     "core_2threads_vs_1"),
+    ("Sigreg 2 threads ÷ 1 thread, 4 handlers", ("BM_Notify_Sigreg", 4, 2), ("BM_Notify_Sigreg", 4, 1),
+     "core_2threads_vs_1"),
+    ("facade ÷ core, 1 handler", ("BM_Notify_SigregQt", 1, 1), ("BM_Notify_Sigreg", 1, 1), "facade_vs_core"),
+    ("facade ÷ core, 4 handlers", ("BM_Notify_SigregQt", 4, 1), ("BM_Notify_Sigreg", 4, 1), "facade_vs_core"),
+    ("facade ÷ Qt direct, 1 handler", ("BM_Notify_SigregQt", 1, 1), ("BM_Notify_QtDirect", 1, 1),
+     "facade_vs_qt_direct"),
+    ("facade ÷ Qt direct, 4 handlers", ("BM_Notify_SigregQt", 4, 1), ("BM_Notify_QtDirect", 4, 1),
+     "facade_vs_qt_direct"),
+)
+
+
+def pool_summary(groups, targets):
+    """Every pooled set's median ratio per notify target, and the verdict over all sets."""
+    names = sorted(g for g in groups if g == "pool" or g.startswith("pool_"))
+    labels = {n: "first" if n == "pool" else {"pool_b": "second", "pool_c": "third"}.get(n, n) for n in names}
+    head = "| target | " + " | ".join(f"{labels[n]} set (`{groups[n][0].entry['commit']}`)" for n in names)
+    lines = [head + " | over all sets |", "|---" + "|---:" * len(names) + "|---|"]
+    for label, num, den, key in POOL_TARGET_ROWS:
+        limit = targets[key]
+        vals = [pooled_ratios(groups[n], num, den)[2] for n in names]
+        missed = [labels[n] for n, x in zip(names, vals) if x > limit]
+        verdict = ("met in every set" if not missed
+                   else f"missed in the {join_and(missed)} set{'s' if len(missed) > 1 else ''}")
+        cells = " | ".join(f"{x:.2f}×" for x in vals)
+        lines.append(f"| {label} ≤ {limit:g}× | {cells} | {verdict} |")
+    return "\n".join(lines)
+
+
 def handlers_word(h):
     return "1 handler" if h == 1 else f"{h} handlers"
 
@@ -1116,6 +1149,7 @@ def compute_values(manifest, perf_dir):
             budget = targets["facade_vs_qt_direct"] * qt4 - alone4
             v[f"{name}.dispatch_budget_4h"] = f"{budget:.2f} ns"
             v[f"{name}.dispatch_budget_per_call"] = f"{budget / 4:.2f} ns"
+    v["tables.pool_summary"] = pool_summary(groups, targets)
     if "loopalign_without" in groups and "loopalign_with" in groups:
         v["tables.loopalign"] = loopalign_table(groups)
         v["loopalign.rounds"] = word(len(groups["loopalign_without"]))
