@@ -6,10 +6,13 @@
 // One function template, notifyBenchmark<Peer> (notify_driver.h, shared with
 // qt_benchmarks.cpp), drives them all, so the timed loop, the warm-up, the
 // checks and the counters are identical and the only thing that differs
-// between BM_Notify_* rows is the dispatch mechanism.
+// between BM_Notify_* rows is the dispatch mechanism. Two kinds of rows
+// differ on purpose: the Mixed rows register kHandler's body in four closure
+// types in turn, and BM_Notify_HandlersOnly is no peer but a reference (the
+// body called N times, with no dispatch).
 //
 // Argument: number of handlers (1, 4, 16, 64; 64 so that the chart of
-// docs/PERFORMANCE.md shows the per-handler slope). Thread counts 1 and 2; with 2
+// docs/PERFORMANCE.md shows the per-handler slope; the Mixed rows start at 4). Thread counts 1 and 2; with 2
 // threads both notify the same object at once, and the reported CPU time is
 // per notify per thread.
 #include "bench_common.h"
@@ -55,8 +58,8 @@ struct SigregPeer {
 /// one lambda N times, which a dispatcher could exploit (say, by calling a
 /// run of neighbouring handlers of one type with one indirect call). The
 /// "Mixed" rows register these in turn (type 0, 1, 2, 3, 0, ...), so that no
-/// two neighbouring handlers share a type, and show whether a comparison
-/// still holds then.
+/// two neighbouring handlers share a type, and show whether Sigreg's ratio to
+/// the std::function loop still holds then.
 template <int I>
 inline constexpr auto kHandlerOfType = [](const int &value) { handlerWork(value); };
 
@@ -113,11 +116,11 @@ struct FunctionLoopMixedPeer {
     }
 };
 
-/// Not a peer: the floor. The handler's own work, called `count` times with
-/// no dispatch at all (the calls inline, nothing is looked up), so that a row
-/// shows how much of every peer's time is the handlers themselves. Each call
-/// loads and stores the same thread-local counter, so consecutive calls form
-/// one dependency chain through memory that no dispatcher can shorten.
+/// Not a peer: a reference. The handler's own work, called `count` times
+/// with no dispatch at all (the calls inline, nothing is looked up), so that
+/// a row shows how much of every peer's time is the handlers themselves. Each
+/// call still makes its own load and store of the counter: GCC and Clang do
+/// not merge relaxed atomic accesses (the standard would allow it).
 struct HandlersOnlyPeer {
     int count;
 

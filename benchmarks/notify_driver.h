@@ -3,8 +3,8 @@
 // template, so that the timed loop, the warm-up, the checks and the counters
 // are identical for every peer (notify_benchmarks.cpp, qt_benchmarks.cpp).
 //
-// A Peer is constructible from the number of handlers (each of them kHandler)
-// and has notify(const int&).
+// A Peer is constructible from the number of handlers (kHandler, or its body
+// in other closure types for the Mixed rows) and has notify(const int&).
 #pragma once
 
 #include "bench_common.h"

@@ -887,18 +887,25 @@ def modcopy_table(groups):
 
 def ab_table(without, with_, rows, head):
     """Two builds that ran alternating rounds: each build's repetitions pooled, medians in ns, each row also ÷ a
-    reference row of the same build. `rows`: (benchmark, reference benchmark, argument, label)."""
+    reference row of the same build. `rows`: (benchmark, reference benchmark or None, argument, label)."""
     lines = [f"| {head[0]} | {head[1]}: median (÷ {head[3]}) | {head[2]}: median (÷ {head[3]}) | "
              f"{head[2]} ÷ {head[1]} |", "|---|---:|---:|---:|"]
     for base, ref, h, label in rows:
         cells, medians = [], []
         for runs in (without, with_):
             t = pooled_quantile(runs, base, 0.5, h)
-            rt = pooled_quantile(runs, ref, 0.5, h)
             medians.append(t)
-            cells.append(f"{t:.2f} ns ({t / rt:.2f}×)")
+            if ref is None:
+                cells.append(f"{t:.2f} ns")
+            else:
+                cells.append(f"{t:.2f} ns ({t / pooled_quantile(runs, ref, 0.5, h):.2f}×)")
         lines.append(f"| {label} | {cells[0]} | {cells[1]} | {medians[1] / medians[0]:.2f}× |")
     return "\n".join(lines)
+
+
+def control_drift(without, with_, rows):
+    """The largest change, in per cent, of rows whose source is the same in both builds."""
+    return max(abs(pooled_quantile(with_, b, 0.5, h) / pooled_quantile(without, b, 0.5, h) - 1) * 100 for b, h in rows)
 
 
 def typeruns_table(groups):
@@ -907,6 +914,8 @@ def typeruns_table(groups):
             for h in (1, 4, 16)]
     rows += [("BM_Notify_SigregMixed", "BM_Notify_FunctionLoopMixed", h, f"{h} handlers of four types in turn")
              for h in (4, 16)]
+    rows += [("BM_Notify_FunctionLoop", None, h, f"(loop, {handlers_word(h)}: the same source in both)") for h in (1, 4, 16)]
+    rows += [("BM_Notify_FunctionLoopMixed", None, h, f"(loop, {h} handlers of four types: the same source)") for h in (4, 16)]
     return ab_table(groups["typeruns_without"], groups["typeruns_with"], rows,
                     ("Sigreg, handlers", "without runs", "with runs", "loop"))
 
@@ -916,6 +925,7 @@ def loopalign_table(groups):
     the loop's."""
     rows = [("BM_Notify_SigregQt", "BM_Notify_Sigreg", h, f"facade, {handlers_word(h)} (÷ core)") for h in (1, 4, 16)]
     rows += [("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h, f"core, {handlers_word(h)} (÷ loop)") for h in (1, 4, 16)]
+    rows += [("BM_Notify_FunctionLoop", None, h, f"(loop, {handlers_word(h)}: the same source in both)") for h in (1, 4, 16)]
     return ab_table(groups["loopalign_without"], groups["loopalign_with"], rows,
                     ("row", "loop as placed", "loop aligned", "reference"))
 
@@ -1000,8 +1010,12 @@ def pool_summary(groups, targets):
         limit = targets[key]
         vals = [pooled_ratios(groups[n], num, den)[2] for n in names]
         missed = [labels[n] for n, x in zip(names, vals) if x > limit]
-        verdict = ("met in every set" if not missed
-                   else f"missed in the {join_and(missed)} set{'s' if len(missed) > 1 else ''}")
+        if not missed:
+            verdict = "met in every set"
+        elif len(missed) == len(names):
+            verdict = "missed in every set"
+        else:
+            verdict = f"missed in the {join_and(missed)} set{'s' if len(missed) > 1 else ''}"
         cells = " | ".join(f"{x:.2f}×" for x in vals)
         lines.append(f"| {label} ≤ {limit:g}× | {cells} | {verdict} |")
     return "\n".join(lines)
@@ -1133,6 +1147,8 @@ def compute_values(manifest, perf_dir):
                               ("facade_qt_4h_median", ("BM_Notify_SigregQt", 4, 1), ("BM_Notify_QtDirect", 4, 1)),
                               ("loop_qt_4h_median", ("BM_Notify_FunctionLoop", 4, 1), ("BM_Notify_QtDirect", 4, 1)),
                               ("alone_qt_4h_median", ("BM_Notify_HandlersOnly", 4, 1), ("BM_Notify_QtDirect", 4, 1)),
+                              ("core_4h_median", ("BM_Notify_Sigreg", 4, 1), ("BM_Notify_FunctionLoop", 4, 1)),
+                              ("facade_core_4h_median", ("BM_Notify_SigregQt", 4, 1), ("BM_Notify_Sigreg", 4, 1)),
                               ("alone_4h_ns", ("BM_Notify_HandlersOnly", 4, 1), None),
                               ("loop_4h_ns", ("BM_Notify_FunctionLoop", 4, 1), None),
                               ("qt_4h_ns", ("BM_Notify_QtDirect", 4, 1), None)):
@@ -1149,14 +1165,23 @@ def compute_values(manifest, perf_dir):
             budget = targets["facade_vs_qt_direct"] * qt4 - alone4
             v[f"{name}.dispatch_budget_4h"] = f"{budget:.2f} ns"
             v[f"{name}.dispatch_budget_per_call"] = f"{budget / 4:.2f} ns"
+            v[f"{name}.qt_4h_target_ns"] = f"{targets['facade_vs_qt_direct'] * qt4:.2f} ns"
     v["tables.pool_summary"] = pool_summary(groups, targets)
     if "loopalign_without" in groups and "loopalign_with" in groups:
         v["tables.loopalign"] = loopalign_table(groups)
         v["loopalign.rounds"] = word(len(groups["loopalign_without"]))
+        v["loopalign.drift_pct"] = f"{control_drift(groups['loopalign_without'], groups['loopalign_with'], [('BM_Notify_FunctionLoop', h) for h in (1, 4, 16)]):.0f} %"
     if "typeruns_without" in groups and "typeruns_with" in groups:
         v["tables.typeruns"] = typeruns_table(groups)
         v["typeruns.rounds"] = word(len(groups["typeruns_without"]))
         v["typeruns.samples"] = str(sum(r.repetitions()[0] for r in groups["typeruns_without"]))
+        v["typeruns.drift_pct"] = f"{control_drift(groups['typeruns_without'], groups['typeruns_with'], [('BM_Notify_FunctionLoop', h) for h in (1, 4, 16)] + [('BM_Notify_FunctionLoopMixed', h) for h in (4, 16)]):.0f} %"
+        w = groups["typeruns_without"]
+        ratio = lambda a, b, h: pooled_quantile(w, a, 0.5, h) / pooled_quantile(w, b, 0.5, h)
+        mixed = [ratio("BM_Notify_SigregMixed", "BM_Notify_FunctionLoopMixed", h) for h in (4, 16)]
+        same = [ratio("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h) for h in (4, 16)]
+        v["typeruns.mixed_vs_same"] = (f"{mixed[0]:.2f}× and {mixed[1]:.2f}× the loop with 4 and 16 handlers of four "
+                                       f"types, against {same[0]:.2f}× and {same[1]:.2f}× with one type")
     if "modcopy_before" in groups and "modcopy_after" in groups:
         v["tables.modcopy"] = modcopy_table(groups)
         v["modcopy.rounds"] = word(len(groups["modcopy_before"]))
