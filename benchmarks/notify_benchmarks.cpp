@@ -12,9 +12,9 @@
 // body called N times, with no dispatch).
 //
 // Argument: number of handlers (1, 4, 16, 64; 64 so that the chart of
-// docs/PERFORMANCE.md shows the per-handler slope; the Mixed rows start at 4). Thread counts 1 and 2; with 2
-// threads both notify the same object at once, and the reported CPU time is
-// per notify per thread.
+// docs/PERFORMANCE.md shows the per-handler slope; the Mixed rows start at
+// 4). Thread counts 1 and 2; with 2 threads both notify the same object at
+// once, and the reported CPU time is per notify per thread.
 #include "bench_common.h"
 #include "notify_driver.h"
 
@@ -43,17 +43,6 @@ namespace {
 // Peers
 // ---------------------------------------------------------------------------
 
-struct SigregPeer {
-    sigreg::Registry<int> registry;
-
-    explicit SigregPeer(int handlers)
-    {
-        for (int i = 0; i < handlers; ++i)
-            registry.add(kHandler);
-    }
-    void notify(const int &event) noexcept { registry.notify(event); }
-};
-
 /// kHandler's body in four closure types of its own. The other rows register
 /// one lambda N times, which a dispatcher could exploit (say, by calling a
 /// run of neighbouring handlers of one type with one indirect call). The
@@ -63,25 +52,35 @@ struct SigregPeer {
 template <int I>
 inline constexpr auto kHandlerOfType = [](const int &value) { handlerWork(value); };
 
-template <class Add>
-void addMixed(int count, Add &&add)
+/// Which handlers a peer registers: kHandler every time, or the four types of
+/// kHandlerOfType in turn.
+enum class Handlers { Same, Mixed };
+
+/// Calls `add(handler)` `count` times, with the handlers `kind` names.
+template <Handlers kind, class Add>
+void addHandlers(int count, Add &&add)
 {
     for (int i = 0; i < count; ++i) {
-        switch (i % 4) {
-        case 0: add(kHandlerOfType<0>); break;
-        case 1: add(kHandlerOfType<1>); break;
-        case 2: add(kHandlerOfType<2>); break;
-        default: add(kHandlerOfType<3>); break;
+        if constexpr (kind == Handlers::Same) {
+            add(kHandler);
+        } else {
+            switch (i % 4) {
+            case 0: add(kHandlerOfType<0>); break;
+            case 1: add(kHandlerOfType<1>); break;
+            case 2: add(kHandlerOfType<2>); break;
+            default: add(kHandlerOfType<3>); break;
+            }
         }
     }
 }
 
-struct SigregMixedPeer {
+template <Handlers kind = Handlers::Same>
+struct SigregPeer {
     sigreg::Registry<int> registry;
 
-    explicit SigregMixedPeer(int handlers)
+    explicit SigregPeer(int handlers)
     {
-        addMixed(handlers, [this](auto h) { registry.add(h); });
+        addHandlers<kind>(handlers, [this](auto h) { registry.add(h); });
     }
     void notify(const int &event) noexcept { registry.notify(event); }
 };
@@ -90,24 +89,14 @@ struct SigregMixedPeer {
 /// Calling a const std::function from two threads at once is safe (the
 /// handlers are stateless), so the 2-thread variant is legitimate as long as
 /// nobody modifies the vector, which nobody does during the loop.
+template <Handlers kind = Handlers::Same>
 struct FunctionLoopPeer {
     std::vector<std::function<void(const int &)>> handlers;
 
-    explicit FunctionLoopPeer(int count) : handlers(static_cast<std::size_t>(count), kHandler) {}
-    void notify(const int &event)
+    explicit FunctionLoopPeer(int count)
     {
-        for (auto &f : handlers)
-            f(event);
-    }
-};
-
-/// The loop with the Mixed rows' four handler types (see SigregMixedPeer).
-struct FunctionLoopMixedPeer {
-    std::vector<std::function<void(const int &)>> handlers;
-
-    explicit FunctionLoopMixedPeer(int count)
-    {
-        addMixed(count, [this](auto h) { handlers.emplace_back(h); });
+        handlers.reserve(static_cast<std::size_t>(count));
+        addHandlers<kind>(count, [this](auto h) { handlers.emplace_back(h); });
     }
     void notify(const int &event)
     {
@@ -180,19 +169,19 @@ struct SigcPeer {
 
 void BM_Notify_Sigreg(benchmark::State &state)
 {
-    notifyBenchmark<SigregPeer>(state);
+    notifyBenchmark<SigregPeer<>>(state);
 }
 void BM_Notify_FunctionLoop(benchmark::State &state)
 {
-    notifyBenchmark<FunctionLoopPeer>(state);
+    notifyBenchmark<FunctionLoopPeer<>>(state);
 }
 void BM_Notify_SigregMixed(benchmark::State &state)
 {
-    notifyBenchmark<SigregMixedPeer>(state);
+    notifyBenchmark<SigregPeer<Handlers::Mixed>>(state);
 }
 void BM_Notify_FunctionLoopMixed(benchmark::State &state)
 {
-    notifyBenchmark<FunctionLoopMixedPeer>(state);
+    notifyBenchmark<FunctionLoopPeer<Handlers::Mixed>>(state);
 }
 void BM_Notify_HandlersOnly(benchmark::State &state)
 {
