@@ -920,14 +920,14 @@ def typeruns_table(groups):
                     ("Sigreg, handlers", "without runs", "with runs", "loop"))
 
 
-def loopalign_table(groups):
-    """The reverted alignment of the walk's loop: the facade's rows against the core's, and the core's against
-    the loop's."""
+def loopalign_table(groups, prefix="loopalign", with_label="loop aligned"):
+    """An alignment experiment (`prefix`: the walk's loop aligned from the header, or "alignloops": every loop
+    aligned by the compiler): the facade's rows against the core's, and the core's against the loop's."""
     rows = [("BM_Notify_SigregQt", "BM_Notify_Sigreg", h, f"facade, {handlers_word(h)} (÷ core)") for h in (1, 4, 16)]
     rows += [("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h, f"core, {handlers_word(h)} (÷ loop)") for h in (1, 4, 16)]
     rows += [("BM_Notify_FunctionLoop", None, h, f"(loop, {handlers_word(h)}: the same source in both)") for h in (1, 4, 16)]
-    return ab_table(groups["loopalign_without"], groups["loopalign_with"], rows,
-                    ("row", "loop as placed", "loop aligned", "reference"))
+    return ab_table(groups[f"{prefix}_without"], groups[f"{prefix}_with"], rows,
+                    ("row", "loops as placed", with_label, "reference"))
 
 
 POOL_QUANTILES = ((0.1, "P10"), (0.25, "Q1"), (0.5, "the median"), (0.75, "Q3"))
@@ -1161,10 +1161,13 @@ def compute_values(manifest, perf_dir):
             v[f"{name}.dispatch_budget_per_call"] = f"{budget / 4:.2f} ns"
             v[f"{name}.qt_4h_target_ns"] = f"{targets['facade_vs_qt_direct'] * qt4:.2f} ns"
     v["tables.pool_summary"] = pool_summary(groups, targets)
-    if "loopalign_without" in groups and "loopalign_with" in groups:
-        v["tables.loopalign"] = loopalign_table(groups)
-        v["loopalign.rounds"] = word(len(groups["loopalign_without"]))
-        v["loopalign.drift_pct"] = f"{control_drift(groups['loopalign_without'], groups['loopalign_with'], [('BM_Notify_FunctionLoop', h) for h in (1, 4, 16)]):.0f} %"
+    for prefix, with_label in (("alignloops", "every loop aligned"), ("loopalign", "walk's loop aligned")):
+        if f"{prefix}_without" in groups and f"{prefix}_with" in groups:
+            without, with_ = groups[f"{prefix}_without"], groups[f"{prefix}_with"]
+            v[f"tables.{prefix}"] = loopalign_table(groups, prefix, with_label)
+            v[f"{prefix}.rounds"] = word(len(without))
+            drift = control_drift(without, with_, [("BM_Notify_FunctionLoop", h) for h in (1, 4, 16)])
+            v[f"{prefix}.drift_pct"] = f"{drift:.0f} %"
     if "typeruns_without" in groups and "typeruns_with" in groups:
         v["tables.typeruns"] = typeruns_table(groups)
         v["typeruns.rounds"] = word(len(groups["typeruns_without"]))
