@@ -972,6 +972,7 @@ def pool_table(runs, targets):
     Rows in brackets put the plain loop through the same ratio, without a target."""
     loop, qt = "BM_Notify_FunctionLoop", "BM_Notify_QtDirect"
     alone = "BM_Notify_HandlersOnly" # the handlers' own work, no dispatch (only in later sets)
+    slot = "BM_Notify_QtDirectSlot"  # Qt's member-slot form (from the fourth set on)
     rows = []
     for label, num, den, key in POOL_TARGET_ROWS:
         rows.append((label, num, den, targets[key]))
@@ -982,6 +983,8 @@ def pool_table(runs, targets):
             rows.append((f"(loop ÷ Qt direct, {handlers_word(h)})", (loop, h, 1), (qt, h, 1), None))
             if all((alone, h, 1) in r.samples for r in runs):
                 rows.append((f"(handlers alone ÷ Qt direct, {handlers_word(h)})", (alone, h, 1), (qt, h, 1), None))
+            if all((slot, h, 1) in r.samples for r in runs):
+                rows.append((f"(facade ÷ Qt direct to member slots, {handlers_word(h)})", num, (slot, h, 1), None))
     lines = ["| ratio | P10 | Q1 | median | Q3 | target | at the median |", "|---|---:|---:|---:|---:|---:|---|"]
     for label, num, den, target in rows:
         vals = pooled_ratios(runs, num, den)
@@ -997,7 +1000,7 @@ def pool_table(runs, targets):
 def pool_summary(groups, targets):
     """Every pooled set's median ratio per notify target, and the verdict over all sets."""
     names = sorted(g for g in groups if g == "pool" or g.startswith("pool_"))
-    labels = {n: "first" if n == "pool" else {"pool_b": "second", "pool_c": "third"}.get(n, n) for n in names}
+    labels = {n: "first" if n == "pool" else {"pool_b": "second", "pool_c": "third", "pool_d": "fourth"}.get(n, n) for n in names}
     head = "| target | " + " | ".join(f"{labels[n]} set (`{groups[n][0].entry['commit']}`)" for n in names)
     lines = [head + " | over all sets |", "|---" + "|---:" * len(names) + "|---|"]
     for label, num, den, key in POOL_TARGET_ROWS:
@@ -1013,6 +1016,14 @@ def pool_summary(groups, targets):
         cells = " | ".join(f"{x:.2f}×" for x in vals)
         lines.append(f"| {label} ≤ {limit:g}× | {cells} | {verdict} |")
     return "\n".join(lines)
+
+
+def slow_share(runs, base, h, limit):
+    """The share of a row's 2-thread repetitions (pooled over `runs`) that took more than `limit` times its
+    1-thread median, in per cent."""
+    one = pooled_quantile(runs, base, 0.5, h, 1)
+    two = [x for r in runs for x in r.samples.get((base, h, 2), [])]
+    return 100 * sum(1 for x in two if x > limit * one) / len(two)
 
 
 def handlers_word(h):
@@ -1134,6 +1145,9 @@ def compute_values(manifest, perf_dir):
                  "facade_vs_qt_direct"),
                 ("core_2t_1h", ("BM_Notify_Sigreg", 1, 2), ("BM_Notify_Sigreg", 1, 1), "core_2threads_vs_1"),
                 ("loop_2t_1h", ("BM_Notify_FunctionLoop", 1, 2), ("BM_Notify_FunctionLoop", 1, 1),
+                 "core_2threads_vs_1"),
+                ("core_2t_4h", ("BM_Notify_Sigreg", 4, 2), ("BM_Notify_Sigreg", 4, 1), "core_2threads_vs_1"),
+                ("loop_2t_4h", ("BM_Notify_FunctionLoop", 4, 2), ("BM_Notify_FunctionLoop", 4, 1),
                  "core_2threads_vs_1")):
             v[f"{name}.{key}"] = quantiles_met(pool, num, den, targets[target])
         for key, num, den in (("core_1h_median", ("BM_Notify_Sigreg", 1, 1), ("BM_Notify_FunctionLoop", 1, 1)),
@@ -1145,13 +1159,28 @@ def compute_values(manifest, perf_dir):
                               ("facade_core_4h_median", ("BM_Notify_SigregQt", 4, 1), ("BM_Notify_Sigreg", 4, 1)),
                               ("alone_4h_ns", ("BM_Notify_HandlersOnly", 4, 1), None),
                               ("loop_4h_ns", ("BM_Notify_FunctionLoop", 4, 1), None),
-                              ("qt_4h_ns", ("BM_Notify_QtDirect", 4, 1), None)):
-            if not all(num in r.samples for r in pool):
+                              ("qt_4h_ns", ("BM_Notify_QtDirect", 4, 1), None),
+                              ("core_2t_4h_median", ("BM_Notify_Sigreg", 4, 2), ("BM_Notify_Sigreg", 4, 1)),
+                              ("loop_2t_1h_median", ("BM_Notify_FunctionLoop", 1, 2),
+                               ("BM_Notify_FunctionLoop", 1, 1)),
+                              ("loop_2t_4h_median", ("BM_Notify_FunctionLoop", 4, 2),
+                               ("BM_Notify_FunctionLoop", 4, 1)),
+                              ("slot_4h_ns", ("BM_Notify_QtDirectSlot", 4, 1), None),
+                              ("slot_1h_ns", ("BM_Notify_QtDirectSlot", 1, 1), None),
+                              ("qt_1h_ns", ("BM_Notify_QtDirect", 1, 1), None),
+                              ("slot_vs_qt_4h_median", ("BM_Notify_QtDirectSlot", 4, 1), ("BM_Notify_QtDirect", 4, 1)),
+                              ("facade_slot_1h_median", ("BM_Notify_SigregQt", 1, 1), ("BM_Notify_QtDirectSlot", 1, 1)),
+                              ("facade_slot_4h_median", ("BM_Notify_SigregQt", 4, 1),
+                               ("BM_Notify_QtDirectSlot", 4, 1))):
+            if not all(num in r.samples and (den is None or den in r.samples) for r in pool):
                 continue
             if den is None:
                 v[f"{name}.{key}"] = f"{pooled_quantile(pool, num[0], 0.5, num[1], num[2]):.2f} ns"
             else:
                 v[f"{name}.{key}"] = f"{pooled_ratios(pool, num, den)[2]:.2f}×"
+        shares = [slow_share(pool, b, h, targets["core_2threads_vs_1"])
+                  for b in ("BM_Notify_Sigreg", "BM_Notify_FunctionLoop") for h in (1, 4)]
+        v[f"{name}.slow_2t_share"] = f"{min(shares):.0f}–{max(shares):.0f} %"
         if all(("BM_Notify_HandlersOnly", 4, 1) in r.samples for r in pool):
             # What 0.15× of Qt's 4-handler emit leaves for dispatching 4 calls, after the handlers' own work.
             qt4 = pooled_quantile(pool, "BM_Notify_QtDirect", 0.5, 4, 1)
