@@ -13,6 +13,10 @@
 #include <QtCore/QThread>
 
 #include <array>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -795,10 +799,22 @@ void runTask(Task *task) noexcept
 }
 
 // ====================================================================== async
+/// A handler future to await, and where its failure goes.
+struct Watch {
+    QFuture<void> future;
+    HandlerId id;
+    std::shared_ptr<Reporter> reporter;
+};
+
 struct AsyncJoin {
     QPromise<void> promise;
     std::atomic<int> pending{1};
     Parcel *parcel = nullptr;
+    /// The walk's handler futures that were still pending when their handler
+    /// returned, each counted in `pending`: awaited together once the walk
+    /// ends (watchCollected()), with one request to the completion thread per
+    /// notifyAsync rather than one per handler. Notifying thread only.
+    std::vector<Watch> collected;
 
     explicit AsyncJoin(Parcel *p) : parcel(p)
     {
@@ -883,49 +899,80 @@ bool callAsync(HandlerState *state, const void *event, QFuture<void> &out) noexc
     return ok;
 }
 
-/// What runs when a watched handler future finished, in the completion
-/// thread. Its name is in tests/tsan.supp: the future's outcome (an exception
-/// object, say) was handed over to this thread inside Qt (QFutureInterface's
-/// futex-based mutex), which ThreadSanitizer cannot see with Debian's
-/// uninstrumented Qt. Keep it the only entry point of such code.
-SIGREG_NOINLINE void afterQtFutureHandover(QFutureWatcher<void> *watcher, HandlerId id, Reporter &reporter,
-                                           std::function<void()> &done)
+/// Reports the outcome of a handler future that another thread finished: in
+/// the completion thread, or in the notifying thread when a notifyAsync()
+/// walk ends. Its name is in tests/tsan.supp: the future's outcome (an
+/// exception object, say) was handed over to this thread inside Qt
+/// (QFutureInterface's futex-based mutex), which ThreadSanitizer cannot see
+/// with Debian's uninstrumented Qt. Keep it the only entry point of such code.
+SIGREG_NOINLINE void afterQtFutureHandover(const QFuture<void> &future, HandlerId id, Reporter &reporter) noexcept
 {
-    reportOutcome(watcher->future(), id, reporter);
-    done();
-    watcher->deleteLater();
+    reportOutcome(future, id, reporter);
 }
 
-/// A request to await one future, carried to the completion thread.
+/// A request to await futures, carried to the completion thread: one future
+/// (a fire-and-forget handler's, or a sequential step's), or the pending
+/// futures of one notifyAsync walk. Each calls `done()` once when finished.
 class WatchRequest final : public QEvent {
 public:
     static constexpr QEvent::Type kType = QEvent::Type(QEvent::User + 0x5e7);
 
-    WatchRequest(QFuture<void> f, HandlerId id, std::shared_ptr<Reporter> rep, std::function<void()> done)
-        : QEvent(kType), m_future(std::move(f)), m_id(id), m_reporter(std::move(rep)), m_done(std::move(done))
+    WatchRequest(Watch one, std::function<void()> done)
+        : QEvent(kType), m_one(std::move(one)), m_done(std::move(done))
+    {
+        m_posted.store(true, std::memory_order_release);
+    }
+    WatchRequest(std::vector<Watch> many, std::function<void()> done)
+        : QEvent(kType), m_many(std::move(many)), m_done(std::move(done))
     {
         m_posted.store(true, std::memory_order_release);
     }
 
-    /// In the completion thread: a watcher born there, so nothing is ever
+    /// In the completion thread: watchers born there, so nothing is ever
     /// posted to (or moved out of) the notifying thread.
-    void start()
+    void start() noexcept
     {
-        // Pairs with the constructor: Qt's hand-over of the event is
+        // Pairs with the constructors: Qt's hand-over of the event is
         // invisible to ThreadSanitizer.
         (void)m_posted.load(std::memory_order_acquire);
-        auto *watcher = new QFutureWatcher<void>;
-        QObject::connect(watcher, &QFutureWatcherBase::finished, watcher,
-                         [watcher, id = m_id, rep = m_reporter, done = std::move(m_done)]() mutable {
-                             afterQtFutureHandover(watcher, id, *rep, done);
-                         });
-        watcher->setFuture(m_future);
+        if (m_one)
+            watch(*m_one);
+        for (Watch &w : m_many)
+            watch(w);
     }
 
 private:
-    QFuture<void> m_future;
-    HandlerId m_id;
-    std::shared_ptr<Reporter> m_reporter;
+    void watch(Watch &w) noexcept
+    {
+        if (w.future.isFinished()) {
+            // Finished while the request was on its way (a short task on
+            // another thread): no watcher, and no second wake-up of this
+            // thread.
+            afterQtFutureHandover(w.future, w.id, *w.reporter);
+            m_done();
+            return;
+        }
+        QFutureWatcher<void> *watcher = nullptr;
+        try {
+            watcher = new QFutureWatcher<void>;
+            QObject::connect(watcher, &QFutureWatcherBase::finished, watcher,
+                             [watcher, id = w.id, rep = w.reporter, done = m_done] {
+                                 afterQtFutureHandover(watcher->future(), id, *rep);
+                                 done();
+                                 watcher->deleteLater();
+                             });
+            watcher->setFuture(w.future);
+        } catch (...) {
+            // Out of memory: the future is not awaited; say so, and do not
+            // let a join wait for it.
+            delete watcher;
+            w.reporter->report(w.id, std::current_exception());
+            m_done();
+        }
+    }
+
+    std::optional<Watch> m_one;
+    std::vector<Watch> m_many;
     std::function<void()> m_done;
     std::atomic<bool> m_posted{false};
 };
@@ -977,8 +1024,42 @@ void whenFinished(const QFuture<void> &f, HandlerState *state, Done done)
         done();
         return;
     }
-    QCoreApplication::postEvent(completionReceiver(),
-                                new WatchRequest(f, state->id, state->reporter, std::function<void()>(std::move(done))));
+    QCoreApplication::postEvent(completionReceiver(), new WatchRequest(Watch{f, state->id, state->reporter},
+                                                                       std::function<void()>(std::move(done))));
+}
+
+/// Awaits the futures `join` collected during its walk: those finished by
+/// now are handled here, the rest go to the completion thread in one request.
+/// Each arrives at `join` once.
+void watchCollected(const std::shared_ptr<AsyncJoin> &join) noexcept
+{
+    std::vector<Watch> pending = std::move(join->collected);
+    join->collected.clear();
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < pending.size(); ++i) {
+        if (pending[i].future.isFinished()) {
+            // Finished on another thread since its handler returned.
+            afterQtFutureHandover(pending[i].future, pending[i].id, *pending[i].reporter);
+            join->arrive();
+        } else {
+            if (kept != i)
+                pending[kept] = std::move(pending[i]);
+            ++kept;
+        }
+    }
+    pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(kept), pending.end());
+    if (pending.empty())
+        return;
+    try {
+        QCoreApplication::postEvent(completionReceiver(),
+                                    new WatchRequest(std::move(pending), [join] { join->arrive(); }));
+    } catch (...) {
+        // Out of memory: not awaited; say so, and do not wait for them.
+        for (Watch &w : pending) {
+            w.reporter->report(w.id, std::current_exception());
+            join->arrive();
+        }
+    }
 }
 
 void startAsync(HandlerState *state, const void *event)
@@ -1002,26 +1083,29 @@ void startAsync(HandlerState *state, const void *event)
         reportOutcome(f, state->id, *state->reporter);
         return;
     }
-    const bool joined = frame && frame->event == event && frame->mode == Mode::Async;
-    std::shared_ptr<AsyncJoin> join;
-    if (joined) {
+    if (frame && frame->event == event && frame->mode == Mode::Async) {
+        // Awaited with the walk's other pending futures when the walk ends
+        // (Frame::finish()). A failure to collect it (out of memory) leaves
+        // it not awaited, and is reported as this handler's failure.
         if (!frame->join)
             frame->join = std::make_shared<AsyncJoin>(parcel);
-        join = frame->join;
-    } else {
-        join = std::make_shared<AsyncJoin>(parcel); // fire and forget: keeps the event alive
+        AsyncJoin &join = *frame->join;
+        join.collected.push_back(Watch{f, state->id, state->reporter});
+        join.pending.fetch_add(1, std::memory_order_relaxed);
+        return;
     }
+    // Fire and forget: the join only keeps the event alive until the future
+    // finished.
+    std::shared_ptr<AsyncJoin> join = std::make_shared<AsyncJoin>(parcel);
     join->pending.fetch_add(1, std::memory_order_relaxed);
     try {
         whenFinished(f, state, [join] { join->arrive(); });
     } catch (...) {
         join->arrive(); // not awaited: the join must not wait for it
-        if (!joined)
-            join->arrive();
+        join->arrive();
         throw; // reported as this handler's failure
     }
-    if (!joined)
-        join->arrive(); // nobody else finishes this join
+    join->arrive(); // nobody else finishes this join
 }
 
 } // namespace
@@ -1160,8 +1244,11 @@ Frame::~Frame()
 {
     if (t_frame == this)
         t_frame = prev;
-    if (join)
-        join->arrive(); // in case finish() was never called
+    if (join) {
+        // finish() was never called: still await what the walk started.
+        watchCollected(join);
+        join->arrive();
+    }
     if (parcel)
         parcel->deref();
 }
@@ -1185,6 +1272,7 @@ QFuture<void> Frame::finish()
     if (mode == Mode::Async && join) {
         QFuture<void> f = join->promise.future();
         std::shared_ptr<AsyncJoin> j = std::move(join);
+        watchCollected(j);
         j->arrive();
         return f;
     }

@@ -115,6 +115,7 @@ class tst_QtAsync : public QObject {
 private Q_SLOTS:
     void notifyAsyncJoinsAllInPriorityOrder();
     void notifyAsyncWithoutAsyncHandlersIsReady();
+    void futureFinishedDuringWalkIsJoinedAtReturn();
     void notifySequentialStartsOneAfterAnother();
     void sequentialSkipsHandlerRemovedMeanwhile();
     void sequentialStepsStartInContextThread();
@@ -157,6 +158,52 @@ void tst_QtAsync::notifyAsyncJoinsAllInPriorityOrder()
     b.finish();
     all.waitForFinished();
     QVERIFY(!all.isCanceled());
+}
+
+void tst_QtAsync::futureFinishedDuringWalkIsJoinedAtReturn()
+{
+    // A pending handler future that a later handler of the same walk
+    // finishes is accounted for when the walk ends, on the notifying thread:
+    // its failure is reported before notifyAsync() returns. Futures still
+    // pending then are awaited together, each reported with its own id.
+    QtRegistry<int> reg;
+    Failures failures;
+    failures.attach(reg);
+    Pending a, b;
+    const HandlerId first = reg.add(3, [&](int) { return a.start(); });
+    const HandlerId second = reg.add(2, [&](int) { return b.start(); });
+    reg.add(1, [&](int) {
+        a.promise->setException(std::make_exception_ptr(std::runtime_error("a failed")));
+        a.finish();
+        return QtFuture::makeReadyFuture();
+    });
+    QFuture<void> all = reg.notifyAsync(0);
+    {
+        const auto seen = failures.log.items();
+        QCOMPARE(seen.size(), std::size_t(1));
+        QCOMPARE(seen[0].first, first.value());
+        QCOMPARE(seen[0].second, std::string("a failed"));
+    }
+    QVERIFY(!all.isFinished()); // b is still pending
+    b.promise->setException(std::make_exception_ptr(std::runtime_error("b failed")));
+    b.finish();
+    all.waitForFinished();
+    QVERIFY(!all.isCanceled());
+    const auto seen = failures.log.items();
+    QCOMPARE(seen.size(), std::size_t(2));
+    QCOMPARE(seen[1].first, second.value());
+    QCOMPARE(seen[1].second, std::string("b failed"));
+
+    // With nothing left pending when the walk ends, the join is finished on
+    // return: no round trip through another thread.
+    QtRegistry<int> solo;
+    Pending c;
+    solo.add(2, [&](int) { return c.start(); });
+    solo.add(1, [&](int) {
+        c.finish();
+        return QtFuture::makeReadyFuture();
+    });
+    QVERIFY(solo.notifyAsync(0).isFinished());
 }
 
 void tst_QtAsync::notifyAsyncWithoutAsyncHandlersIsReady()

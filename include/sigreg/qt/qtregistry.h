@@ -17,7 +17,8 @@
 //   by a QFutureWatcher on one Sigreg-owned thread ("sigreg-completion"), not
 //   with QFuture::then(): in Qt 6.4 a continuation attached while another
 //   thread finishes the future can run twice. Futures already finished cost
-//   nothing extra.
+//   nothing extra; so do notifyAsync()'s futures that finish before its walk
+//   ends, and the rest of one walk's go to that thread in one request.
 // * Failures of any kind (thrown inline, thrown in another thread, thrown
 //   before a future was returned, a failed or cancelled future) reach
 //   handlerFailed() and the error handler with the handler's id. Nothing is
@@ -146,9 +147,10 @@ public:
 
     /// Effect: installs `f`, callable as `f(const sigreg::HandlerFailure&)`,
     /// called for every failure after handlerFailed() was emitted, on the
-    /// thread where the failure was seen (the notifying thread, the
-    /// context's thread, or Sigreg's completion thread for futures that
-    /// finished after they were returned).
+    /// thread where the failure was seen (the notifying thread, also for a
+    /// notifyAsync() handler's future that finished before the walk ended;
+    /// the context's thread; or Sigreg's completion thread for futures that
+    /// finished later).
     /// Exceptions thrown by `f` are dropped.
     void setErrorHandler(std::function<void(const HandlerFailure &)> f);
     /// Effect: removes the error handler; failures are then only counted and
