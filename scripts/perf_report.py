@@ -568,7 +568,7 @@ DEFAULT_MANIFEST = os.path.join(REPO, "docs", "perf", "manifest.json")
 ANY_NAME = re.compile(r"^(?P<base>BM_\w+?)/(?:threaded:)?(?P<arg>\d+)(?:/threads:(?P<threads>\d+))?"
                       r"(?:/real_time)?_(?P<agg>median|mean|stddev|cv)$")
 
-SAMPLE_NAME = re.compile(r"^(?P<base>BM_\w+?)/(?P<arg>\d+)(?:/threads:(?P<threads>\d+))?$")
+SAMPLE_NAME = re.compile(r"^(?P<base>BM_\w+?)/(?P<arg>\d+)(?:/threads:(?P<threads>\d+))?(?:/real_time)?$")
 
 WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
 
@@ -598,13 +598,14 @@ class Run:
                 self.agg[m["agg"]][(m["base"], int(m["arg"]), int(m["threads"] or 1))] = b
         self.rows = self.agg["median"]
         # The repetitions themselves, where the run kept them (no
-        # --benchmark_report_aggregates_only): cpu time in ns, by row.
+        # --benchmark_report_aggregates_only): in ns, by row (wall-clock for
+        # UseRealTime() rows, CPU time otherwise, as row_ns()).
         self.samples = {}
         for b in self.benchmarks:
             m = SAMPLE_NAME.match(b.get("run_name", "")) if b.get("run_type") == "iteration" else None
             if m:
                 key = (m["base"], int(m["arg"]), int(m["threads"] or 1))
-                self.samples.setdefault(key, []).append(ns(b))
+                self.samples.setdefault(key, []).append(row_ns(b))
 
     def get(self, base, arg, thr=1):
         return self.rows.get((base, arg, thr))
