@@ -931,6 +931,32 @@ def loopalign_table(groups, prefix="loopalign", with_label="loop aligned"):
                     ("row", "loops as placed", with_label, "reference"))
 
 
+ASYNC_ROWS = (("BM_NotifyAsyncPending_Sigreg", "BM_NotifyAsyncPending_HandWritten", "futures pending", (1, 4)),
+              ("BM_NotifyAsync_Sigreg", "BM_NotifyAsync_HandWritten", "futures ready", (1, 4, 16)))
+
+
+def counter_median(runs, base, h, name):
+    """A counter of a row (from each run's median row), the median over `runs`."""
+    vals = sorted(r.get(base, h)[name] for r in runs if r.get(base, h) and name in r.get(base, h))
+    return vals[len(vals) // 2] if vals else None
+
+
+def asyncbatch_table(groups):
+    """Before and after notifyAsync awaited its walk's pending futures together: each build's repetitions
+    pooled, the Sigreg rows ÷ the hand-written reference of the same build, with allocations per notify."""
+    before, after = groups["asyncbatch_before"], groups["asyncbatch_after"]
+    rows = [(s, ref, h, f"`{s[3:]}/{h}`, {what}") for s, ref, what, hs in ASYNC_ROWS for h in hs]
+    rows += [("BM_NotifySequential_Sigreg", None, h, f"`NotifySequential_Sigreg/{h}`") for h in (1, 4, 16)]
+    rows += [(ref, None, h, f"(`{ref[3:]}/{h}`: the same source in both)") for _, ref, _, hs in ASYNC_ROWS for h in hs]
+    lines = ab_table(before, after, rows, ("row", "before", "after", "hand-written")).split("\n")
+    lines[0] += " allocations per notify, before → after |"
+    lines[1] += "---:|"
+    for i, (base, _, h, _) in enumerate(rows):
+        a, b = counter_median(before, base, h, "allocs_per_notify"), counter_median(after, base, h, "allocs_per_notify")
+        lines[i + 2] += f" {a:.1f} → {b:.1f} |" if a is not None and b is not None else " |"
+    return "\n".join(lines)
+
+
 POOL_QUANTILES = ((0.1, "P10"), (0.25, "Q1"), (0.5, "the median"), (0.75, "Q3"))
 
 
@@ -1209,6 +1235,19 @@ def compute_values(manifest, perf_dir):
         same = [ratio("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h) for h in (4, 16)]
         v["typeruns.mixed_vs_same"] = (f"{mixed[0]:.2f}× and {mixed[1]:.2f}× the loop with 4 and 16 handlers of four "
                                        f"types, against {same[0]:.2f}× and {same[1]:.2f}× with one type")
+    if "asyncbatch_before" in groups and "asyncbatch_after" in groups:
+        before, after = groups["asyncbatch_before"], groups["asyncbatch_after"]
+        v["tables.asyncbatch"] = asyncbatch_table(groups)
+        v["asyncbatch.rounds"] = word(len(before))
+        v["asyncbatch.samples"] = str(sum(r.repetitions()[0] for r in before))
+        v["asyncbatch.drift_pct"] = f"{control_drift(before, after, [(ref, h) for _, ref, _, hs in ASYNC_ROWS for h in hs]):.0f} %"
+        for tag, build in (("before", before), ("after", after)):
+            for h in (1, 4):
+                sig = pooled_quantile(build, "BM_NotifyAsyncPending_Sigreg", 0.5, h)
+                ref = pooled_quantile(build, "BM_NotifyAsyncPending_HandWritten", 0.5, h)
+                v[f"asyncbatch.pending_{h}h_{tag}"] = f"{sig / ref:.2f}×"
+                allocs = counter_median(build, "BM_NotifyAsyncPending_Sigreg", h, "allocs_per_notify")
+                v[f"asyncbatch.pending_{h}h_{tag}_allocs"] = f"{allocs:.1f}"
     if "modcopy_before" in groups and "modcopy_after" in groups:
         v["tables.modcopy"] = modcopy_table(groups)
         v["modcopy.rounds"] = word(len(groups["modcopy_before"]))
