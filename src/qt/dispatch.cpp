@@ -911,8 +911,11 @@ SIGREG_NOINLINE void afterQtFutureHandover(const QFuture<void> &future, HandlerI
 }
 
 /// A request to await futures, carried to the completion thread: one future
-/// (a fire-and-forget handler's, or a sequential step's), or the pending
-/// futures of one notifyAsync walk. Each calls `done()` once when finished.
+/// (a fire-and-forget handler's, or a sequential step's), which calls
+/// `done()` once when finished; or the futures a notifyAsync() walk left
+/// pending (AsyncJoin::collected), each of which arrives at the join once.
+/// A request that never ran (posting it failed) has called nothing: the
+/// caller still answers for the futures (a join's list is still in the join).
 class WatchRequest final : public QEvent {
 public:
     static constexpr QEvent::Type kType = QEvent::Type(QEvent::User + 0x5e7);
@@ -922,8 +925,7 @@ public:
     {
         m_posted.store(true, std::memory_order_release);
     }
-    WatchRequest(std::vector<Watch> many, std::function<void()> done)
-        : QEvent(kType), m_many(std::move(many)), m_done(std::move(done))
+    explicit WatchRequest(std::shared_ptr<AsyncJoin> join) noexcept : QEvent(kType), m_join(std::move(join))
     {
         m_posted.store(true, std::memory_order_release);
     }
@@ -932,31 +934,37 @@ public:
     /// posted to (or moved out of) the notifying thread.
     void start() noexcept
     {
-        // Pairs with the constructors: Qt's hand-over of the event is
-        // invisible to ThreadSanitizer.
+        // Pairs with the constructors: Qt's hand-over of the event (and of
+        // the join's list) is invisible to ThreadSanitizer.
         (void)m_posted.load(std::memory_order_acquire);
-        if (m_one)
-            watch(*m_one);
-        for (Watch &w : m_many)
-            watch(w);
+        if (m_one) {
+            watch(*m_one, m_done);
+            return;
+        }
+        // The notifying thread is done with the list: it is this thread's.
+        std::vector<Watch> collected = std::move(m_join->collected);
+        const auto arrive = [join = m_join] { join->arrive(); };
+        for (Watch &w : collected)
+            watch(w, arrive);
     }
 
 private:
-    void watch(Watch &w) noexcept
+    template <class Done>
+    static void watch(Watch &w, const Done &done) noexcept
     {
         if (w.future.isFinished()) {
             // Finished while the request was on its way (a short task on
             // another thread): no watcher, and no second wake-up of this
             // thread.
             afterQtFutureHandover(w.future, w.id, *w.reporter);
-            m_done();
+            done();
             return;
         }
         QFutureWatcher<void> *watcher = nullptr;
         try {
             watcher = new QFutureWatcher<void>;
             QObject::connect(watcher, &QFutureWatcherBase::finished, watcher,
-                             [watcher, id = w.id, rep = w.reporter, done = m_done] {
+                             [watcher, id = w.id, rep = w.reporter, done] {
                                  afterQtFutureHandover(watcher->future(), id, *rep);
                                  done();
                                  watcher->deleteLater();
@@ -967,13 +975,13 @@ private:
             // let a join wait for it.
             delete watcher;
             w.reporter->report(w.id, std::current_exception());
-            m_done();
+            done();
         }
     }
 
     std::optional<Watch> m_one;
-    std::vector<Watch> m_many;
     std::function<void()> m_done;
+    std::shared_ptr<AsyncJoin> m_join;
     std::atomic<bool> m_posted{false};
 };
 
@@ -1029,36 +1037,38 @@ void whenFinished(const QFuture<void> &f, HandlerState *state, Done done)
 }
 
 /// Awaits the futures `join` collected during its walk: those finished by
-/// now are handled here, the rest go to the completion thread in one request.
-/// Each arrives at `join` once.
+/// now are handled here, the rest go to the completion thread in one request
+/// that takes them from the join. Each arrives at `join` once.
 void watchCollected(const std::shared_ptr<AsyncJoin> &join) noexcept
 {
-    std::vector<Watch> pending = std::move(join->collected);
-    join->collected.clear();
+    std::vector<Watch> &collected = join->collected;
     std::size_t kept = 0;
-    for (std::size_t i = 0; i < pending.size(); ++i) {
-        if (pending[i].future.isFinished()) {
+    for (std::size_t i = 0; i < collected.size(); ++i) {
+        if (collected[i].future.isFinished()) {
             // Finished on another thread since its handler returned.
-            afterQtFutureHandover(pending[i].future, pending[i].id, *pending[i].reporter);
+            afterQtFutureHandover(collected[i].future, collected[i].id, *collected[i].reporter);
             join->arrive();
         } else {
             if (kept != i)
-                pending[kept] = std::move(pending[i]);
+                collected[kept] = std::move(collected[i]);
             ++kept;
         }
     }
-    pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(kept), pending.end());
-    if (pending.empty())
+    collected.erase(collected.begin() + static_cast<std::ptrdiff_t>(kept), collected.end());
+    if (collected.empty())
         return;
     try {
-        QCoreApplication::postEvent(completionReceiver(),
-                                    new WatchRequest(std::move(pending), [join] { join->arrive(); }));
+        QObject *receiver = completionReceiver();
+        QCoreApplication::postEvent(receiver, new WatchRequest(join));
+        // From here on the list is the completion thread's.
     } catch (...) {
-        // Out of memory: not awaited; say so, and do not wait for them.
-        for (Watch &w : pending) {
+        // Out of memory: the request never ran, so the list is still ours.
+        // Not awaited: say so, and do not let the join wait for them.
+        for (Watch &w : collected) {
             w.reporter->report(w.id, std::current_exception());
             join->arrive();
         }
+        collected.clear();
     }
 }
 

@@ -16,9 +16,9 @@
 //   previous one finished. Futures still running when returned are awaited
 //   by a QFutureWatcher on one Sigreg-owned thread ("sigreg-completion"), not
 //   with QFuture::then(): in Qt 6.4 a continuation attached while another
-//   thread finishes the future can run twice. Futures already finished cost
-//   nothing extra; so do notifyAsync()'s futures that finish before its walk
-//   ends, and the rest of one walk's go to that thread in one request.
+//   thread finishes the future can run twice. Futures already finished need
+//   no hop to that thread, nor do notifyAsync()'s futures that finish before
+//   its walk ends; the rest of one walk's go there in one request.
 // * Failures of any kind (thrown inline, thrown in another thread, thrown
 //   before a future was returned, a failed or cancelled future) reach
 //   handlerFailed() and the error handler with the handler's id. Nothing is
@@ -327,6 +327,8 @@ public:
     /// finishes. The future never fails and is never cancelled by Sigreg.
     /// A handler returning a default-constructed QFuture (which Qt treats as
     /// cancelled) is reported as cancelled (sigreg::HandlerCanceled).
+    /// Failures of handler futures that finished before the walk over the
+    /// handlers ended are reported on this thread, before this returns.
     QFuture<void> notifyAsync(const E &event)
     {
         qtdetail::Frame frame(std::addressof(event), parcelMaker(), &typeid(E), qtdetail::Mode::Async);
