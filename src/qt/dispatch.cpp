@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace sigreg::qtdetail {
@@ -55,11 +56,15 @@ struct alignas(64) ReturnStack {
     }
 };
 
-// Never destroyed: blocks stay reachable (and reusable) until the process ends.
+// Constant-initialised and trivially destructible: nothing to allocate on
+// first use (which could fail under a noexcept caller) and nothing destroyed
+// at exit, so blocks stay reachable (and reusable) until the process ends.
+constinit std::array<ReturnStack, kClassCount> g_returnStacks{};
+static_assert(std::is_trivially_destructible_v<std::array<ReturnStack, kClassCount>>);
+
 std::array<ReturnStack, kClassCount> &returnStacks() noexcept
 {
-    static auto *stacks = new std::array<ReturnStack, kClassCount>;
-    return *stacks;
+    return g_returnStacks;
 }
 
 /// Blocks this thread took from a return stack and has not used yet.
