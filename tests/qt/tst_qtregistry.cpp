@@ -63,6 +63,7 @@ private Q_SLOTS:
     void eventCopiedOncePerNotify();
     void perProducerOrderPreserved();
     void burstSharesOneWakeup();
+    void longDrainYieldsToTheEventLoop();
     void nestedEventLoopDrainsMailbox_data();
     void nestedEventLoopDrainsMailbox();
     void blockingQueuedIntoNestedEventLoop();
@@ -313,6 +314,38 @@ void tst_QtRegistry::burstSharesOneWakeup()
     }));
     QCOMPARE(gotA, expected);
     QCOMPARE(gotB, expected);
+}
+
+void tst_QtRegistry::longDrainYieldsToTheEventLoop()
+{
+    // A drain runs at most 4096 queued calls, then posts itself a new wake-up
+    // and returns, so that what the thread's event loop got meanwhile runs
+    // before the rest: a flood of Sigreg events does not starve the loop.
+    QtRegistry<int> reg;
+    QObject ctx; // this thread's
+    std::vector<int> seen;
+    reg.add(&ctx, [&](int v) { seen.push_back(v); }, Qt::QueuedConnection);
+
+    constexpr int kEvents = 5000;
+    const std::uint64_t before = sigreg::qtdetail::wakeupsPosted(QThread::currentThread());
+    for (int i = 0; i < kEvents; ++i)
+        reg.notify(i); // the first posts the wake-up, the rest join its drain
+    QCOMPARE(sigreg::qtdetail::wakeupsPosted(QThread::currentThread()) - before, std::uint64_t(1));
+
+    // Posted behind that wake-up, in front of any later one.
+    std::size_t seenByMarker = 0;
+    bool markerRan = false;
+    QMetaObject::invokeMethod(&ctx, [&] {
+        seenByMarker = seen.size();
+        markerRan = true;
+    }, Qt::QueuedConnection);
+
+    QTRY_COMPARE(seen.size(), std::size_t(kEvents));
+    QVERIFY(markerRan);
+    QCOMPARE(seenByMarker, std::size_t(4096)); // not all 5000: the loop got a turn in between
+    QCOMPARE(sigreg::qtdetail::wakeupsPosted(QThread::currentThread()) - before, std::uint64_t(2));
+    for (int i = 0; i < kEvents; ++i)
+        QCOMPARE(seen[static_cast<std::size_t>(i)], i); // and nothing reordered across the split
 }
 
 void tst_QtRegistry::perProducerOrderPreserved()
