@@ -866,6 +866,10 @@ struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
     /// The walk found async handler `state` (referenced): start it now if
     /// nothing is pending, else after the pending ones.
     void enqueue(HandlerState *state);
+    /// The walk started the first step itself, whose future `f` is still
+    /// pending: the run goes on once it finished. Throws std::bad_alloc
+    /// (then `f` is not awaited).
+    void awaitFirst(HandlerState *state, const QFuture<void> &f);
     /// The walk ended: finish now if nothing is pending.
     void endWalk() noexcept;
     /// Starts steps until one is pending or none is left (moving to the
@@ -884,24 +888,25 @@ struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
 
 namespace {
 
-/// Calls the async handler and returns its future; reports (and returns an
-/// empty future for) an exception thrown before it returned.
-bool callAsync(HandlerState *state, const void *event, QFuture<void> &out) noexcept
+/// Calls the async handler and returns its future; nothing when the handler
+/// was removed, or threw before it returned a future (reported here). No
+/// QFuture is default-constructed on the way: in Qt 6.4 that allocates a
+/// fresh cancelled state (three allocations), once per handler call.
+std::optional<QFuture<void>> callAsync(HandlerState *state, const void *event) noexcept
 {
+    std::optional<QFuture<void>> out;
     if (!state->enter())
-        return false;
-    bool ok = true;
+        return out;
     {
         Running running(state);
         try {
-            out = state->callAsync(state, event);
+            out.emplace(state->callAsync(state, event));
         } catch (...) {
             reportCurrent(state);
-            ok = false;
         }
     }
     state->leave();
-    return ok;
+    return out;
 }
 
 /// Reports the outcome of a handler future that another thread finished: in
@@ -1081,6 +1086,27 @@ void startAsync(HandlerState *state, const void *event)
 {
     Frame *frame = t_frame;
     if (frame && frame->event == event && frame->mode == Mode::Sequential) {
+        if (!frame->run
+            && (!frame->stepBox || (frame->stepContext && QThread::currentThread() == frame->stepBox->thread()))) {
+            // Nothing before this handler is pending, and it may start on
+            // this thread: it starts now, and a run (a promise, a queue) is
+            // made only if its future is still pending. Handlers whose
+            // futures are finished when they return (the common case for
+            // cheap ones) cost no more than that future.
+            Parcel *parcel = frame->sharedParcel();
+            std::optional<QFuture<void>> called = callAsync(state, parcel->event);
+            if (!called)
+                return;
+            if (called->isFinished()) {
+                reportOutcome(*called, state->id, *state->reporter);
+                return;
+            }
+            // Out of memory for the run: reported as this handler's failure,
+            // and its future is not awaited (as for notifyAsync()).
+            frame->run = std::make_shared<SequentialRun>(parcel, frame->stepContext, frame->stepBox);
+            frame->run->awaitFirst(state, *called);
+            return;
+        }
         if (!frame->run)
             frame->run = std::make_shared<SequentialRun>(frame->sharedParcel(), frame->stepContext, frame->stepBox);
         state->ref();
@@ -1090,9 +1116,10 @@ void startAsync(HandlerState *state, const void *event)
     }
     OwnedParcel owned;
     Parcel *parcel = parcelFor(state, event, owned);
-    QFuture<void> f;
-    if (!callAsync(state, parcel->event, f))
+    std::optional<QFuture<void>> called = callAsync(state, parcel->event);
+    if (!called)
         return;
+    QFuture<void> &f = *called;
     if (f.isFinished()) {
         // The common case for cheap handlers: nothing to await.
         reportOutcome(f, state->id, *state->reporter);
@@ -1141,6 +1168,21 @@ void SequentialRun::enqueue(HandlerState *state)
         busy = true;
     }
     advance();
+}
+
+void SequentialRun::awaitFirst(HandlerState *state, const QFuture<void> &f)
+{
+    {
+        std::lock_guard lock(mutex);
+        busy = true; // before the watch: its advance() may run at once, on the completion thread
+    }
+    try {
+        whenFinished(f, state, [self = shared_from_this()] { self->advance(); });
+    } catch (...) {
+        std::lock_guard lock(mutex);
+        busy = false;
+        throw;
+    }
 }
 
 void SequentialRun::endWalk() noexcept
@@ -1228,8 +1270,8 @@ void SequentialRun::advance() noexcept
             stepBox->push(t);
             return;
         }
-        QFuture<void> f;
-        if (callAsync(state, parcel->event, f)) {
+        if (std::optional<QFuture<void>> called = callAsync(state, parcel->event)) {
+            QFuture<void> &f = *called;
             if (!f.isFinished()) {
                 try {
                     whenFinished(f, state, [self = shared_from_this()] { self->advance(); });
