@@ -119,6 +119,7 @@ private Q_SLOTS:
     void handlerRemovedFromTwoOfItsCalls();
     void removeDoesNotWaitForUnrelatedCallbacks_data();
     void removeDoesNotWaitForUnrelatedCallbacks();
+    void removeFromErrorHandlerWaitsForOtherCalls();
     void simultaneousSelfRemovalDoesNotDeadlock_data();
     void simultaneousSelfRemovalDoesNotDeadlock();
     void guardRacesWithRegistryDestruction_data();
@@ -999,6 +1000,8 @@ void tst_RegistryConcurrency::removeDoesNotWaitForUnrelatedCallbacks_data()
     QTest::newRow("a later handler") << "handler";
     QTest::newRow("the error handler") << "error handler";
     QTest::newRow("a handler of a nested notify") << "nested handler";
+    // X itself throws, and its own error handler blocks: X's call is over.
+    QTest::newRow("X's own error handler") << "X's error handler";
 }
 
 void tst_RegistryConcurrency::removeDoesNotWaitForUnrelatedCallbacks()
@@ -1018,7 +1021,15 @@ void tst_RegistryConcurrency::removeDoesNotWaitForUnrelatedCallbacks()
 
     sigreg::Registry<int> side; // X lives here and runs nested (level 1)
     Reg reg;                    // A notifies this one (level 0)
-    const HandlerId x = side.add([&](const int &) { xCalls.fetch_add(1); });
+    const HandlerId x = side.add([&](const int &) {
+        xCalls.fetch_add(1);
+        if (blocker == "X's error handler")
+            throw std::runtime_error("X fails");
+    });
+    side.setErrorHandler([&](const sigreg::HandlerFailure &) {
+        if (blocker == "X's error handler")
+            block();
+    });
     sigreg::Registry<int> third;
     third.add([&](const int &) { block(); });
     reg.setErrorHandler([&](const sigreg::HandlerFailure &) {
@@ -1031,7 +1042,7 @@ void tst_RegistryConcurrency::removeDoesNotWaitForUnrelatedCallbacks()
             block();
         else if (blocker == "nested handler")
             third.notify(3); // the same nesting level X used
-        else
+        else if (blocker == "error handler")
             throw std::runtime_error("reported to the error handler");
     });
 
@@ -1048,6 +1059,47 @@ void tst_RegistryConcurrency::removeDoesNotWaitForUnrelatedCallbacks()
              qPrintable(QStringLiteral("remove(X) waited for %1 on another thread, which is not X").arg(blocker)));
     side.notify(0);
     QCOMPARE(xCalls.load(), 1);
+}
+
+void tst_RegistryConcurrency::removeFromErrorHandlerWaitsForOtherCalls()
+{
+    // X runs on T2 (held there) and on T1, where it throws after a
+    // removeNoWait(X). X's error handler, on T1, then calls remove(X): X's
+    // call on T1 is over, so this removal is not "from inside X" and must
+    // wait for X's call on T2 like any other.
+    Reg reg;
+    std::atomic<int> inX{0};
+    std::atomic<bool> removedNoWait{false}, handlerRemoving{false}, release2{false}, done2{false};
+    std::atomic<bool> removeReturned{false}, done2AtReturn{false};
+    reg.setErrorHandler([&](const sigreg::HandlerFailure &f) {
+        handlerRemoving.store(true);
+        reg.remove(f.handler);
+        done2AtReturn.store(done2.load());
+        removeReturned.store(true);
+    });
+    const HandlerId x = reg.add([&](const Event &e) {
+        inX.fetch_add(1);
+        if (e.value == 2) {
+            spinUntilSet(release2);
+            done2.store(true); // the last thing X's call on T2 does
+            return;
+        }
+        spinUntilSet(removedNoWait);
+        throw std::runtime_error("X fails on T1");
+    });
+    std::thread t2([&] { reg.notify(Event{2}); });
+    std::thread t1([&] { reg.notify(Event{1}); });
+    if (!waitFor([&] { return inX.load() == 2; }))
+        deadlocked("X starting on both threads");
+    reg.removeNoWait(x);
+    removedNoWait.store(true);
+    if (!waitFor([&] { return handlerRemoving.load(); }))
+        deadlocked("T1 reaching X's error handler");
+    release2.store(true); // a waiting removal returns only after this
+    t2.join();
+    t1.join();
+    QVERIFY(removeReturned.load());
+    QVERIFY2(done2AtReturn.load(), "remove(X) in X's error handler returned while X still ran on another thread");
 }
 
 // ===========================================================================

@@ -292,8 +292,15 @@ private:
             try {
                 fn(node, event);
             } catch (const std::exception &e) {
+                // The call is over: withdraw its announcement before the
+                // error handler runs, or a remover of this handler would wait
+                // for the error handler, and one inside it would count as
+                // inside the handler. The node lives on as long as the block
+                // that lists it, which `scope` protects.
+                scope.announce(nullptr);
                 (*it)->owner->reportFailure(*it, e.what());
             } catch (...) {
+                scope.announce(nullptr);
                 (*it)->owner->reportFailure(*it, nullptr);
             }
         }
