@@ -108,6 +108,7 @@
 #include <sigreg/guard.h>
 #include <sigreg/handler_id.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -286,8 +287,12 @@ public:
     /// thread may still be in progress.
     bool removeNoWait(HandlerId id) { return m_core.remove(id, false); }
 
-    /// Effect: removes every handler, waiting as remove() does. Ids are not
-    /// reused afterwards. Returns the number of handlers removed.
+    /// Effect: removes every handler, waiting as remove() does for the
+    /// handlers this call removed. Handlers another call removed before
+    /// (a remove() still waiting, a removeNoWait(), another clear()) are not
+    /// waited for: that call answers for them. (Waiting for them too would
+    /// deadlock two threads that clear from inside handlers at once.) Ids
+    /// are not reused afterwards. Returns the number of handlers removed.
     std::size_t clear() { return m_core.clear(true); }
 
     /// True if `id` is registered here. Takes the writers' mutex briefly.
@@ -398,7 +403,23 @@ public:
     }
 
     /// Queues the removal of `id` (unknown ids are ignored at commit()).
-    void remove(HandlerId id) { m_ops.removes.push_back(id); }
+    /// An id added by this batch and not yet committed is taken out of the
+    /// batch at once: that handler is destroyed here and never registered
+    /// (not counted in the commit's `added` nor `removed`).
+    /// Throws: std::bad_alloc.
+    void remove(HandlerId id)
+    {
+        // This batch's ids were reserved in the order of its adds: ascending.
+        const auto it = std::lower_bound(m_ops.adds.begin(), m_ops.adds.end(), id,
+                                         [](const detail::Node *n, HandlerId v) { return n->id < v; });
+        if (it != m_ops.adds.end() && (*it)->id == id) {
+            detail::Node *n = *it;
+            m_ops.adds.erase(it);
+            n->destroy(n);
+            return;
+        }
+        m_ops.removes.push_back(id);
+    }
 
     /// Effect: publishes all queued operations at once, waiting for removed
     /// handlers as Registry::remove() does. The batch is empty afterwards.

@@ -90,9 +90,10 @@ void releaseRecord(void *p) noexcept
     auto *rec = static_cast<ThreadRecord *>(p);
     {
         std::lock_guard lock(moduleSlotMutex());
-        for (std::uint32_t i = 0; i < rec->moduleSlotCount; ++i)
+        const std::uint32_t count = rec->moduleSlotCount.load(std::memory_order_relaxed);
+        for (std::uint32_t i = 0; i < count; ++i)
             storeSlot(rec->moduleSlots[i].slot, &g_placeholderRecord);
-        rec->moduleSlotCount = 0;
+        rec->moduleSlotCount.store(0, std::memory_order_relaxed);
     }
     tl_record = &g_placeholderRecord;
     rec->inUse.store(false, std::memory_order_release);
@@ -405,14 +406,23 @@ void attachModuleSlot(ThreadRecord **slot, const void *module,
     ThreadRecord *rec = tl_record;
     if (rec->isPlaceholder())
         return; // no record yet: the next read takes one, and attaches then
+    // A full list stays full until a module detaches: then every read of a
+    // module beyond it would take the mutex. Only this thread adds to its
+    // list, so a full count read here without the mutex cannot be stale
+    // in the direction that matters (it can only shrink meanwhile, and the
+    // next read retries).
+    if (rec->moduleSlotCount.load(std::memory_order_relaxed) == ThreadRecord::kModuleSlots)
+        return;
     std::lock_guard lock(moduleSlotMutex());
     // Under the mutex: the module's detacher sets the flag before it takes
     // the mutex, so a copy is never listed after its module was detached.
     if (detached->load(std::memory_order_relaxed) || loadSlot(slot) == rec)
         return;
-    if (rec->moduleSlotCount == ThreadRecord::kModuleSlots)
-        return; // this module's reads keep taking the out-of-line path
-    rec->moduleSlots[rec->moduleSlotCount++] = {slot, module};
+    const std::uint32_t count = rec->moduleSlotCount.load(std::memory_order_relaxed);
+    if (count == ThreadRecord::kModuleSlots)
+        return; // this module's reads keep taking the out-of-line path (lock-free: see above)
+    rec->moduleSlots[count] = {slot, module};
+    rec->moduleSlotCount.store(count + 1, std::memory_order_relaxed);
     storeSlot(slot, rec);
 }
 
@@ -421,13 +431,14 @@ void detachModule(const void *module) noexcept
     std::lock_guard lock(moduleSlotMutex());
     for (ThreadRecord *r = ThreadRecord::first(); r; r = r->next.load(std::memory_order_acquire)) {
         std::uint32_t kept = 0;
-        for (std::uint32_t i = 0; i < r->moduleSlotCount; ++i) {
+        const std::uint32_t count = r->moduleSlotCount.load(std::memory_order_relaxed);
+        for (std::uint32_t i = 0; i < count; ++i) {
             if (r->moduleSlots[i].module == module)
                 storeSlot(r->moduleSlots[i].slot, &g_placeholderRecord);
             else
                 r->moduleSlots[kept++] = r->moduleSlots[i];
         }
-        r->moduleSlotCount = kept;
+        r->moduleSlotCount.store(kept, std::memory_order_relaxed);
     }
 }
 

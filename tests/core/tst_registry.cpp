@@ -1387,27 +1387,34 @@ void tst_Registry::batchCommitCounts()
     batch.remove(ids[5]);              // already removed: ignored
     batch.remove(HandlerId());         // invalid: ignored
     batch.remove(HandlerId(1u << 30)); // unknown: ignored
-    const HandlerId own = batch.add([](const Event &) {});
-    batch.remove(own); // not registered yet at commit time: ignored
-    batch.add([](const Event &) {});
+    int ownCalls = 0;
+    auto ownLife = std::make_shared<int>(0);
+    const HandlerId own = batch.add([&ownCalls, ownLife](const Event &) { ++ownCalls; });
+    const HandlerId kept = batch.add([](const Event &) {});
+    QCOMPARE(ownLife.use_count(), 2L);
+    batch.remove(own); // added by this batch: taken out of it, destroyed now
+    QCOMPARE(ownLife.use_count(), 1L);
 
     sigreg::BatchResult r = batch.commit();
-    QCOMPARE(r.added, std::size_t(2));
+    QCOMPARE(r.added, std::size_t(1));
     QCOMPARE(r.removed, std::size_t(2));
-    QCOMPARE(reg.size(), std::size_t(6 - 1 - 2 + 2));
-    QVERIFY(reg.contains(own));
+    QCOMPARE(reg.size(), std::size_t(6 - 1 - 2 + 1));
+    QVERIFY(!reg.contains(own));
+    QVERIFY(reg.contains(kept));
     QVERIFY(!reg.contains(ids[0]) && !reg.contains(ids[1]));
+    reg.notify(Event{});
+    QCOMPARE(ownCalls, 0);
 
     // The batch is empty after commit and can be reused.
     r = batch.commit();
     QCOMPARE(r.added, std::size_t(0));
     QCOMPARE(r.removed, std::size_t(0));
-    batch.remove(own);
+    batch.remove(kept);
     batch.add(3, [](const Event &) {});
     r = batch.commit();
     QCOMPARE(r.added, std::size_t(1));
     QCOMPARE(r.removed, std::size_t(1));
-    QCOMPARE(reg.size(), std::size_t(5));
+    QCOMPARE(reg.size(), std::size_t(4));
 }
 
 void tst_Registry::movedBatchCommits()

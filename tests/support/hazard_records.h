@@ -24,7 +24,7 @@ inline int recordsInUse()
 /// it only while no thread attaches to or releases `rec`.
 inline bool listsModuleCopy(const sigreg::detail::ThreadRecord *rec, const void *slot)
 {
-    for (std::uint32_t i = 0; i < rec->moduleSlotCount; ++i) {
+    for (std::uint32_t i = 0; i < rec->moduleSlotCount.load(std::memory_order_relaxed); ++i) {
         if (rec->moduleSlots[i].slot == slot)
             return true;
     }

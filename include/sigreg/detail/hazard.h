@@ -169,7 +169,9 @@ struct HazardLevel {
 /// A chunk of extra levels for threads that nest notifications deeper than
 /// the inline levels of their record. Chunks are never freed while the
 /// process runs; they stay with the record and are reused by its next owner.
-struct LevelChunk {
+/// Aligned like a record, so that two threads' chunks share no cache line
+/// (nor an adjacent-line prefetch pair).
+struct alignas(128) LevelChunk {
     static constexpr std::uint32_t kLevels = 32;
     HazardLevel levels[kLevels];
     std::atomic<LevelChunk *> next{nullptr};
@@ -214,7 +216,9 @@ struct alignas(128) ThreadRecord {
         const void *module = nullptr;
     };
     ModuleSlot moduleSlots[kModuleSlots] = {};
-    std::uint32_t moduleSlotCount = 0;
+    /// Written under that mutex; atomic so that attachModuleSlot() can see a
+    /// full list without taking the mutex (a notify takes no lock).
+    std::atomic<std::uint32_t> moduleSlotCount{0};
 
     /// The level for a read that found level 0 of this record in use: on the
     /// placeholder, level 0 of the calling thread's own record (taken now);
