@@ -331,8 +331,27 @@ Parcel *parcelFor(HandlerState *state, const void *event, OwnedParcel &owned)
     return owned.get();
 }
 
+/// The thread `state`'s context lives in now, read in the state's gate
+/// (which a destroyed context's removal waits for, so any thread may read
+/// it there); `fallback` if the handler was removed or has no context.
+QThread *contextThreadNow(HandlerState *state, QThread *fallback) noexcept
+{
+    if (!state->enter())
+        return fallback;
+    QThread *now = fallback;
+    if (QObject *ctx = state->context.data())
+        now = ctx->thread();
+    state->leave();
+    return now;
+}
+
 /// The mailbox to post to for `state`, following the context to `thread`
-/// and replacing a mailbox closed by its thread's end.
+/// and replacing a mailbox closed by its thread's end. When the thread last
+/// seen has ended, the context's thread is read again: it may have moved on
+/// before that thread could see it. If it still lives in an ended (or
+/// destroyed) thread, or in none, the closed mailbox stays: its tasks are
+/// dropped, as Qt drops events to such objects, and no new mailbox is made
+/// per event.
 Mailbox *targetMailbox(HandlerState *state, QThread *thread)
 {
     Mailbox *box = state->mailbox.load(std::memory_order_acquire);
@@ -342,6 +361,15 @@ Mailbox *targetMailbox(HandlerState *state, QThread *thread)
     box = state->mailbox.load(std::memory_order_relaxed);
     if (box && box->thread() == thread && !box->isClosed())
         return box;
+    if (box && box->isClosed()) {
+        QThread *now = contextThreadNow(state, thread);
+        if (now != thread) {
+            thread = now;
+            state->thread.store(now, std::memory_order_relaxed);
+        }
+        if (box->thread() == thread && (box->threadGone() || !thread || thread->isFinished()))
+            return box;
+    }
     std::shared_ptr<Mailbox> fresh = mailboxFor(thread);
     detail::reserveFor(state->mailboxes, 1);
     state->mailboxes.push_back(fresh);
@@ -409,8 +437,21 @@ void StateNode::invokeFn(const detail::Node *n, const void *event)
             state->call(state, event);
             return;
         }
+        // The thread last seen may be stale: the context may have moved
+        // here, and the thread it left may never drain to hand the call
+        // back (blocked on this one, or ended). Read it again (in the gate):
+        // waiting on a thread the context left could wait forever.
+        QThread *self = QThread::currentThread();
+        QThread *seen = state->thread.load(std::memory_order_relaxed);
+        if (QThread *now = contextThreadNow(state, seen); now != seen) {
+            state->thread.store(now, std::memory_order_relaxed);
+            if (now == self) {
+                state->call(state, event);
+                return;
+            }
+        }
         Completion done;
-        done.waiter = QThread::currentThread();
+        done.waiter = self;
         Mailbox *box = targetMailbox(state, state->thread.load(std::memory_order_relaxed));
         Task *t = newTask(state, nullptr, event, &done);
         // From here on the call is tracked by the state's gate in the
@@ -519,6 +560,14 @@ void retire(QThread *thread, const std::weak_ptr<Mailbox> &weak) noexcept
 
 std::shared_ptr<Mailbox> mailboxFor(QThread *thread)
 {
+    if (!thread) {
+        // A context with no thread (moveToThread(nullptr)) gets no events,
+        // as in Qt: a closed mailbox drops them.
+        auto box = std::make_shared<Mailbox>(nullptr);
+        box->markThreadGone();
+        box->close();
+        return box;
+    }
     Directory &d = directory();
     std::lock_guard lock(d.mutex);
     auto it = d.boxes.find(thread);
@@ -532,13 +581,17 @@ std::shared_ptr<Mailbox> mailboxFor(QThread *thread)
     // between is seen by one or the other (retire() waits for our lock).
     const QMetaObject::Connection onFinished =
         QObject::connect(thread, &QThread::finished, [thread, weak] { retire(thread, weak); });
-    const QMetaObject::Connection onDestroyed =
-        QObject::connect(thread, &QObject::destroyed, [thread, weak] { retire(thread, weak); });
+    const QMetaObject::Connection onDestroyed = QObject::connect(thread, &QObject::destroyed, [thread, weak] {
+        if (const std::shared_ptr<Mailbox> b = weak.lock())
+            b->markThreadGone(); // a handler's state may keep it, closed, and must not touch `thread` again
+        retire(thread, weak);
+    });
     if (thread->isFinished()) {
-        // It will never drain, nor emit finished() again: drop from the start
-        // (not listed, so the next producer checks again).
+        // It will never drain, nor emit finished() again (unless restarted):
+        // drop from the start (not listed, so a producer for a restarted
+        // thread checks again). `destroyed` stays connected: a state keeps
+        // this box, and must learn when the thread object goes.
         QObject::disconnect(onFinished);
-        QObject::disconnect(onDestroyed);
         box->close();
         return box;
     }

@@ -119,6 +119,10 @@ public:
 
     QThread *thread() const noexcept { return m_thread; }
     bool isClosed() const noexcept { return m_state.load(std::memory_order_acquire) & kClosed; }
+    /// The QThread object was destroyed (or there never was one): thread()
+    /// must not be dereferenced any more.
+    bool threadGone() const noexcept { return m_threadGone.load(std::memory_order_acquire); }
+    void markThreadGone() noexcept { m_threadGone.store(true, std::memory_order_release); }
     /// Wake-ups posted so far (see qtdetail::wakeupsPosted()).
     std::uint64_t wakeups() const noexcept { return m_wakeups.load(std::memory_order_relaxed); }
 
@@ -138,6 +142,7 @@ private:
 
     QThread *m_thread;
     QObject *m_receiver; // lives in m_thread
+    std::atomic<bool> m_threadGone{false};
     alignas(64) std::atomic<Task *> m_tail;
     alignas(64) std::atomic<std::uint32_t> m_state{0};
     // Beside m_state, which whoever posts a wake-up has just written.

@@ -80,6 +80,10 @@ private Q_SLOTS:
     void movedContextDestroyedWhileOldThreadReadsIt();
     void contextDeathWaitsWhileAnotherRemovalWaits();
     void handlerAddedForFinishedThread();
+    void threadlessContextGetsNoEvents();
+    void contextOutlivesItsThread();
+    void contextMovedAwayBeforeItsThreadEnded();
+    void blockingQueuedAfterMoveToCallerWhileOldThreadWaits();
     void inlineFailureReported();
     void marshalledFailureReported();
     void failureSlotAndCallbackMayThrow();
@@ -874,6 +878,110 @@ void tst_QtRegistry::guardRemovesContextHandler()
     QCOMPARE(calls.load(), 1);
     // The context's destruction must not touch the removed handler's registry.
     w.destroyContext();
+}
+
+void tst_QtRegistry::threadlessContextGetsNoEvents()
+{
+    // A context with no thread (moveToThread(nullptr)) processes no events in
+    // Qt; Sigreg drops its queued calls the same way, and a sequential run
+    // whose steps must start there is cancelled. (Added or notified, such a
+    // context used to crash.)
+    QtRegistry<int> reg;
+    QObject ctx;
+    ctx.moveToThread(nullptr);
+    QCOMPARE(ctx.thread(), static_cast<QThread *>(nullptr));
+    int calls = 0;
+    reg.add(&ctx, [&](int) { ++calls; }, Qt::QueuedConnection);
+    reg.add(&ctx, [&](int) { ++calls; }, Qt::AutoConnection);
+    reg.add([](int) { return QtFuture::makeReadyFuture(); });
+    reg.add([](int) { return QtFuture::makeReadyFuture(); });
+    reg.notify(1);
+    QFuture<void> steps = reg.notifySequential(2, &ctx);
+    QTRY_VERIFY(steps.isFinished());
+    QVERIFY(steps.isCanceled()); // the steps could not start in the context's thread
+    QCoreApplication::processEvents();
+    QCOMPARE(calls, 0);
+}
+
+void tst_QtRegistry::contextOutlivesItsThread()
+{
+    // The context stays alive in a thread that ended, then in one whose
+    // QThread object was destroyed: its events are dropped, and nothing
+    // touches the destroyed QThread (ASan checks that in CI).
+    QtRegistry<int> reg;
+    auto thread = std::make_unique<QThread>();
+    thread->start();
+    QObject *ctx = new QObject;
+    const auto deleteCtx = qScopeGuard([&] { delete ctx; });
+    ctx->moveToThread(thread.get());
+    std::atomic<int> calls{0};
+    reg.add(ctx, [&](int) { calls.fetch_add(1); }, Qt::QueuedConnection);
+    reg.add(ctx, [&](int) { calls.fetch_add(1); }, Qt::BlockingQueuedConnection);
+    reg.notify(1);
+    QTRY_COMPARE(calls.load(), 2);
+
+    thread->quit();
+    QVERIFY(thread->wait(QDeadlineTimer(30000)));
+    for (int i = 0; i < 1000; ++i)
+        reg.notify(2); // dropped; the BlockingQueued ones return at once
+    QCOMPARE(calls.load(), 2);
+
+    thread.reset();
+    for (int i = 0; i < 10; ++i)
+        reg.notify(3);
+    QCOMPARE(calls.load(), 2);
+    QCOMPARE(reg.count(), 2); // still registered: the context lives
+}
+
+void tst_QtRegistry::contextMovedAwayBeforeItsThreadEnded()
+{
+    // The worker hands its context to this thread and ends before it drains
+    // again, so it never sees the move: calls still reach the context here.
+    QtRegistry<int> reg;
+    auto worker = std::make_unique<Worker>();
+    QObject *ctx = worker->context;
+    int autoCalls = 0, queuedCalls = 0, blockingCalls = 0;
+    reg.add(ctx, [&](int) { ++autoCalls; }, Qt::AutoConnection);
+    reg.add(ctx, [&](int) { ++queuedCalls; }, Qt::QueuedConnection);
+    reg.add(ctx, [&](int) { ++blockingCalls; }, Qt::BlockingQueuedConnection);
+    QThread *here = QThread::currentThread();
+    QVERIFY(worker->run([ctx, here] { ctx->moveToThread(here); }));
+    worker->context = nullptr; // ours now: not deleted with the worker
+    worker.reset();
+    const auto deleteCtx = qScopeGuard([&] { delete ctx; });
+    QCOMPARE(ctx->thread(), here);
+    for (int i = 0; i < 3; ++i)
+        reg.notify(i);
+    QTRY_COMPARE(autoCalls, 3);
+    QTRY_COMPARE(queuedCalls, 3);
+    QCOMPARE(blockingCalls, 3); // run before each notify returned
+}
+
+void tst_QtRegistry::blockingQueuedAfterMoveToCallerWhileOldThreadWaits()
+{
+    // The worker hands its context to this thread and then waits on this
+    // thread (Qt's own BlockingQueuedConnection) while this thread notifies a
+    // BlockingQueued handler of that context. The worker cannot hand the call
+    // back: the handler must run here, not wait for the worker.
+    QtRegistry<int> reg;
+    Worker w;
+    QObject *ctx = w.context;
+    int calls = 0;
+    reg.add(ctx, [&](int) { ++calls; }, Qt::BlockingQueuedConnection);
+    QObject here;
+    std::atomic<bool> notified{false};
+    QMetaObject::invokeMethod(ctx, [&] {
+        ctx->moveToThread(here.thread());
+        QMetaObject::invokeMethod(&here, [&] {
+            reg.notify(1);
+            notified.store(true);
+        }, Qt::BlockingQueuedConnection);
+    }, Qt::QueuedConnection);
+    QTRY_VERIFY_WITH_TIMEOUT(notified.load(), 30000);
+    QCOMPARE(calls, 1);
+    QVERIFY(w.run([] {})); // the worker is free again
+    w.context = nullptr;   // lives here now: deleted here
+    delete ctx;
 }
 
 void tst_QtRegistry::inlineFailureReported()

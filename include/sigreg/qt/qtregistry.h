@@ -43,9 +43,12 @@
 // Threads
 // -------
 // Events queued for a thread whose event loop never runs are never
-// delivered (as with Qt). Events queued for a thread that has finished are
-// dropped. BlockingQueuedConnection from the context's own thread runs the
-// handler directly (Qt would deadlock).
+// delivered (as with Qt). Events queued for a thread that has finished, for
+// a context whose QThread object was destroyed, or for a context with no
+// thread (moveToThread(nullptr)) are dropped (a BlockingQueued notify
+// returns at once); notifySequential(event, context) with such a context
+// returns a cancelled future. BlockingQueuedConnection from the context's
+// own thread runs the handler directly (Qt would deadlock).
 //
 // A marshalled handler may spin a nested event loop (QDialog::exec(), a
 // QEventLoop waiting for a reply, QCoreApplication::processEvents()): Sigreg
@@ -56,8 +59,15 @@
 //
 // After moveToThread(), a notify from the context's *new* thread may queue
 // its first events through the old thread (which forwards them) until that
-// thread has seen the move. A BlockingQueued notify in that window is handed
-// back by the old thread and runs in the new one, the caller's own. The
+// thread has seen the move. A BlockingQueued notify in that window reads the
+// context's thread again and runs the handler at once when it is the
+// caller's own, so it never waits for the old thread (which may be waiting
+// for the caller). An old thread that ends before it saw the move forwards
+// nothing: the next notify reads the context's thread again and follows it.
+// Known limit: events that one producer queued through the old thread before
+// the move was seen may run after events it queued later straight to the new
+// thread (Qt moves an object's posted events in one step; Sigreg forwards
+// them as they are drained). The
 // context may be destroyed in its new thread at any time: a destruction that
 // meets the old thread reading the context (to forward a task) waits for it,
 // as it waits for a running call. Two exceptions: after removeNoWait() (see
