@@ -89,6 +89,10 @@ struct Failures {
 };
 
 /// Counts how often a future's continuation ran (must be exactly once).
+/// Attach it only while the future cannot finish (a handler's future that
+/// the test finishes later is still pending): on Qt 6.4 a then() attached
+/// while another thread finishes the future can run twice by Qt's own bug
+/// (qtregistry.h), which this counter would then report.
 struct ResumeCounter {
     std::shared_ptr<std::atomic<int>> n = std::make_shared<std::atomic<int>>(0);
     void attach(QFuture<void> f)

@@ -19,6 +19,11 @@
 //   thread finishes the future can run twice. Futures already finished need
 //   no hop to that thread, nor do notifyAsync()'s futures that finish before
 //   its walk ends; the rest of one walk's go there in one request.
+//   The same Qt 6.4 bug applies to the futures notifyAsync() and
+//   notifySequential() return, which Sigreg's completion thread may finish
+//   at any time: as with any future another thread finishes (a
+//   QtConcurrent::run(), say), await them with waitForFinished() or a
+//   QFutureWatcher, not with then(), on Qt 6.4.
 // * Failures of any kind (thrown inline, thrown in another thread, thrown
 //   before a future was returned, a failed or cancelled future) reach
 //   handlerFailed() and the error handler with the handler's id. Nothing is
