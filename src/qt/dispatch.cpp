@@ -941,24 +941,39 @@ struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
 
 namespace {
 
+/// What callAsync() does with an exception the handler throws before it
+/// returns its future.
+enum class Thrown { Report, Rethrow };
+
 /// Calls the async handler and returns its future; nothing when the handler
-/// was removed, or threw before it returned a future (reported here). No
-/// QFuture is default-constructed on the way: in Qt 6.4 that allocates a
-/// fresh cancelled state (three allocations), once per handler call.
-std::optional<QFuture<void>> callAsync(HandlerState *state, const void *event) noexcept
+/// was removed, or threw before it returned a future: reported here, or
+/// (Thrown::Rethrow, for a call from the core's walk) rethrown once the call
+/// left the gate, so that the walk reports it as for any handler, with the
+/// call's announcement withdrawn first: a remover of the handler does not
+/// wait for the error handler, nor does a removal inside it count as one
+/// from inside the handler. No QFuture is default-constructed on the way: in
+/// Qt 6.4 that allocates a fresh cancelled state (three allocations), once
+/// per handler call.
+std::optional<QFuture<void>> callAsync(HandlerState *state, const void *event, Thrown thrown = Thrown::Report)
 {
     std::optional<QFuture<void>> out;
     if (!state->enter())
         return out;
+    std::exception_ptr error;
     {
         Running running(state);
         try {
             out.emplace(state->callAsync(state, event));
         } catch (...) {
-            reportCurrent(state);
+            if (thrown == Thrown::Report)
+                reportCurrent(state);
+            else
+                error = std::current_exception();
         }
     }
     state->leave();
+    if (error)
+        std::rethrow_exception(error);
     return out;
 }
 
@@ -1147,7 +1162,7 @@ void startAsync(HandlerState *state, const void *event)
             // futures are finished when they return (the common case for
             // cheap ones) cost no more than that future.
             Parcel *parcel = frame->sharedParcel();
-            std::optional<QFuture<void>> called = callAsync(state, parcel->event);
+            std::optional<QFuture<void>> called = callAsync(state, parcel->event, Thrown::Rethrow);
             if (!called)
                 return;
             if (called->isFinished()) {
@@ -1169,7 +1184,7 @@ void startAsync(HandlerState *state, const void *event)
     }
     OwnedParcel owned;
     Parcel *parcel = parcelFor(state, event, owned);
-    std::optional<QFuture<void>> called = callAsync(state, parcel->event);
+    std::optional<QFuture<void>> called = callAsync(state, parcel->event, Thrown::Rethrow);
     if (!called)
         return;
     QFuture<void> &f = *called;

@@ -130,6 +130,7 @@ private Q_SLOTS:
     void sequentialNullContextThrows();
     void oneShotRemovedFromAStepAndAnInlineCall();
     void syncThrowBeforeFutureIsIsolated();
+    void removalDoesNotWaitForTheErrorHandlerOfASyncThrow();
     void pendingFutureFailureReported_data();
     void pendingFutureFailureReported();
     void sequentialContinuesAfterFailureAndCancel();
@@ -714,6 +715,37 @@ void tst_QtAsync::qfutureOfValueAccepted()
     });
     QVERIFY(reg.notifyAsync(1).isFinished());
     QCOMPARE(calls, 1);
+}
+
+void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfASyncThrow()
+{
+    // An async handler throws before it returns its future; its error
+    // handler then blocks on a mutex the remover holds. The handler's call
+    // is over, so its removal must not wait for the error handler.
+    QtRegistry<int> reg;
+    std::mutex m;
+    std::atomic<bool> inErrorHandler{false};
+    reg.setErrorHandler([&](const sigreg::HandlerFailure &) {
+        inErrorHandler.store(true);
+        std::lock_guard blocked(m);
+    });
+    const HandlerId x = reg.add([](int) -> QFuture<void> { throw std::runtime_error("before the future"); });
+    std::unique_lock lock(m);
+    std::thread notifier([&] { reg.notifyAsync(1).waitForFinished(); });
+    const bool reached = QTest::qWaitFor([&] { return inErrorHandler.load(); }, 30000);
+    std::atomic<bool> removed{false};
+    std::thread remover([&] {
+        reg.remove(x);
+        removed.store(true);
+    });
+    // Spent only if remove() wrongly waits.
+    const bool returned = reached && QTest::qWaitFor([&] { return removed.load(); }, 5000);
+    lock.unlock();
+    remover.join();
+    notifier.join();
+    QVERIFY(reached);
+    QVERIFY2(returned, "remove() waited for the error handler of a call that was over");
+    QCOMPARE(reg.count(), 0);
 }
 
 QTEST_GUILESS_MAIN(tst_QtAsync)
