@@ -636,10 +636,19 @@ std::uint64_t wakeupsPosted(QThread *thread) noexcept
 
 void Mailbox::postWakeup() noexcept
 {
+    try {
+        auto *e = new DrainEvent; // from the pool; the heap when the pool is empty
+        e->posted.store(true, std::memory_order_release);
+        QCoreApplication::postEvent(m_receiver, e); // deletes `e` if it throws
+    } catch (...) {
+        // Out of memory: no wake-up is on its way. Give `scheduled` up (the
+        // caller holds it), so that the next push posts one; the tasks queued
+        // meanwhile stay queued for that drain, in order. (Under noexcept,
+        // letting it escape would end the process.)
+        m_state.fetch_and(~kScheduled, std::memory_order_acq_rel);
+        return;
+    }
     m_wakeups.fetch_add(1, std::memory_order_relaxed);
-    auto *e = new DrainEvent;
-    e->posted.store(true, std::memory_order_release);
-    QCoreApplication::postEvent(m_receiver, e);
 }
 
 bool Mailbox::isEmpty() const noexcept
