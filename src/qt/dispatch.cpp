@@ -531,9 +531,18 @@ private:
     std::atomic<Mailbox *> m_box;
 };
 
+/// What the directory knows of one QThread: its current mailbox (null
+/// between a finish and a restart), and whether the object was destroyed.
+/// Its two connections (finished, destroyed) are made once per QThread, not
+/// per mailbox, so that restarting a thread costs nothing that stays.
+struct ThreadEntry {
+    std::shared_ptr<Mailbox> box;
+    std::shared_ptr<std::atomic<bool>> gone;
+};
+
 struct Directory {
     std::mutex mutex;
-    QHash<QThread *, std::shared_ptr<Mailbox>> boxes;
+    QHash<QThread *, ThreadEntry> threads;
 };
 Directory &directory()
 {
@@ -541,19 +550,31 @@ Directory &directory()
     return *d;
 }
 
-void retire(QThread *thread, const std::weak_ptr<Mailbox> &weak) noexcept
+/// `thread` finished (then `destroyed` is false) or its object is being
+/// destroyed: its current mailbox closes; a destroyed one is forgotten.
+void threadEnded(QThread *thread, bool destroyed) noexcept
 {
-    std::shared_ptr<Mailbox> box = weak.lock();
-    if (!box)
-        return;
+    std::shared_ptr<Mailbox> box;
     {
         Directory &d = directory();
         std::lock_guard lock(d.mutex);
-        auto it = d.boxes.find(thread);
-        if (it != d.boxes.end() && it->get() == box.get())
-            d.boxes.erase(it);
+        auto it = d.threads.find(thread);
+        if (it == d.threads.end())
+            return;
+        box = std::move(it->box);
+        if (destroyed) {
+            it->gone->store(true, std::memory_order_release);
+            d.threads.erase(it);
+        }
     }
-    box->close();
+    if (box)
+        box->close();
+}
+
+const std::shared_ptr<const std::atomic<bool>> &goneFlag()
+{
+    static const auto *flag = new std::shared_ptr<const std::atomic<bool>>(std::make_shared<std::atomic<bool>>(true));
+    return *flag;
 }
 
 } // namespace
@@ -563,43 +584,41 @@ std::shared_ptr<Mailbox> mailboxFor(QThread *thread)
     if (!thread) {
         // A context with no thread (moveToThread(nullptr)) gets no events,
         // as in Qt: a closed mailbox drops them.
-        auto box = std::make_shared<Mailbox>(nullptr);
-        box->markThreadGone();
+        auto box = std::make_shared<Mailbox>(nullptr, goneFlag());
         box->close();
         return box;
     }
     Directory &d = directory();
     std::lock_guard lock(d.mutex);
-    auto it = d.boxes.find(thread);
-    if (it != d.boxes.end() && !(*it)->isClosed())
-        return *it;
-    auto box = std::make_shared<Mailbox>(thread);
-    std::weak_ptr<Mailbox> weak = box;
-    // Both run after the thread stopped draining: `finished` on the thread
-    // itself as it ends, `destroyed` for threads that never emit finished.
-    // Connected before the check below, so that a thread finishing in
-    // between is seen by one or the other (retire() waits for our lock).
-    const QMetaObject::Connection onFinished =
-        QObject::connect(thread, &QThread::finished, [thread, weak] { retire(thread, weak); });
-    const QMetaObject::Connection onDestroyed = QObject::connect(thread, &QObject::destroyed, [thread, weak] {
-        if (const std::shared_ptr<Mailbox> b = weak.lock())
-            b->markThreadGone(); // a handler's state may keep it, closed, and must not touch `thread` again
-        retire(thread, weak);
-    });
+    auto it = d.threads.find(thread);
+    if (it != d.threads.end() && it->box && !it->box->isClosed())
+        return it->box;
+    if (it == d.threads.end()) {
+        // Both run after the thread stopped draining: `finished` on the
+        // thread itself as it ends, `destroyed` for threads that never emit
+        // finished. Connected before the check below, so that a thread
+        // finishing in between is seen by one or the other (they wait for
+        // our lock). They live as long as the QThread object.
+        ThreadEntry entry;
+        entry.gone = std::make_shared<std::atomic<bool>>(false);
+        it = d.threads.insert(thread, std::move(entry));
+        QObject::connect(thread, &QThread::finished, [thread] { threadEnded(thread, false); });
+        QObject::connect(thread, &QObject::destroyed, [thread] { threadEnded(thread, true); });
+    }
+    auto box = std::make_shared<Mailbox>(thread, it->gone);
     if (thread->isFinished()) {
-        // It will never drain, nor emit finished() again (unless restarted):
-        // drop from the start (not listed, so a producer for a restarted
-        // thread checks again). `destroyed` stays connected: a state keeps
-        // this box, and must learn when the thread object goes.
-        QObject::disconnect(onFinished);
+        // It will never drain, nor emit finished() again unless restarted:
+        // drop from the start (not listed, so that a producer for a
+        // restarted thread makes a new one).
         box->close();
         return box;
     }
-    d.boxes.insert(thread, box);
+    it->box = box;
     return box;
 }
 
-Mailbox::Mailbox(QThread *thread) : m_thread(thread), m_tail(&m_stub), m_head(&m_stub)
+Mailbox::Mailbox(QThread *thread, std::shared_ptr<const std::atomic<bool>> gone)
+    : m_thread(thread), m_gone(std::move(gone)), m_tail(&m_stub), m_head(&m_stub)
 {
     auto *receiver = new Receiver(this);
     if (thread != QThread::currentThread())
@@ -630,8 +649,8 @@ std::uint64_t wakeupsPosted(QThread *thread) noexcept
 {
     Directory &d = directory();
     std::lock_guard lock(d.mutex);
-    const auto it = d.boxes.constFind(thread);
-    return it == d.boxes.constEnd() ? 0 : (*it)->wakeups();
+    const auto it = d.threads.constFind(thread);
+    return it == d.threads.constEnd() || !it->box ? 0 : it->box->wakeups();
 }
 
 void Mailbox::postWakeup() noexcept

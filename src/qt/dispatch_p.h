@@ -97,7 +97,9 @@ Task *newCallbackTask(void (*callback)(void *, bool) noexcept, void *arg);
 /// (intrusive, with a stub node) drained by one posted event per batch.
 class Mailbox {
 public:
-    explicit Mailbox(QThread *thread);
+    /// `gone`: set when the QThread object is destroyed (shared by all the
+    /// mailboxes a thread has over its restarts).
+    Mailbox(QThread *thread, std::shared_ptr<const std::atomic<bool>> gone);
     ~Mailbox();
     Mailbox(const Mailbox &) = delete;
     Mailbox &operator=(const Mailbox &) = delete;
@@ -121,8 +123,7 @@ public:
     bool isClosed() const noexcept { return m_state.load(std::memory_order_acquire) & kClosed; }
     /// The QThread object was destroyed (or there never was one): thread()
     /// must not be dereferenced any more.
-    bool threadGone() const noexcept { return m_threadGone.load(std::memory_order_acquire); }
-    void markThreadGone() noexcept { m_threadGone.store(true, std::memory_order_release); }
+    bool threadGone() const noexcept { return m_gone->load(std::memory_order_acquire); }
     /// Wake-ups posted so far (see qtdetail::wakeupsPosted()).
     std::uint64_t wakeups() const noexcept { return m_wakeups.load(std::memory_order_relaxed); }
 
@@ -142,7 +143,7 @@ private:
 
     QThread *m_thread;
     QObject *m_receiver; // lives in m_thread
-    std::atomic<bool> m_threadGone{false};
+    std::shared_ptr<const std::atomic<bool>> m_gone;
     alignas(64) std::atomic<Task *> m_tail;
     alignas(64) std::atomic<std::uint32_t> m_state{0};
     // Beside m_state, which whoever posts a wake-up has just written.

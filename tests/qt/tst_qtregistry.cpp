@@ -82,6 +82,7 @@ private Q_SLOTS:
     void handlerAddedForFinishedThread();
     void threadlessContextGetsNoEvents();
     void contextOutlivesItsThread();
+    void contextThreadRestarted();
     void contextMovedAwayBeforeItsThreadEnded();
     void blockingQueuedAfterMoveToCallerWhileOldThreadWaits();
     void inlineFailureReported();
@@ -931,6 +932,40 @@ void tst_QtRegistry::contextOutlivesItsThread()
         reg.notify(3);
     QCOMPARE(calls.load(), 2);
     QCOMPARE(reg.count(), 2); // still registered: the context lives
+}
+
+void tst_QtRegistry::contextThreadRestarted()
+{
+    // A QThread may be started again after it finished: calls queued while
+    // it was stopped are dropped, later ones reach the context again, and
+    // the thread's signals are connected once, not once per run.
+    struct Thread : QThread {
+        int finishedReceivers() const { return receivers(SIGNAL(finished())); }
+    };
+    QtRegistry<int> reg;
+    Thread thread;
+    thread.start();
+    QObject *ctx = new QObject;
+    ctx->moveToThread(&thread);
+    std::atomic<int> calls{0}, lastSeen{0};
+    reg.add(ctx, [&](int v) {
+        calls.fetch_add(1);
+        lastSeen.store(v);
+    }, Qt::QueuedConnection);
+    for (int run = 1; run <= 3; ++run) {
+        reg.notify(run * 10);
+        QTRY_COMPARE(calls.load(), run);
+        QCOMPARE(lastSeen.load(), run * 10);
+        thread.quit();
+        QVERIFY(thread.wait(QDeadlineTimer(30000)));
+        reg.notify(-1); // stopped: dropped
+        thread.start();
+    }
+    QCOMPARE(calls.load(), 3);
+    QCOMPARE(thread.finishedReceivers(), 1); // Sigreg's one connection, not one per run
+    QMetaObject::invokeMethod(ctx, [ctx] { delete ctx; }, Qt::BlockingQueuedConnection);
+    thread.quit();
+    QVERIFY(thread.wait(QDeadlineTimer(30000)));
 }
 
 void tst_QtRegistry::contextMovedAwayBeforeItsThreadEnded()
