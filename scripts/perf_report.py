@@ -941,10 +941,11 @@ def counter_median(runs, base, h, name):
     return vals[len(vals) // 2] if vals else None
 
 
-def asyncbatch_table(groups):
-    """Before and after notifyAsync awaited its walk's pending futures together: each build's repetitions
-    pooled, the Sigreg rows ÷ the hand-written reference of the same build, with allocations per notify."""
-    before, after = groups["asyncbatch_before"], groups["asyncbatch_after"]
+def asyncbatch_table(groups, prefix="asyncbatch"):
+    """Before and after a change of the async path (first: notifyAsync awaiting its walk's pending futures
+    together): each build's repetitions pooled, the Sigreg rows ÷ the hand-written reference of the same build,
+    with allocations per notify."""
+    before, after = groups[f"{prefix}_before"], groups[f"{prefix}_after"]
     rows = [(s, ref, h, f"`{s[3:]}/{h}`, {what}") for s, ref, what, hs in ASYNC_ROWS for h in hs]
     rows += [("BM_NotifySequential_Sigreg", None, h, f"`NotifySequential_Sigreg/{h}`") for h in (1, 4, 16)]
     rows += [(ref, None, h, f"(`{ref[3:]}/{h}`: the same source in both)") for _, ref, _, hs in ASYNC_ROWS for h in hs]
@@ -1248,6 +1249,23 @@ def compute_values(manifest, perf_dir):
                 v[f"asyncbatch.pending_{h}h_{tag}"] = f"{sig / ref:.2f}×"
                 allocs = counter_median(build, "BM_NotifyAsyncPending_Sigreg", h, "allocs_per_notify")
                 v[f"asyncbatch.pending_{h}h_{tag}_allocs"] = f"{allocs:.1f}"
+    if "futalloc_before" in groups and "futalloc_after" in groups:
+        before, after = groups["futalloc_before"], groups["futalloc_after"]
+        v["tables.futalloc"] = asyncbatch_table(groups, "futalloc")
+        v["futalloc.rounds"] = word(len(before))
+        v["futalloc.samples"] = str(sum(r.repetitions()[0] for r in before))
+        v["futalloc.drift_pct"] = f"{control_drift(before, after, [(ref, h) for _, ref, _, hs in ASYNC_ROWS for h in hs]):.0f} %"
+        for tag, build in (("before", before), ("after", after)):
+            for base, key in (("BM_NotifyAsync_Sigreg", "async"), ("BM_NotifySequential_Sigreg", "seq")):
+                for h in (1, 4):
+                    t = pooled_quantile(build, base, 0.5, h)
+                    v[f"futalloc.{key}_{h}h_{tag}"] = f"{t:.0f} ns"
+                    v[f"futalloc.{key}_{h}h_{tag}_allocs"] = f"{counter_median(build, base, h, 'allocs_per_notify'):.0f}"
+            for h in (1, 4):
+                sig = pooled_quantile(build, "BM_NotifyAsyncPending_Sigreg", 0.5, h)
+                v[f"futalloc.pending_{h}h_{tag}"] = f"{sig / pooled_quantile(build, 'BM_NotifyAsyncPending_HandWritten', 0.5, h):.2f}×"
+            ref = pooled_quantile(build, "BM_NotifyAsync_HandWritten", 0.5, 1)
+            v[f"futalloc.async_1h_{tag}_vs_ref"] = f"{pooled_quantile(build, 'BM_NotifyAsync_Sigreg', 0.5, 1) / ref:.2f}×"
     if "modcopy_before" in groups and "modcopy_after" in groups:
         v["tables.modcopy"] = modcopy_table(groups)
         v["modcopy.rounds"] = word(len(groups["modcopy_before"]))
