@@ -890,7 +890,21 @@ struct Watch {
     QFuture<void> future;
     HandlerId id;
     std::shared_ptr<Reporter> reporter;
+    /// The event's shared copy, which the handler's work may still read
+    /// (kept alive by the join or run that awaits the future; see
+    /// keepForUnawaited()).
+    Parcel *parcel = nullptr;
 };
+
+/// Out of memory, a handler future could not be awaited: the join or run
+/// that holds the event's copy may end while the handler's work still reads
+/// it. Takes a reference that is never released: the copy leaks, rather
+/// than being freed under that work.
+void keepForUnawaited(Parcel *parcel) noexcept
+{
+    if (parcel)
+        parcel->ref();
+}
 
 struct AsyncJoin {
     QPromise<void> promise;
@@ -1081,6 +1095,7 @@ private:
             // let a join wait for it.
             delete watcher;
             w.reporter->report(w.id, std::current_exception());
+            keepForUnawaited(w.parcel);
             done();
         }
     }
@@ -1131,14 +1146,14 @@ CompletionReceiver *completionReceiver()
 /// The request holds the reporter, not the handler state: a handler that
 /// keeps its own promise would otherwise keep itself alive.
 template <class Done>
-void whenFinished(const QFuture<void> &f, HandlerState *state, Done done)
+void whenFinished(const QFuture<void> &f, HandlerState *state, Parcel *parcel, Done done)
 {
     if (f.isFinished()) {
         reportOutcome(f, state->id, *state->reporter);
         done();
         return;
     }
-    QCoreApplication::postEvent(completionReceiver(), new WatchRequest(Watch{f, state->id, state->reporter},
+    QCoreApplication::postEvent(completionReceiver(), new WatchRequest(Watch{f, state->id, state->reporter, parcel},
                                                                        std::function<void()>(std::move(done))));
 }
 
@@ -1172,6 +1187,7 @@ void watchCollected(const std::shared_ptr<AsyncJoin> &join) noexcept
         // Not awaited: say so, and do not let the join wait for them.
         for (Watch &w : collected) {
             w.reporter->report(w.id, std::current_exception());
+            keepForUnawaited(w.parcel);
             join->arrive();
         }
         collected.clear();
@@ -1199,7 +1215,12 @@ void startAsync(HandlerState *state, const void *event)
             }
             // Out of memory for the run: reported as this handler's failure,
             // and its future is not awaited (as for notifyAsync()).
-            frame->run = std::make_shared<SequentialRun>(parcel, frame->stepContext, frame->stepBox);
+            try {
+                frame->run = std::make_shared<SequentialRun>(parcel, frame->stepContext, frame->stepBox);
+            } catch (...) {
+                keepForUnawaited(parcel);
+                throw;
+            }
             frame->run->awaitFirst(state, *called);
             return;
         }
@@ -1225,20 +1246,31 @@ void startAsync(HandlerState *state, const void *event)
         // Awaited with the walk's other pending futures when the walk ends
         // (Frame::finish()). A failure to collect it (out of memory) leaves
         // it not awaited, and is reported as this handler's failure.
-        if (!frame->join)
-            frame->join = std::make_shared<AsyncJoin>(parcel);
-        AsyncJoin &join = *frame->join;
-        join.collected.push_back(Watch{f, state->id, state->reporter});
-        join.pending.fetch_add(1, std::memory_order_relaxed);
+        try {
+            if (!frame->join)
+                frame->join = std::make_shared<AsyncJoin>(parcel);
+            frame->join->collected.push_back(Watch{f, state->id, state->reporter, parcel});
+        } catch (...) {
+            keepForUnawaited(parcel);
+            throw;
+        }
+        frame->join->pending.fetch_add(1, std::memory_order_relaxed);
         return;
     }
     // Fire and forget: the join only keeps the event alive until the future
     // finished.
-    std::shared_ptr<AsyncJoin> join = std::make_shared<AsyncJoin>(parcel);
+    std::shared_ptr<AsyncJoin> join;
+    try {
+        join = std::make_shared<AsyncJoin>(parcel);
+    } catch (...) {
+        keepForUnawaited(parcel);
+        throw;
+    }
     join->pending.fetch_add(1, std::memory_order_relaxed);
     try {
-        whenFinished(f, state, [join] { join->arrive(); });
+        whenFinished(f, state, parcel, [join] { join->arrive(); });
     } catch (...) {
+        keepForUnawaited(parcel);
         join->arrive(); // not awaited: the join must not wait for it
         join->arrive();
         throw; // reported as this handler's failure
@@ -1273,8 +1305,9 @@ void SequentialRun::awaitFirst(HandlerState *state, const QFuture<void> &f)
         busy = true; // before the watch: its advance() may run at once, on the completion thread
     }
     try {
-        whenFinished(f, state, [self = shared_from_this()] { self->advance(); });
+        whenFinished(f, state, parcel, [self = shared_from_this()] { self->advance(); });
     } catch (...) {
+        keepForUnawaited(parcel);
         std::lock_guard lock(mutex);
         busy = false;
         throw;
@@ -1370,12 +1403,13 @@ void SequentialRun::advance() noexcept
             QFuture<void> &f = *called;
             if (!f.isFinished()) {
                 try {
-                    whenFinished(f, state, [self = shared_from_this()] { self->advance(); });
+                    whenFinished(f, state, parcel, [self = shared_from_this()] { self->advance(); });
                     state->deref();
                     return;
                 } catch (...) {
                     // Out of memory creating the watcher: report, go on.
                     reportCurrent(state);
+                    keepForUnawaited(parcel);
                 }
             } else {
                 reportOutcome(f, state->id, *state->reporter);

@@ -24,6 +24,7 @@
 #include <sigreg/qt/qtregistry.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -135,6 +136,10 @@ void tst_QtAllocationFailure::joinNeverHangs()
         for (int i = 0; i < kAsync; ++i)
             promises.push_back(std::make_shared<QPromise<void>>());
         std::atomic<int> started{0};
+        // Where each async handler saw the event: Sigreg's shared copy, which
+        // must stay readable while the handler's future runs, also when a
+        // failed allocation left that future unawaited (ASan checks in CI).
+        std::array<std::atomic<const int *>, kAsync> seen{};
         Reports reports;
         reports.ids.reserve(16); // the error handler allocates nothing while armed
         std::set<std::uint64_t> asyncIds;
@@ -142,7 +147,8 @@ void tst_QtAllocationFailure::joinNeverHangs()
         sigreg::QtRegistry<int> reg;
         reg.setErrorHandler([&reports](const sigreg::HandlerFailure &f) { reports.add(f.handler.value()); });
         for (int i = 0; i < kAsync; ++i) {
-            const sigreg::HandlerId id = reg.add(10 - i, [&promises, &started, i](int) {
+            const sigreg::HandlerId id = reg.add(10 - i, [&promises, &started, &seen, i](const int &e) {
+                seen[std::size_t(i)].store(&e, std::memory_order_release);
                 ++started;
                 promises[std::size_t(i)]->start();
                 return promises[std::size_t(i)]->future();
@@ -178,10 +184,17 @@ void tst_QtAllocationFailure::joinNeverHangs()
         // starts the later ones on the completion thread as their
         // predecessors finish); the join must then finish, whatever the
         // failed allocation left unawaited.
-        const auto finishStarted = [&promises, &joined] {
-            for (auto &p : promises) {
-                if (p->future().isStarted() && !p->future().isFinished())
+        int badReads = 0;
+        const auto finishStarted = [&promises, &joined, &seen, &badReads] {
+            for (std::size_t i = 0; i < promises.size(); ++i) {
+                auto &p = promises[i];
+                if (p->future().isStarted() && !p->future().isFinished()) {
+                    // The handler's work reads the event, then ends.
+                    const int *e = seen[i].load(std::memory_order_acquire);
+                    if (!e || *e != 7)
+                        ++badReads;
                     p->finish();
+                }
             }
             return joined.isFinished();
         };
@@ -190,6 +203,7 @@ void tst_QtAllocationFailure::joinNeverHangs()
         else
             finishStarted();
         QVERIFY(threw || !joined.isCanceled());
+        QCOMPARE(badReads, 0);
 
         // Reports come from this thread or the completion thread; once the
         // join finished, every future it awaited has been reported on (a
