@@ -963,7 +963,12 @@ void tst_QtRegistry::contextThreadRestarted()
     }
     QCOMPARE(calls.load(), 3);
     QCOMPARE(thread.finishedReceivers(), 1); // Sigreg's one connection, not one per run
-    QMetaObject::invokeMethod(ctx, [ctx] { delete ctx; }, Qt::BlockingQueuedConnection);
+    std::atomic<int> handoff{0}; // for ThreadSanitizer, as in Worker::run()
+    handoff.store(1, std::memory_order_release);
+    QMetaObject::invokeMethod(ctx, [ctx, &handoff] {
+        (void)handoff.load(std::memory_order_acquire);
+        delete ctx;
+    }, Qt::BlockingQueuedConnection);
     thread.quit();
     QVERIFY(thread.wait(QDeadlineTimer(30000)));
 }
@@ -1005,9 +1010,16 @@ void tst_QtRegistry::blockingQueuedAfterMoveToCallerWhileOldThreadWaits()
     reg.add(ctx, [&](int) { ++calls; }, Qt::BlockingQueuedConnection);
     QObject here;
     std::atomic<bool> notified{false};
+    // Hand-overs through Qt's (uninstrumented) event queue, restated with
+    // atomics for ThreadSanitizer, as Worker::run() does.
+    std::atomic<int> toWorker{0}, toHere{0};
+    toWorker.store(1, std::memory_order_release);
     QMetaObject::invokeMethod(ctx, [&] {
+        (void)toWorker.load(std::memory_order_acquire);
         ctx->moveToThread(here.thread());
+        toHere.store(1, std::memory_order_release);
         QMetaObject::invokeMethod(&here, [&] {
+            (void)toHere.load(std::memory_order_acquire);
             reg.notify(1);
             notified.store(true);
         }, Qt::BlockingQueuedConnection);
