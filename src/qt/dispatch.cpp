@@ -12,6 +12,20 @@
 #include <QtCore/QPromise>
 #include <QtCore/QThread>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SIGREG_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SIGREG_LSAN 1
+#endif
+#endif
+#ifndef SIGREG_LSAN
+#define SIGREG_LSAN 0
+#endif
+#if SIGREG_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #include <array>
 #include <cstddef>
 #include <functional>
@@ -902,8 +916,12 @@ struct Watch {
 /// than being freed under that work.
 void keepForUnawaited(Parcel *parcel) noexcept
 {
-    if (parcel)
-        parcel->ref();
+    if (!parcel)
+        return;
+    parcel->ref();
+#if SIGREG_LSAN
+    __lsan_ignore_object(parcel); // leaked on purpose, not lost
+#endif
 }
 
 struct AsyncJoin {

@@ -37,6 +37,14 @@
 
 namespace {
 
+/// The event: large enough that Sigreg's shared copy of it bypasses its
+/// block pool (blocks up to 1 KiB are recycled, not freed), so that ASan
+/// sees a read of a freed copy.
+struct Event {
+    int value = 0;
+    unsigned char pad[2048] = {};
+};
+
 /// Allocations left before the armed failure; negative: disarmed.
 constinit thread_local long t_failCountdown = -1;
 
@@ -139,15 +147,15 @@ void tst_QtAllocationFailure::joinNeverHangs()
         // Where each async handler saw the event: Sigreg's shared copy, which
         // must stay readable while the handler's future runs, also when a
         // failed allocation left that future unawaited (ASan checks in CI).
-        std::array<std::atomic<const int *>, kAsync> seen{};
+        std::array<std::atomic<const Event *>, kAsync> seen{};
         Reports reports;
         reports.ids.reserve(16); // the error handler allocates nothing while armed
         std::set<std::uint64_t> asyncIds;
 
-        sigreg::QtRegistry<int> reg;
+        sigreg::QtRegistry<Event> reg;
         reg.setErrorHandler([&reports](const sigreg::HandlerFailure &f) { reports.add(f.handler.value()); });
         for (int i = 0; i < kAsync; ++i) {
-            const sigreg::HandlerId id = reg.add(10 - i, [&promises, &started, &seen, i](const int &e) {
+            const sigreg::HandlerId id = reg.add(10 - i, [&promises, &started, &seen, i](const Event &e) {
                 seen[std::size_t(i)].store(&e, std::memory_order_release);
                 ++started;
                 promises[std::size_t(i)]->start();
@@ -155,7 +163,7 @@ void tst_QtAllocationFailure::joinNeverHangs()
             });
             asyncIds.insert(id.value());
         }
-        reg.add(0, [&promises, finishedInWalk](int) {
+        reg.add(0, [&promises, finishedInWalk](const Event &) {
             // Not armed: the sweep is over Sigreg's allocations. (When Qt
             // cannot allocate the call-out event of a finish, a
             // QFutureWatcher already watching the future never hears of it:
@@ -173,7 +181,8 @@ void tst_QtAllocationFailure::joinNeverHangs()
         bool threw = false;
         Arm arm(k);
         try {
-            joined = sequential ? reg.notifySequential(7) : reg.notifyAsync(7);
+            const Event event{7};
+            joined = sequential ? reg.notifySequential(event) : reg.notifyAsync(event);
         } catch (const std::bad_alloc &) {
             threw = true;
         }
@@ -190,8 +199,8 @@ void tst_QtAllocationFailure::joinNeverHangs()
                 auto &p = promises[i];
                 if (p->future().isStarted() && !p->future().isFinished()) {
                     // The handler's work reads the event, then ends.
-                    const int *e = seen[i].load(std::memory_order_acquire);
-                    if (!e || *e != 7)
+                    const Event *e = seen[i].load(std::memory_order_acquire);
+                    if (!e || e->value != 7)
                         ++badReads;
                     p->finish();
                 }
