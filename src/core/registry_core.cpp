@@ -501,21 +501,24 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
         std::sort(removed.begin(), removed.end());
         std::sort(earlier.begin(), earlier.end()); // both by address, for waitUntilIdle()
 
-        for (Node *n : ops.adds)
-            n->owner = this;
-        // New handlers arrive in id order (one thread fills a batch); sort them
-        // by priority, stable so that ties keep registration order.
-        std::stable_sort(ops.adds.begin(), ops.adds.end(),
-                         [](const Node *a, const Node *b) { return a->priority > b->priority; });
         const Block *cur = m_head.load(std::memory_order_relaxed);
         const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
         const std::size_t total = n - removed.size() + ops.adds.size();
-        if (ops.adds.empty() && removed.empty()) {
+        const bool publishing = !(ops.adds.empty() && removed.empty());
+        // The last allocation, before anything changes the batch: a failed
+        // commit leaves its adds in the order Batch::remove() searches (by id).
+        Block *const b = publishing ? allocateBlock(grownCapacity(total)) : nullptr;
+        for (Node *a : ops.adds)
+            a->owner = this;
+        // New handlers arrive in id order (one thread fills a batch); sort them
+        // by priority, stable so that ties keep registration order.
+        std::stable_sort(ops.adds.begin(), ops.adds.end(),
+                         [](const Node *x, const Node *y) { return x->priority > y->priority; });
+        if (!publishing) {
             // Nothing to publish; perhaps handlers removed earlier to wait for.
             if (earlier.empty())
                 return 0;
         } else {
-            Block *b = allocateBlock(grownCapacity(total));
             Node **out = b->entries();
             Node *const *e = cur->entries();
             auto add = ops.adds.begin();

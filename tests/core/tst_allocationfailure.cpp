@@ -106,6 +106,7 @@ class tst_AllocationFailure : public QObject {
 
 private Q_SLOTS:
     void injectorWorks();
+    void batchRemoveAfterFailedCommit();
     void setErrorHandler_data();
     void setErrorHandler();
     void writerOperation_data();
@@ -316,6 +317,45 @@ void tst_AllocationFailure::setErrorHandler()
                                  .arg(expectedFirst)));
     }
     QVERIFY(completedWithoutFailure);
+}
+
+void tst_AllocationFailure::batchRemoveAfterFailedCommit()
+{
+    // A commit that fails leaves the batch as it was, so that a later
+    // remove() of an id the batch added still finds that add (it used to
+    // miss it when the failed commit had re-sorted the adds by priority:
+    // the handler then got registered although removed). Every allocation
+    // of the commit in turn.
+    bool sawFailure = false;
+    for (long k = 0;; ++k) {
+        QVERIFY2(k < kMaxSweep, "the sweep does not end");
+        Reg reg;
+        reg.notify(Event{}); // the thread's hazard record, unarmed
+        int lowCalls = 0, highCalls = 0;
+        auto batch = reg.batch();
+        const HandlerId low = batch.add(0, [&](const Event &) { ++lowCalls; });
+        const HandlerId high = batch.add(10, [&](const Event &) { ++highCalls; });
+        bool failed = false;
+        armFailure(k);
+        try {
+            (void)batch.commit();
+        } catch (const std::bad_alloc &) {
+            failed = true;
+        }
+        disarmFailure();
+        if (!failed)
+            break; // past the commit's last allocation
+        sawFailure = true;
+        batch.remove(low);
+        const sigreg::BatchResult r = batch.commit();
+        QCOMPARE(r.added, std::size_t(1));
+        QVERIFY(!reg.contains(low));
+        QVERIFY(reg.contains(high));
+        reg.notify(Event{});
+        QCOMPARE(lowCalls, 0);
+        QCOMPARE(highCalls, 1);
+    }
+    QVERIFY(sawFailure);
 }
 
 QTEST_GUILESS_MAIN(tst_AllocationFailure)

@@ -31,9 +31,11 @@
 //    itself or clears completes its call; removing it again returns false.
 //  * remove(id) returns true exactly when id is registered now. clear()
 //    returns the number registered. Batch commit: removes are matched
-//    against the handlers registered before the commit (an id added by the
-//    same batch is unknown then, so it is ignored: registry_core apply());
-//    duplicates count once; BatchResult{added = queued adds, removed}.
+//    against the handlers registered before the commit; duplicates count
+//    once; BatchResult{added = queued adds, removed}. batch.remove() of an
+//    id the same batch added (not committed yet) takes that add out of the
+//    batch at once: the handler is destroyed, never registered, and counted
+//    in neither field.
 //  * Errors: a throwing handler is counted in failureCount(); the error
 //    handler current at that moment is called right after the handler with
 //    its id and an exception_ptr holding the thrown object (`what` is
@@ -760,7 +762,14 @@ private:
                 mbatch.emplace();
             if (!batch)
                 batch.emplace(reg->batch());
-            mbatch->removes.push_back(mt);
+            const auto queued = std::find_if(mbatch->adds.begin(), mbatch->adds.end(),
+                                             [&](int h) { return mh[h].id == mt; });
+            if (queued != mbatch->adds.end()) {
+                mh[*queued].state = HState::Dropped;
+                mbatch->adds.erase(queued);
+            } else {
+                mbatch->removes.push_back(mt);
+            }
             batch->remove(HandlerId(rt));
             break;
         }
