@@ -1255,6 +1255,10 @@ def compute_values(manifest, perf_dir):
         v["futalloc.rounds"] = word(len(before))
         v["futalloc.samples"] = str(sum(r.repetitions()[0] for r in before))
         v["futalloc.drift_pct"] = f"{control_drift(before, after, [(ref, h) for _, ref, _, hs in ASYNC_ROWS for h in hs]):.0f} %"
+        for h in (1, 4):
+            change = lambda row: pooled_quantile(after, row, 0.5, h) / pooled_quantile(before, row, 0.5, h)
+            v[f"futalloc.pending_{h}h_change"] = f"{change('BM_NotifyAsyncPending_Sigreg'):.2f}×"
+            v[f"futalloc.pending_ref_{h}h_change_pct"] = f"{(change('BM_NotifyAsyncPending_HandWritten') - 1) * 100:+.0f} %".replace("-", "−")
         for tag, build in (("before", before), ("after", after)):
             for base, key in (("BM_NotifyAsync_Sigreg", "async"), ("BM_NotifySequential_Sigreg", "seq")):
                 for h in (1, 4):
