@@ -359,13 +359,11 @@ QThread *contextThreadNow(HandlerState *state, QThread *fallback) noexcept
     return now;
 }
 
-/// The mailbox to post to for `state`, following the context to `thread`
-/// and replacing a mailbox closed by its thread's end. When the thread last
-/// seen has ended, the context's thread is read again: it may have moved on
-/// before that thread could see it. If it still lives in an ended (or
-/// destroyed) thread, or in none, the closed mailbox stays: its tasks are
-/// dropped, as Qt drops events to such objects, and no new mailbox is made
-/// per event.
+Mailbox *rebindMailbox(HandlerState *state, QThread *seen, Mailbox *box);
+
+/// The mailbox to post to for `state`, whose context was last seen in
+/// `thread`: its current one while that is `thread`'s and open, else a
+/// rebound one (rebindMailbox()).
 Mailbox *targetMailbox(HandlerState *state, QThread *thread)
 {
     Mailbox *box = state->mailbox.load(std::memory_order_acquire);
@@ -375,20 +373,7 @@ Mailbox *targetMailbox(HandlerState *state, QThread *thread)
     box = state->mailbox.load(std::memory_order_relaxed);
     if (box && box->thread() == thread && !box->isClosed())
         return box;
-    if (box && box->isClosed()) {
-        QThread *now = contextThreadNow(state, thread);
-        if (now != thread) {
-            thread = now;
-            state->thread.store(now, std::memory_order_relaxed);
-        }
-        if (box->thread() == thread && (box->threadGone() || !thread || thread->isFinished()))
-            return box;
-    }
-    std::shared_ptr<Mailbox> fresh = mailboxFor(thread);
-    detail::reserveFor(state->mailboxes, 1);
-    state->mailboxes.push_back(fresh);
-    state->mailbox.store(fresh.get(), std::memory_order_release);
-    return fresh.get();
+    return rebindMailbox(state, thread, box);
 }
 
 void queue(HandlerState *state, const void *event)
@@ -406,10 +391,15 @@ void queue(HandlerState *state, const void *event)
     box->push(t);
 }
 
-/// True if the context lives in the calling thread. The context is read
-/// only from the thread it was last seen in: only that thread may destroy
-/// it (until a move), so the read is safe. A move seen there updates the
-/// state, so that queued calls follow the context at once.
+/// True if the context lives in the calling thread. Called from the core's
+/// walk, whose announcement of the call keeps the context alive (a context's
+/// destruction removes the handler, and the removal waits for the call).
+/// Read only where the context was last seen (elsewhere the answer is no): a
+/// move seen here updates the state, so that queued calls follow the context
+/// at once. Every writer of `state->thread` replaces only the value its own
+/// read started from (compare-exchange), so a slow writer cannot put back a
+/// thread another one already saw the context leave. A value that is stale
+/// anyway costs one forwarding hop (runTask()), never a lost call.
 bool onContextThread(HandlerState *state) noexcept
 {
     QThread *self = QThread::currentThread();
@@ -420,7 +410,7 @@ bool onContextThread(HandlerState *state) noexcept
         return false;
     QThread *now = ctx->thread();
     if (now != self)
-        state->thread.store(now, std::memory_order_relaxed);
+        state->thread.compare_exchange_strong(self, now, std::memory_order_relaxed);
     return now == self;
 }
 
@@ -458,7 +448,7 @@ void StateNode::invokeFn(const detail::Node *n, const void *event)
         QThread *self = QThread::currentThread();
         QThread *seen = state->thread.load(std::memory_order_relaxed);
         if (QThread *now = contextThreadNow(state, seen); now != seen) {
-            state->thread.store(now, std::memory_order_relaxed);
+            state->thread.compare_exchange_strong(seen, now, std::memory_order_relaxed);
             if (now == self) {
                 state->call(state, event);
                 return;
@@ -593,7 +583,10 @@ const std::shared_ptr<const std::atomic<bool>> &goneFlag()
 
 } // namespace
 
-std::shared_ptr<Mailbox> mailboxFor(QThread *thread)
+namespace {
+
+/// mailboxFor(), holding the directory's mutex.
+std::shared_ptr<Mailbox> mailboxForLocked(Directory &d, QThread *thread)
 {
     if (!thread) {
         // A context with no thread (moveToThread(nullptr)) gets no events,
@@ -602,8 +595,6 @@ std::shared_ptr<Mailbox> mailboxFor(QThread *thread)
         box->close();
         return box;
     }
-    Directory &d = directory();
-    std::lock_guard lock(d.mutex);
     auto it = d.threads.find(thread);
     if (it != d.threads.end() && it->box && !it->box->isClosed())
         return it->box;
@@ -630,6 +621,72 @@ std::shared_ptr<Mailbox> mailboxFor(QThread *thread)
     it->box = box;
     return box;
 }
+
+} // namespace
+
+std::shared_ptr<Mailbox> mailboxFor(QThread *thread)
+{
+    Directory &d = directory();
+    std::lock_guard lock(d.mutex);
+    return mailboxForLocked(d, thread);
+}
+
+namespace {
+
+/// Rebinds `state` (holding its rebindMutex) to the mailbox of the thread
+/// its context lives in now: it was last seen in `seen`, and `box` (its
+/// current mailbox, if any) is closed or another thread's. A closed mailbox
+/// whose thread has ended, or been destroyed, stays while the context is
+/// still there (or in no thread): its tasks are dropped, as Qt drops events
+/// to such objects, and no new mailbox is made per event.
+///
+/// The context's thread is read in the handler's gate, which keeps the
+/// context alive, while holding the directory's mutex. A thread the
+/// directory knows cannot be freed then: its `destroyed` (emitted after
+/// ~QThread cleared the pointer the context's thread() returns) waits for
+/// that mutex. So the read, the checks on the thread and the new mailbox all
+/// see a live QThread. What is left is Qt's own rule: a QThread that Sigreg
+/// has never posted to must not be deleted while an object still living in
+/// it is the context of a handler being notified.
+Mailbox *rebindMailbox(HandlerState *state, QThread *seen, Mailbox *box)
+{
+    std::shared_ptr<Mailbox> fresh;
+    {
+        Directory &d = directory();
+        std::lock_guard lock(d.mutex);
+        QThread *thread = seen;
+        bool known = false;
+        if (state->enter()) {
+            if (QObject *ctx = state->context.data()) {
+                thread = ctx->thread();
+                known = true;
+            }
+            state->leave();
+        }
+        if (!known) {
+            // Removed, or its context is going (the removal follows): its
+            // calls are dropped wherever they are posted. `seen` may be a
+            // thread that is gone by now: not looked at.
+            if (box)
+                return box;
+            thread = nullptr;
+        }
+        if (thread != seen)
+            state->thread.compare_exchange_strong(seen, thread, std::memory_order_relaxed);
+        // A box whose thread was destroyed is not the one of a live thread
+        // at the same address (read from the context just now).
+        if (box && box->thread() == thread
+            && (!box->isClosed() || !thread || (!box->threadGone() && thread->isFinished())))
+            return box;
+        fresh = mailboxForLocked(d, thread);
+        detail::reserveFor(state->mailboxes, 1);
+        state->mailboxes.push_back(fresh);
+    }
+    state->mailbox.store(fresh.get(), std::memory_order_release);
+    return fresh.get();
+}
+
+} // namespace
 
 Mailbox::Mailbox(QThread *thread, std::shared_ptr<const std::atomic<bool>> gone)
     : m_thread(thread), m_gone(std::move(gone)), m_tail(&m_stub), m_head(&m_stub)
@@ -860,7 +917,8 @@ void runTask(Task *task) noexcept
     QThread *const to = ctx ? ctx->thread() : nullptr;
     if (ctx && to != self) {
         // The context moved to another thread: follow it.
-        state->thread.store(to, std::memory_order_relaxed);
+        QThread *expected = self;
+        state->thread.compare_exchange_strong(expected, to, std::memory_order_relaxed);
         if (task->completion && task->completion->waiter == to) {
             // Its caller is blocked in the context's new thread, which would
             // never drain a mailbox while it waits: it runs the task itself.
@@ -886,15 +944,20 @@ void runTask(Task *task) noexcept
         box->push(task);
         return;
     }
+    std::exception_ptr error;
     if (ctx) {
         Running running(state);
         try {
             state->call(state, task->event);
         } catch (...) {
-            reportCurrent(state);
+            error = std::current_exception();
         }
     }
     state->leave();
+    // Reported once the call left the gate: a remover of the handler does
+    // not wait for the error handler (which may need what the remover holds).
+    if (error)
+        state->reporter->report(state->id, error);
     dropTask(task);
 }
 
@@ -1025,16 +1088,29 @@ std::optional<QFuture<void>> callAsync(HandlerState *state, const void *event, T
         try {
             out.emplace(state->callAsync(state, event));
         } catch (...) {
-            if (thrown == Thrown::Report)
-                reportCurrent(state);
-            else
-                error = std::current_exception();
+            error = std::current_exception();
         }
     }
     state->leave();
-    if (error)
-        std::rethrow_exception(error);
+    if (error) {
+        if (thrown == Thrown::Rethrow)
+            std::rethrow_exception(error);
+        state->reporter->report(state->id, error);
+    }
     return out;
+}
+
+/// For a call from the core's walk: throws the failure of a handler future
+/// that is finished when its handler returns (its exception, or
+/// HandlerCanceled), so that the walk reports it after it withdrew the
+/// call's announcement, as for a synchronous throw (see callAsync()).
+void rethrowOutcome(const QFuture<void> &f)
+{
+    if (!f.isCanceled())
+        return;
+    QFuture<void> copy = f;
+    copy.waitForFinished(); // rethrows a stored exception
+    throw HandlerCanceled();
 }
 
 /// Reports the outcome of a handler future that another thread finished: in
@@ -1228,7 +1304,7 @@ void startAsync(HandlerState *state, const void *event)
             if (!called)
                 return;
             if (called->isFinished()) {
-                reportOutcome(*called, state->id, *state->reporter);
+                rethrowOutcome(*called);
                 return;
             }
             // Out of memory for the run: reported as this handler's failure,
@@ -1257,7 +1333,7 @@ void startAsync(HandlerState *state, const void *event)
     QFuture<void> &f = *called;
     if (f.isFinished()) {
         // The common case for cheap handlers: nothing to await.
-        reportOutcome(f, state->id, *state->reporter);
+        rethrowOutcome(f);
         return;
     }
     if (frame && frame->event == event && frame->mode == Mode::Async) {

@@ -131,6 +131,8 @@ private Q_SLOTS:
     void oneShotRemovedFromAStepAndAnInlineCall();
     void syncThrowBeforeFutureIsIsolated();
     void removalDoesNotWaitForTheErrorHandlerOfASyncThrow();
+    void removalDoesNotWaitForTheErrorHandlerOfAFailedStart_data();
+    void removalDoesNotWaitForTheErrorHandlerOfAFailedStart();
     void pendingFutureFailureReported_data();
     void pendingFutureFailureReported();
     void sequentialContinuesAfterFailureAndCancel();
@@ -746,6 +748,98 @@ void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfASyncThrow()
     QVERIFY(reached);
     QVERIFY2(returned, "remove() waited for the error handler of a call that was over");
     QCOMPARE(reg.count(), 0);
+}
+
+namespace {
+QFuture<void> failedFuture()
+{
+    QPromise<void> p;
+    p.start();
+    p.setException(std::make_exception_ptr(std::runtime_error("failed future")));
+    p.finish();
+    return p.future();
+}
+
+enum class FailedStart { AsyncFailed, AsyncCanceled, NotifyFailed, SequentialFailed, SequentialLaterStepThrows };
+} // namespace
+
+void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfAFailedStart_data()
+{
+    QTest::addColumn<int>("row"); // a FailedStart
+    QTest::newRow("notifyAsync, future failed on return") << int(FailedStart::AsyncFailed);
+    QTest::newRow("notifyAsync, future cancelled on return") << int(FailedStart::AsyncCanceled);
+    QTest::newRow("notify, future failed on return") << int(FailedStart::NotifyFailed);
+    QTest::newRow("notifySequential, future failed on return") << int(FailedStart::SequentialFailed);
+    QTest::newRow("notifySequential, a later step throws") << int(FailedStart::SequentialLaterStepThrows);
+}
+
+void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfAFailedStart()
+{
+    // As removalDoesNotWaitForTheErrorHandlerOfASyncThrow, for the other ways
+    // a handler's start fails: a future that is already failed or cancelled
+    // when the handler returns, and a synchronous throw in a sequential step
+    // started after the walk (by the previous step's completion). In each,
+    // the handler's call is over when its failure is reported.
+    QFETCH(int, row);
+    const auto how = FailedStart(row);
+    QtRegistry<int> reg;
+    std::mutex m;
+    std::atomic<bool> inErrorHandler{false};
+    std::atomic<std::uint64_t> reported{0};
+    reg.setErrorHandler([&](const sigreg::HandlerFailure &f) {
+        reported.store(f.handler.value());
+        inErrorHandler.store(true);
+        std::lock_guard blocked(m);
+    });
+    Pending first;
+    if (how == FailedStart::SequentialLaterStepThrows)
+        reg.add(2, [&](int) { return first.start(); });
+    HandlerId x;
+    switch (how) {
+    case FailedStart::AsyncCanceled:
+        x = reg.add([](int) { return QFuture<void>(); }); // Qt 6.4: finished and cancelled
+        break;
+    case FailedStart::SequentialLaterStepThrows:
+        x = reg.add(1, [](int) -> QFuture<void> { throw std::runtime_error("later step"); });
+        break;
+    default:
+        x = reg.add([](int) { return failedFuture(); });
+        break;
+    }
+    std::unique_lock lock(m);
+    std::thread notifier([&] {
+        switch (how) {
+        case FailedStart::NotifyFailed:
+            reg.notify(1);
+            break;
+        case FailedStart::SequentialFailed:
+        case FailedStart::SequentialLaterStepThrows:
+            reg.notifySequential(1).waitForFinished();
+            break;
+        default:
+            reg.notifyAsync(1).waitForFinished();
+            break;
+        }
+    });
+    if (how == FailedStart::SequentialLaterStepThrows) {
+        QVERIFY(QTest::qWaitFor([&] { return first.promise->future().isStarted(); }, 30000));
+        first.finish(); // the next step starts from its completion
+    }
+    const bool reached = QTest::qWaitFor([&] { return inErrorHandler.load(); }, 30000);
+    std::atomic<bool> removed{false};
+    std::thread remover([&] {
+        reg.remove(x);
+        removed.store(true);
+    });
+    // Spent only if remove() wrongly waits.
+    const bool returned = reached && QTest::qWaitFor([&] { return removed.load(); }, 5000);
+    lock.unlock();
+    remover.join();
+    notifier.join();
+    QVERIFY(reached);
+    QCOMPARE(reported.load(), x.value());
+    QVERIFY2(returned, "remove() waited for the error handler of a call that was over");
+    QVERIFY(!reg.contains(x));
 }
 
 QTEST_GUILESS_MAIN(tst_QtAsync)

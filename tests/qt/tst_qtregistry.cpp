@@ -82,11 +82,13 @@ private Q_SLOTS:
     void handlerAddedForFinishedThread();
     void threadlessContextGetsNoEvents();
     void contextOutlivesItsThread();
+    void contextPulledIntoANewThreadAtAFreedThreadsAddress();
     void contextThreadRestarted();
     void contextMovedAwayBeforeItsThreadEnded();
     void blockingQueuedAfterMoveToCallerWhileOldThreadWaits();
     void inlineFailureReported();
     void marshalledFailureReported();
+    void removalDoesNotWaitForTheErrorHandlerOfAMarshalledCall();
     void failureSlotAndCallbackMayThrow();
 };
 
@@ -934,6 +936,62 @@ void tst_QtRegistry::contextOutlivesItsThread()
     QCOMPARE(reg.count(), 2); // still registered: the context lives
 }
 
+void tst_QtRegistry::contextPulledIntoANewThreadAtAFreedThreadsAddress()
+{
+    // The context's QThread ends and is destroyed; a new QThread is built at
+    // the same address, and pulls the context (which has no thread then) in.
+    // Its mailbox for the old thread is closed and marked gone: that must not
+    // be taken for the new thread's, whose address compares equal.
+    QtRegistry<int> reg;
+    alignas(QThread) unsigned char storage[sizeof(QThread)];
+    auto *first = new (storage) QThread;
+    first->start();
+    QObject *ctx = new QObject;
+    const auto deleteCtx = qScopeGuard([&] { delete ctx; });
+    ctx->moveToThread(first);
+    std::atomic<int> calls{0}, lastSeen{0};
+    std::atomic<QThread *> ranIn{nullptr};
+    reg.add(ctx, [&](int v) {
+        ranIn.store(QThread::currentThread());
+        lastSeen.store(v);
+        calls.fetch_add(1);
+    }, Qt::QueuedConnection);
+    reg.notify(1);
+    QTRY_COMPARE(calls.load(), 1);
+    first->quit();
+    QVERIFY(first->wait(QDeadlineTimer(30000)));
+    first->~QThread();
+    QCOMPARE(ctx->thread(), nullptr);
+
+    auto *second = new (storage) QThread;
+    QCOMPARE(static_cast<void *>(second), static_cast<void *>(first));
+    const auto stopSecond = qScopeGuard([&] {
+        second->quit();
+        second->wait();
+        second->~QThread();
+    });
+    second->start();
+    QObject puller;
+    puller.moveToThread(second);
+    std::atomic<bool> pulled{false};
+    QMetaObject::invokeMethod(&puller, [&] {
+        ctx->moveToThread(QThread::currentThread()); // allowed: it has no thread
+        pulled.store(true, std::memory_order_release);
+    }, Qt::BlockingQueuedConnection);
+    QVERIFY(pulled.load(std::memory_order_acquire));
+    QCOMPARE(ctx->thread(), second);
+
+    reg.notify(2);
+    QTRY_COMPARE(calls.load(), 2);
+    QCOMPARE(lastSeen.load(), 2);
+    QCOMPARE(ranIn.load(), second);
+    // Both back to this thread, which destroys them.
+    QMetaObject::invokeMethod(&puller, [&] {
+        ctx->moveToThread(QCoreApplication::instance()->thread());
+        puller.moveToThread(QCoreApplication::instance()->thread());
+    }, Qt::BlockingQueuedConnection);
+}
+
 void tst_QtRegistry::contextThreadRestarted()
 {
     // A QThread may be started again after it finished: calls queued while
@@ -1083,6 +1141,42 @@ void tst_QtRegistry::marshalledFailureReported()
     QCOMPARE(spy.at(0).at(0).toULongLong(), bad.value());
     QCOMPARE(spy.at(0).at(1).toString(), QStringLiteral("far away"));
     QCOMPARE(reg.failureCount(), quint64(1));
+}
+
+void tst_QtRegistry::removalDoesNotWaitForTheErrorHandlerOfAMarshalledCall()
+{
+    // A queued handler throws in its context's thread, and its error handler
+    // (run there) blocks on a mutex that this thread holds. The call is over,
+    // so a removal from a third thread must not wait for the error handler.
+    Worker w;
+    QtRegistry<int> reg;
+    std::mutex m;
+    std::atomic<bool> inErrorHandler{false};
+    std::atomic<std::uint64_t> reported{0};
+    reg.setErrorHandler([&](const sigreg::HandlerFailure &f) {
+        reported.store(f.handler.value());
+        inErrorHandler.store(true);
+        std::lock_guard blocked(m);
+    });
+    const HandlerId x = reg.add(w.context, [](int) { throw std::runtime_error("marshalled"); },
+                                Qt::QueuedConnection);
+    std::unique_lock lock(m);
+    reg.notify(1);
+    const bool reached = QTest::qWaitFor([&] { return inErrorHandler.load(); }, 30000);
+    std::atomic<bool> removed{false};
+    std::thread remover([&] {
+        reg.remove(x);
+        removed.store(true);
+    });
+    // Spent only if remove() wrongly waits.
+    const bool returned = reached && QTest::qWaitFor([&] { return removed.load(); }, 5000);
+    lock.unlock();
+    remover.join();
+    w.sync();
+    QVERIFY(reached);
+    QCOMPARE(reported.load(), x.value());
+    QVERIFY2(returned, "remove() waited for the error handler of a call that was over");
+    QVERIFY(!reg.contains(x));
 }
 
 void tst_QtRegistry::failureSlotAndCallbackMayThrow()

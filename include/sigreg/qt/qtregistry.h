@@ -27,7 +27,9 @@
 // * Failures of any kind (thrown inline, thrown in another thread, thrown
 //   before a future was returned, a failed or cancelled future) reach
 //   handlerFailed() and the error handler with the handler's id. Nothing is
-//   thrown across an event loop.
+//   thrown across an event loop. They are reported once the handler's call
+//   is over, as in the core: a removal of the handler on another thread
+//   does not wait for its error handler.
 //
 // What "removed" means
 // --------------------
@@ -367,9 +369,12 @@ public:
     }
 
     /// Effect: as notifySequential(event), but every async handler starts in
-    /// the thread `context` lives in when this is called: the first one at
-    /// its place in the walk if that is the calling thread, every other one
-    /// through that thread's event loop. For handlers that use objects bound
+    /// the thread `context` lives in when this is called. If that is the
+    /// calling thread, a handler with nothing pending before it starts at its
+    /// place in the walk. The others start in that thread once their
+    /// predecessor's future finished: at once (in the same turn of its event
+    /// loop) if that future was finished when returned, else through its
+    /// event loop. For handlers that use objects bound
     /// to that thread (widgets, a QNetworkAccessManager). If `context` is
     /// destroyed before the last handler started, the handlers not started
     /// yet are skipped and the returned future is cancelled, as a
