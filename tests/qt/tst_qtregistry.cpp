@@ -973,12 +973,19 @@ void tst_QtRegistry::contextPulledIntoANewThreadAtAFreedThreadsAddress()
     second->start();
     QObject puller;
     puller.moveToThread(second);
-    std::atomic<bool> pulled{false};
+    // The hand-overs through Qt's event queue, restated for ThreadSanitizer
+    // (as in Worker::run()).
+    std::atomic<int> handoff{0};
+    bool pulled = false;
+    handoff.store(1, std::memory_order_release);
     QMetaObject::invokeMethod(&puller, [&] {
+        (void)handoff.load(std::memory_order_acquire);
         ctx->moveToThread(QThread::currentThread()); // allowed: it has no thread
-        pulled.store(true, std::memory_order_release);
+        pulled = true;
+        handoff.store(2, std::memory_order_release);
     }, Qt::BlockingQueuedConnection);
-    QVERIFY(pulled.load(std::memory_order_acquire));
+    QCOMPARE(handoff.load(std::memory_order_acquire), 2);
+    QVERIFY(pulled);
     QCOMPARE(ctx->thread(), second);
 
     reg.notify(2);
@@ -986,10 +993,14 @@ void tst_QtRegistry::contextPulledIntoANewThreadAtAFreedThreadsAddress()
     QCOMPARE(lastSeen.load(), 2);
     QCOMPARE(ranIn.load(), second);
     // Both back to this thread, which destroys them.
+    handoff.store(3, std::memory_order_release);
     QMetaObject::invokeMethod(&puller, [&] {
+        (void)handoff.load(std::memory_order_acquire);
         ctx->moveToThread(QCoreApplication::instance()->thread());
         puller.moveToThread(QCoreApplication::instance()->thread());
+        handoff.store(4, std::memory_order_release);
     }, Qt::BlockingQueuedConnection);
+    QCOMPARE(handoff.load(std::memory_order_acquire), 4);
 }
 
 void tst_QtRegistry::contextThreadRestarted()
