@@ -618,6 +618,7 @@ std::shared_ptr<Mailbox> mailboxForLocked(Directory &d, QThread *thread)
         box->close();
         return box;
     }
+    box->postFirstDrain();
     it->box = box;
     return box;
 }
@@ -724,21 +725,51 @@ std::uint64_t wakeupsPosted(QThread *thread) noexcept
     return it == d.threads.constEnd() || !it->box ? 0 : it->box->wakeups();
 }
 
-void Mailbox::postWakeup() noexcept
+namespace {
+std::atomic<int> g_wakeupFailures{0};
+} // namespace
+
+void failWakeupsForTesting(int count) noexcept
+{
+    g_wakeupFailures.store(count, std::memory_order_release);
+}
+
+bool Mailbox::postWakeup() noexcept
 {
     try {
+        if (SIGREG_UNLIKELY(g_wakeupFailures.load(std::memory_order_relaxed) > 0)
+            && g_wakeupFailures.fetch_sub(1, std::memory_order_acq_rel) > 0)
+            throw std::bad_alloc();
         auto *e = new DrainEvent; // from the pool; the heap when the pool is empty
         e->posted.store(true, std::memory_order_release);
         QCoreApplication::postEvent(m_receiver, e); // deletes `e` if it throws
     } catch (...) {
         // Out of memory: no wake-up is on its way. Give `scheduled` up (the
-        // caller holds it), so that the next push posts one; the tasks queued
-        // meanwhile stay queued for that drain, in order. (Under noexcept,
-        // letting it escape would end the process.)
+        // caller holds it), so that a later push posts one, and owe the
+        // consumer a look: its event dispatcher is woken (thread-safe, and
+        // allocates nothing), and the next iteration of its event loop
+        // drains (loopIteration()). Until the consumer's first drain has
+        // connected that, the first drain posted with the mailbox is still
+        // on its way and takes the tasks. The dispatcher is alive: this
+        // thread holds a producer count or is the consumer, and the thread
+        // destroys its dispatcher only after `finished`, whose close() waits
+        // for producers. (Under noexcept, letting the exception escape would
+        // end the process.)
         m_state.fetch_and(~kScheduled, std::memory_order_acq_rel);
-        return;
+        m_owed.store(true, std::memory_order_release);
+        if (QAbstractEventDispatcher *dispatcher = QAbstractEventDispatcher::instance(m_thread))
+            dispatcher->wakeUp();
+        return false;
     }
     m_wakeups.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
+void Mailbox::postFirstDrain()
+{
+    auto *e = new DrainEvent;
+    e->posted.store(true, std::memory_order_release);
+    QCoreApplication::postEvent(m_receiver, e); // deletes `e` if it throws
 }
 
 bool Mailbox::isEmpty() const noexcept
@@ -853,23 +884,35 @@ void Mailbox::watchNestedLoops(QObject *receiver) noexcept
     if (!dispatcher)
         return; // drained by hand (sendPostedEvents()) on a thread without one (yet)
     m_watching = true;
-    const auto iteration = [this] { loopIteration(); };
+    const auto iteration = [this, receiver] { loopIteration(receiver); };
     // Direct: emitted in this thread. Disconnected when the receiver goes,
     // in close(), before the mailbox does.
     QObject::connect(dispatcher, &QAbstractEventDispatcher::awake, receiver, iteration, Qt::DirectConnection);
     QObject::connect(dispatcher, &QAbstractEventDispatcher::aboutToBlock, receiver, iteration, Qt::DirectConnection);
 }
 
-void Mailbox::loopIteration() noexcept
+void Mailbox::loopIteration(QObject *receiver) noexcept
 {
     // Once per drain frame inside a call: the frames up to m_handedOff have
     // handed the mailbox over already.
-    if (SIGREG_LIKELY(m_calls <= m_handedOff))
-        return;
-    m_handedOff = m_calls;
-    m_state.fetch_and(~kScheduled, std::memory_order_acq_rel);
+    if (SIGREG_UNLIKELY(m_calls > m_handedOff)) {
+        m_handedOff = m_calls;
+        m_state.fetch_and(~kScheduled, std::memory_order_acq_rel);
+        if (!isEmpty() && !(m_state.fetch_or(kScheduled, std::memory_order_acq_rel) & kScheduled))
+            postWakeup();
+    }
+    if (SIGREG_UNLIKELY(m_owed.load(std::memory_order_acquire)))
+        settleOwed(receiver);
+}
+
+void Mailbox::settleOwed(QObject *receiver) noexcept
+{
+    m_owed.store(false, std::memory_order_relaxed);
+    // As a wake-up would: if no drain is scheduled (a producer's wake-up that
+    // did get posted, or an outer drain of this thread), this loop iteration
+    // drains, and the tasks run in order, before anything posted after them.
     if (!isEmpty() && !(m_state.fetch_or(kScheduled, std::memory_order_acq_rel) & kScheduled))
-        postWakeup();
+        drain(receiver);
 }
 
 void Mailbox::close() noexcept

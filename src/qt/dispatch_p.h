@@ -114,7 +114,12 @@ public:
     /// Consumer thread, as its event dispatcher starts processing events: if
     /// that is a nested event loop inside a handler this mailbox's drain is
     /// calling, hands the mailbox to that loop (see watchNestedLoops()).
-    void loopIteration() noexcept;
+    void loopIteration(QObject *receiver) noexcept;
+    /// Creating thread, once, before the mailbox is shared: posts a first
+    /// (empty) drain, whose run connects loopIteration() on the consumer
+    /// thread, so that a wake-up lost before that (out of memory) is made up
+    /// for by this one. Throws std::bad_alloc.
+    void postFirstDrain();
     /// After the thread finished (or from it, as it finishes): drops queued
     /// tasks; later pushes drop theirs at once.
     void close() noexcept;
@@ -136,10 +141,16 @@ private:
 
     Task *pop() noexcept;
     bool isEmpty() const noexcept;
-    void postWakeup() noexcept;
+    /// Posts a wake-up (the caller holds `scheduled`). False if it could
+    /// not (out of memory): then `scheduled` is given up and the consumer is
+    /// owed a look (see settleOwed()).
+    bool postWakeup() noexcept;
     /// Consumer thread, once: connects loopIteration() to the thread's event
     /// dispatcher, for as long as `receiver` (m_receiver) lives.
     void watchNestedLoops(QObject *receiver) noexcept;
+    /// Consumer thread, from loopIteration(): drains if a wake-up could not
+    /// be posted and no other is on its way.
+    void settleOwed(QObject *receiver) noexcept;
 
     QThread *m_thread;
     QObject *m_receiver; // lives in m_thread
@@ -148,6 +159,9 @@ private:
     alignas(64) std::atomic<std::uint32_t> m_state{0};
     // Beside m_state, which whoever posts a wake-up has just written.
     std::atomic<std::uint64_t> m_wakeups{0};
+    // Set when a wake-up could not be posted (out of memory); read by the
+    // consumer on each iteration of its event loop.
+    std::atomic<bool> m_owed{false};
     alignas(64) Task *m_head;
     // Consumer thread only: drain frames inside a task's call right now (a
     // handler spinning a nested event loop nests a drain in its own), how

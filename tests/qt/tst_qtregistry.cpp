@@ -84,6 +84,7 @@ private Q_SLOTS:
     void contextOutlivesItsThread();
     void contextPulledIntoANewThreadAtAFreedThreadsAddress();
     void contextThreadRestarted();
+    void lostWakeupIsMadeUp();
     void contextMovedAwayBeforeItsThreadEnded();
     void blockingQueuedAfterMoveToCallerWhileOldThreadWaits();
     void inlineFailureReported();
@@ -1001,6 +1002,45 @@ void tst_QtRegistry::contextPulledIntoANewThreadAtAFreedThreadsAddress()
         handoff.store(4, std::memory_order_release);
     }, Qt::BlockingQueuedConnection);
     QCOMPARE(handoff.load(std::memory_order_acquire), 4);
+}
+
+void tst_QtRegistry::lostWakeupIsMadeUp()
+{
+    // A wake-up that cannot be posted (out of memory, simulated by a testing
+    // hook) must not strand the tasks queued behind it until some later
+    // notify: the consumer takes them by itself, and a BlockingQueued caller
+    // does not wait forever.
+    const auto stopFailing = qScopeGuard([] { sigreg::qtdetail::failWakeupsForTesting(0); });
+    QtRegistry<int> reg;
+    std::atomic<int> queued{0}, blocking{0};
+
+    // Before the consumer ever drained: a thread not started yet. The first
+    // drain, posted when its mailbox was made, takes the task.
+    QThread later;
+    QObject *ctx = new QObject;
+    ctx->moveToThread(&later);
+    const auto stopLater = qScopeGuard([&] {
+        later.quit();
+        later.wait();
+        delete ctx; // its thread has ended: deleted from here, as Qt allows
+    });
+    reg.add(ctx, [&](int) { queued.fetch_add(1); }, Qt::QueuedConnection);
+    sigreg::qtdetail::failWakeupsForTesting(1);
+    reg.notify(1);
+    later.start();
+    QTRY_COMPARE(queued.load(), 1);
+
+    // After it drained: its event loop's next iteration takes the task.
+    sigreg::qtdetail::failWakeupsForTesting(1);
+    reg.notify(2);
+    QTRY_COMPARE(queued.load(), 2);
+
+    // A BlockingQueued caller returns (it would wait forever otherwise).
+    reg.add(ctx, [&](int) { blocking.fetch_add(1); }, Qt::BlockingQueuedConnection);
+    sigreg::qtdetail::failWakeupsForTesting(2); // the queued handler's and the blocking one's
+    reg.notify(3);
+    QCOMPARE(blocking.load(), 1);
+    QTRY_COMPARE(queued.load(), 3);
 }
 
 void tst_QtRegistry::contextThreadRestarted()

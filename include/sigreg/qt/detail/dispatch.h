@@ -47,6 +47,10 @@ SIGREG_QT_EXPORT std::uint64_t wakeupsPosted(QThread *thread) noexcept;
 /// context in between. Not for production use.
 SIGREG_QT_EXPORT void setContextReadHookForTesting(void (*hook)(QObject *context)) noexcept;
 
+/// For tests only: the next `count` wake-ups any mailbox tries to post fail
+/// as if out of memory (0 to stop). Not for production use.
+SIGREG_QT_EXPORT void failWakeupsForTesting(int count) noexcept;
+
 // ---------------------------------------------------------------- pooling
 /// Fixed-size blocks (size classes of 64 bytes up to 1 KiB, 64-byte aligned)
 /// recycled across threads: marshalled events and their tasks allocate
