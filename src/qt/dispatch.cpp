@@ -409,8 +409,10 @@ bool onContextThread(HandlerState *state) noexcept
     if (!ctx)
         return false;
     QThread *now = ctx->thread();
-    if (now != self)
-        state->thread.compare_exchange_strong(self, now, std::memory_order_relaxed);
+    if (now != self) {
+        QThread *expected = self; // a failed exchange overwrites it
+        state->thread.compare_exchange_strong(expected, now, std::memory_order_relaxed);
+    }
     return now == self;
 }
 
@@ -448,7 +450,8 @@ void StateNode::invokeFn(const detail::Node *n, const void *event)
         QThread *self = QThread::currentThread();
         QThread *seen = state->thread.load(std::memory_order_relaxed);
         if (QThread *now = contextThreadNow(state, seen); now != seen) {
-            state->thread.compare_exchange_strong(seen, now, std::memory_order_relaxed);
+            QThread *expected = seen;
+            state->thread.compare_exchange_strong(expected, now, std::memory_order_relaxed);
             if (now == self) {
                 state->call(state, event);
                 return;
@@ -463,7 +466,14 @@ void StateNode::invokeFn(const detail::Node *n, const void *event)
         // remover running there (a handler removing itself) from waiting for
         // us while we wait for it.
         detail::withdrawAnnouncement(n);
-        box->push(t);
+        // The mailbox is re-read where the context lives now: it may have
+        // moved to this very thread since we looked, and nothing would
+        // drain this thread's mailbox while it waits. runTask() calls the
+        // handler here then (or follows the context on).
+        if (box->thread() == self)
+            runTask(t);
+        else
+            box->push(t);
         // The context may have moved to this very thread before the thread
         // we queued to saw the move: that thread then hands the task back
         // (runTask()), and it runs here, where the context lives now.
@@ -988,19 +998,23 @@ void runTask(Task *task) noexcept
         return;
     }
     std::exception_ptr error;
+    Reporter::Reservation delivery;
     if (ctx) {
         Running running(state);
         try {
             state->call(state, task->event);
         } catch (...) {
             error = std::current_exception();
+            state->reporter->reserve(delivery);
         }
     }
     state->leave();
     // Reported once the call left the gate: a remover of the handler does
-    // not wait for the error handler (which may need what the remover holds).
+    // not wait for the error handler (which may need what the remover
+    // holds). The delivery was taken inside the gate, so a destruction of
+    // the registry, which waits for the gate, waits for it too.
     if (error)
-        state->reporter->report(state->id, error);
+        state->reporter->reportReserved(delivery, state->id, error);
     dropTask(task);
 }
 
@@ -1089,6 +1103,10 @@ struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
     /// pending: the run goes on once it finished. Throws std::bad_alloc
     /// (then `f` is not awaited).
     void awaitFirst(HandlerState *state, const QFuture<void> &f);
+    /// enqueue(): starts `state` (the next step, its reference taken from
+    /// `steps`) as the walk's call of it. A failure to start it, or its
+    /// future finished as failed or cancelled, is rethrown to the walk.
+    void startInWalk(HandlerState *state);
     /// The walk ended: finish now if nothing is pending.
     void endWalk() noexcept;
     /// Starts steps until one is pending or none is left (moving to the
@@ -1126,19 +1144,22 @@ std::optional<QFuture<void>> callAsync(HandlerState *state, const void *event, T
     if (!state->enter())
         return out;
     std::exception_ptr error;
+    Reporter::Reservation delivery;
     {
         Running running(state);
         try {
             out.emplace(state->callAsync(state, event));
         } catch (...) {
             error = std::current_exception();
+            if (thrown == Thrown::Report)
+                state->reporter->reserve(delivery);
         }
     }
     state->leave();
     if (error) {
         if (thrown == Thrown::Rethrow)
             std::rethrow_exception(error);
-        state->reporter->report(state->id, error);
+        state->reporter->reportReserved(delivery, state->id, error);
     }
     return out;
 }
@@ -1283,15 +1304,30 @@ CompletionReceiver *completionReceiver()
 /// The request holds the reporter, not the handler state: a handler that
 /// keeps its own promise would otherwise keep itself alive.
 template <class Done>
+bool watchUnlessFinished(const QFuture<void> &f, HandlerState *state, Parcel *parcel, Done &&done);
+
+template <class Done>
 void whenFinished(const QFuture<void> &f, HandlerState *state, Parcel *parcel, Done done)
 {
-    if (f.isFinished()) {
+    if (!watchUnlessFinished(f, state, parcel, std::move(done))) {
         reportOutcome(f, state->id, *state->reporter);
         done();
-        return;
     }
+}
+
+/// whenFinished() for a call from the core's walk: does nothing and returns
+/// false if `f` has finished by now (since its handler returned, on another
+/// thread). The caller then handles it as a future finished on return: its
+/// failure goes back to the walk (rethrowOutcome()), which reports it once
+/// the call's announcement is withdrawn.
+template <class Done>
+bool watchUnlessFinished(const QFuture<void> &f, HandlerState *state, Parcel *parcel, Done &&done)
+{
+    if (f.isFinished())
+        return false;
     QCoreApplication::postEvent(completionReceiver(), new WatchRequest(Watch{f, state->id, state->reporter, parcel},
                                                                        std::function<void()>(std::move(done))));
+    return true;
 }
 
 /// Awaits the futures `join` collected during its walk: those finished by
@@ -1404,15 +1440,20 @@ void startAsync(HandlerState *state, const void *event)
         throw;
     }
     join->pending.fetch_add(1, std::memory_order_relaxed);
+    bool watching = false;
     try {
-        whenFinished(f, state, parcel, [join] { join->arrive(); });
+        watching = watchUnlessFinished(f, state, parcel, [join] { join->arrive(); });
     } catch (...) {
         keepForUnawaited(parcel);
         join->arrive(); // not awaited: the join must not wait for it
         join->arrive();
         throw; // reported as this handler's failure
     }
+    if (!watching)
+        join->arrive(); // finished since the check above
     join->arrive(); // nobody else finishes this join
+    if (!watching)
+        rethrowOutcome(f);
 }
 
 } // namespace
@@ -1431,8 +1472,56 @@ void SequentialRun::enqueue(HandlerState *state)
         if (busy)
             return;
         busy = true;
+        // Nothing is pending, so `state` is next (steps[next]). Unless the
+        // run ended or must hop to its step thread (advance() does both), it
+        // starts here, as the walk's own call of it.
+        if (!ended && !(stepBox && !stepContext) && (!stepBox || QThread::currentThread() == stepBox->thread())) {
+            ++next; // its reference is ours now
+        } else {
+            state = nullptr;
+        }
     }
-    advance();
+    if (!state) {
+        advance();
+        return;
+    }
+    startInWalk(state);
+}
+
+void SequentialRun::startInWalk(HandlerState *state)
+{
+    const auto idle = [this] {
+        std::lock_guard lock(mutex);
+        busy = false; // the walk goes on: endWalk() finishes the run
+    };
+    std::optional<QFuture<void>> called;
+    try {
+        called = callAsync(state, parcel->event, Thrown::Rethrow);
+    } catch (...) {
+        state->deref();
+        idle();
+        throw;
+    }
+    if (called) {
+        bool watching = false;
+        try {
+            watching = watchUnlessFinished(*called, state, parcel, [self = shared_from_this()] { self->advance(); });
+        } catch (...) {
+            // Out of memory: not awaited, reported as this handler's failure.
+            keepForUnawaited(parcel);
+            state->deref();
+            idle();
+            throw;
+        }
+        if (watching) {
+            state->deref();
+            return;
+        }
+    }
+    state->deref();
+    idle();
+    if (called)
+        rethrowOutcome(*called);
 }
 
 void SequentialRun::awaitFirst(HandlerState *state, const QFuture<void> &f)
@@ -1441,13 +1530,22 @@ void SequentialRun::awaitFirst(HandlerState *state, const QFuture<void> &f)
         std::lock_guard lock(mutex);
         busy = true; // before the watch: its advance() may run at once, on the completion thread
     }
+    bool watching = false;
     try {
-        whenFinished(f, state, parcel, [self = shared_from_this()] { self->advance(); });
+        watching = watchUnlessFinished(f, state, parcel, [self = shared_from_this()] { self->advance(); });
     } catch (...) {
         keepForUnawaited(parcel);
         std::lock_guard lock(mutex);
         busy = false;
         throw;
+    }
+    if (!watching) {
+        // Finished since its handler returned: nothing else is queued yet.
+        {
+            std::lock_guard lock(mutex);
+            busy = false;
+        }
+        rethrowOutcome(f);
     }
 }
 

@@ -26,10 +26,27 @@ struct Reporter {
     std::atomic<int> active{0};             // deliveries in progress
     std::atomic<std::uint64_t> failures{0}; // failures not counted by the core
 
+    /// A delivery taken ahead (reserve()): the registry waits for it in
+    /// detach().
+    struct Reservation {
+        QtRegistryBase *target = nullptr;
+        std::shared_ptr<const std::function<void(const HandlerFailure &)>> callback;
+    };
+
     /// Reports a failure seen outside the core's notify loop.
     void report(HandlerId id, std::exception_ptr error) noexcept;
     /// Emits handlerFailed() and calls the callback, if the registry exists.
     void deliver(HandlerId id, const std::exception_ptr &error) noexcept;
+    /// Takes a delivery for a failure to report once a handler's call has
+    /// left its gate: taken inside the gate, which the registry's
+    /// destruction waits for, so that the destruction then waits for the
+    /// delivery too (detach()). False (and nothing taken) if the registry is
+    /// going. Allocates nothing.
+    bool reserve(Reservation &r) noexcept;
+    /// Counts the failure and delivers it on `r` (if it was taken).
+    void reportReserved(Reservation &r, HandlerId id, const std::exception_ptr &error) noexcept;
+    /// Delivers on a reservation taken, and releases it.
+    void deliverReserved(Reservation &r, HandlerId id, const std::exception_ptr &error) noexcept;
     /// The registry is going: no delivery starts after this returns, and
     /// those in progress have ended.
     void detach() noexcept;

@@ -13,7 +13,32 @@ const char *HandlerCanceled::what() const noexcept
 
 namespace qtdetail {
 
+bool Reporter::reserve(Reservation &r) noexcept
+{
+    std::lock_guard lock(mutex);
+    if (!registry)
+        return false;
+    r.target = registry;
+    r.callback = callback;
+    active.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
 void Reporter::deliver(HandlerId id, const std::exception_ptr &error) noexcept
+{
+    Reservation r;
+    if (reserve(r))
+        deliverReserved(r, id, error);
+}
+
+void Reporter::reportReserved(Reservation &r, HandlerId id, const std::exception_ptr &error) noexcept
+{
+    failures.fetch_add(1, std::memory_order_relaxed);
+    if (r.target)
+        deliverReserved(r, id, error);
+}
+
+void Reporter::deliverReserved(Reservation &r, HandlerId id, const std::exception_ptr &error) noexcept
 {
     const char *what = nullptr;
     try {
@@ -26,24 +51,16 @@ void Reporter::deliver(HandlerId id, const std::exception_ptr &error) noexcept
     // No lock is held while user code (slots, the error handler) runs: it
     // may remove handlers, which waits for other threads that may be
     // reporting failures themselves. `active` keeps the registry alive.
-    QtRegistryBase *target = nullptr;
-    std::shared_ptr<const std::function<void(const HandlerFailure &)>> cb;
-    {
-        std::lock_guard lock(mutex);
-        if (!registry)
-            return;
-        target = registry;
-        cb = callback;
-        active.fetch_add(1, std::memory_order_relaxed);
-    }
     try {
         const std::string_view message = failure.message();
-        Q_EMIT target->handlerFailed(id.value(), QString::fromUtf8(message.data(), qsizetype(message.size())));
-        if (cb && *cb)
-            (*cb)(failure);
+        Q_EMIT r.target->handlerFailed(id.value(), QString::fromUtf8(message.data(), qsizetype(message.size())));
+        if (r.callback && *r.callback)
+            (*r.callback)(failure);
     } catch (...) {
         // An error handler or a slot that throws: contained, like the core's.
     }
+    r.callback.reset();
+    r.target = nullptr;
     if (active.fetch_sub(1, std::memory_order_release) == 1)
         active.notify_all();
 }

@@ -760,7 +760,15 @@ QFuture<void> failedFuture()
     return p.future();
 }
 
-enum class FailedStart { AsyncFailed, AsyncCanceled, NotifyFailed, SequentialFailed, SequentialLaterStepThrows };
+enum class FailedStart {
+    AsyncFailed,
+    AsyncCanceled,
+    NotifyFailed,
+    SequentialFailed,
+    SequentialLaterStepThrows,
+    SequentialInWalkThrows,
+    SequentialInWalkFailed,
+};
 } // namespace
 
 void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfAFailedStart_data()
@@ -771,6 +779,13 @@ void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfAFailedStart_data()
     QTest::newRow("notify, future failed on return") << int(FailedStart::NotifyFailed);
     QTest::newRow("notifySequential, future failed on return") << int(FailedStart::SequentialFailed);
     QTest::newRow("notifySequential, a later step throws") << int(FailedStart::SequentialLaterStepThrows);
+    // The first step's future is pending when returned, then finished by a
+    // sync handler before the walk reaches the next async one, which the
+    // walk then starts itself.
+    QTest::newRow("notifySequential, a step the walk starts after a finish throws")
+        << int(FailedStart::SequentialInWalkThrows);
+    QTest::newRow("notifySequential, a step the walk starts after a finish fails")
+        << int(FailedStart::SequentialInWalkFailed);
 }
 
 void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfAFailedStart()
@@ -792,15 +807,32 @@ void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfAFailedStart()
         std::lock_guard blocked(m);
     });
     Pending first;
-    if (how == FailedStart::SequentialLaterStepThrows)
-        reg.add(2, [&](int) { return first.start(); });
+    const bool inWalk = how == FailedStart::SequentialInWalkThrows || how == FailedStart::SequentialInWalkFailed;
+    if (how == FailedStart::SequentialLaterStepThrows || inWalk)
+        reg.add(3, [&](int) { return first.start(); });
+    if (inWalk) {
+        reg.add(2, [&](int) {
+            first.finish();
+            // Time for the completion thread to see the finish, so that the
+            // run is idle when the walk reaches the next async handler (were
+            // it not, that handler would start from the completion thread,
+            // and the row would test less, never fail wrongly).
+            QThread::msleep(200);
+        });
+    }
     HandlerId x;
     switch (how) {
+    case FailedStart::SequentialInWalkThrows:
+        x = reg.add(1, [](int) -> QFuture<void> { throw std::runtime_error("step in the walk"); });
+        break;
     case FailedStart::AsyncCanceled:
         x = reg.add([](int) { return QFuture<void>(); }); // Qt 6.4: finished and cancelled
         break;
     case FailedStart::SequentialLaterStepThrows:
         x = reg.add(1, [](int) -> QFuture<void> { throw std::runtime_error("later step"); });
+        break;
+    case FailedStart::SequentialInWalkFailed:
+        x = reg.add(1, [](int) { return failedFuture(); });
         break;
     default:
         x = reg.add([](int) { return failedFuture(); });
@@ -814,6 +846,8 @@ void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfAFailedStart()
             break;
         case FailedStart::SequentialFailed:
         case FailedStart::SequentialLaterStepThrows:
+        case FailedStart::SequentialInWalkThrows:
+        case FailedStart::SequentialInWalkFailed:
             reg.notifySequential(1).waitForFinished();
             break;
         default:
