@@ -270,10 +270,24 @@ Bus::Bus(std::size_t defaultCapacity)
 Bus::~Bus()
 {
     m_link->detach();
+    // A handler or receiver destroyed with its channel may own an object
+    // whose destructor still publishes on this bus (a service announcing
+    // that it stopped). So each channel leaves the table, and its direct
+    // slot stops naming its handlers (the channel's registry frees them
+    // before it destroys the handlers), before the channel is destroyed:
+    // such a publish finds the channels destroyed so far and this one
+    // absent (nothing to deliver), and the others whole.
     Table *t = m_table.load(std::memory_order_relaxed);
     for (std::uint32_t i = 0; i < t->size; ++i) {
-        if (detail::ChannelBase *c = t->entries()[i].load(std::memory_order_relaxed))
-            c->destroy(c);
+        detail::ChannelBase *c = t->entries()[i].exchange(nullptr, std::memory_order_relaxed);
+        if (!c)
+            continue;
+        if (c->direct) {
+            std::atomic<std::uintptr_t> detached{0};
+            c->handlersCore->setMirror(&detached);
+            c->direct->store(detail::RegistryCore::emptyMirror(), std::memory_order_relaxed);
+        }
+        c->destroy(c);
     }
     while (t && t != &g_emptyTable) {
         Table *older = t->older;

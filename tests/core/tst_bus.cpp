@@ -276,6 +276,8 @@ private Q_SLOTS:
     void blockingReceiveWakesOnEmit();
     void receiveUnblocksWhenBusDestroyed_data();
     void receiveUnblocksWhenBusDestroyed();
+    void publishFromADestructorDuringBusDestruction_data();
+    void publishFromADestructorDuringBusDestruction();
     // failures
     void throwingHandlerIsIsolated();
     void throwingCopyMarksEventMissed();
@@ -1381,6 +1383,62 @@ void tst_Bus::receiveUnblocksWhenBusDestroyed()
 // ===========================================================================
 // failures
 // ===========================================================================
+
+namespace {
+struct ServiceStopped {
+    int id = 0;
+};
+struct ServiceTick {};
+struct ServiceLater {};
+} // namespace
+
+void tst_Bus::publishFromADestructorDuringBusDestruction_data()
+{
+    QTest::addColumn<bool>("withReceiver");
+    QTest::newRow("handlers only (direct slot)") << false;
+    QTest::newRow("with a receiver (through the channel)") << true;
+}
+
+void tst_Bus::publishFromADestructorDuringBusDestruction()
+{
+    // A handler owns a service whose destructor announces on the bus that it
+    // stopped: destroying the bus destroys the handler, which publishes to
+    // channels destroyed before (ASan in CI sees any read of them) and to
+    // ones not destroyed yet (still delivered).
+    QFETCH(bool, withReceiver);
+    struct Service {
+        Service(sigreg::Bus &b, std::atomic<int> &seen) : bus(b), laterSeen(seen) {}
+        Service(const Service &) = delete;
+        Service &operator=(const Service &) = delete;
+        sigreg::Bus &bus;
+        std::atomic<int> &laterSeen;
+        ~Service()
+        {
+            bus.publish(ServiceStopped{42});
+            bus.publish(ServiceLater{});
+        }
+    };
+    std::atomic<int> stoppedSeen{0}, laterSeen{0};
+    auto *bus = new sigreg::Bus;
+    // ServiceStopped's channel is made first, ServiceLater's last: their
+    // type indices (process-wide, in order of first use) put the service's
+    // owner between them.
+    bus->on([&](const ServiceStopped &) { stoppedSeen.fetch_add(1); });
+    std::optional<sigreg::Receiver<ServiceStopped>> rx;
+    if (withReceiver)
+        rx.emplace(bus->subscribe<ServiceStopped>());
+    auto service = std::make_shared<Service>(*bus, laterSeen);
+    bus->on([service](const ServiceTick &) {});
+    bus->on([&laterSeen](const ServiceLater &) { laterSeen.fetch_add(1); });
+    service.reset(); // the ServiceTick handler owns it now
+    bus->publish(ServiceTick{});
+    QCOMPARE(stoppedSeen.load(), 0);
+    delete bus;
+    QCOMPARE(stoppedSeen.load(), 0); // its channel was gone by then
+    QCOMPARE(laterSeen.load(), 1);   // its channel was still there
+    if (rx)
+        QVERIFY(!rx->tryReceive().hasValue());
+}
 
 void tst_Bus::throwingHandlerIsIsolated()
 {
