@@ -660,9 +660,14 @@ public:
     /// every handler of type E, in priority order, on this thread. Nothing
     /// happens when nobody ever listened to E.
     /// Lock-free; allocates nothing, except once per process for a type it
-    /// has never seen (its index). Handlers' exceptions go to the error
-    /// handler. E is the static type of the argument (emit<Base>(derived)
-    /// to choose another).
+    /// has never seen (its index), and, as Registry::notify(), a thread's
+    /// first emit (its hazard record, reused after the thread ends) and its
+    /// first nesting beyond eight levels. If the index cannot be made, the
+    /// event is dropped (as for a type nobody listens to); if the record or
+    /// the nesting chunk cannot, the noexcept boundary calls
+    /// std::terminate(): emit once on each thread early where that matters. Handlers' exceptions go to the
+    /// error handler. E is the static type of the argument
+    /// (emit<Base>(derived) to choose another).
     template <class E>
     SIGREG_ALWAYS_INLINE void emit(const E &event) const noexcept
     {

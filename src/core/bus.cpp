@@ -141,8 +141,8 @@ void RingBase::wakeSlow() noexcept
 void RingBase::fireHook() noexcept
 {
     std::lock_guard<std::mutex> lock(m_mutex);
-    if (m_hook)
-        m_hook(m_hookContext);
+    if (m_hook && !m_hook(m_hookContext))
+        m_waiters.fetch_or(kHook, std::memory_order_acq_rel); // armed again: the next event retries
 }
 
 void RingBase::setHook(WakeHook hook, void *context) noexcept

@@ -36,7 +36,10 @@ public:
 QtBusReceiverBase::QtBusReceiverBase(QObject *parent) : QObject(parent) {}
 
 // The subclass has stopped the hook and unsubscribed already.
-QtBusReceiverBase::~QtBusReceiverBase() = default;
+QtBusReceiverBase::~QtBusReceiverBase()
+{
+    delete m_wake.exchange(nullptr, std::memory_order_acquire); // never posted
+}
 
 bool QtBusReceiverBase::isSubscribed() const noexcept
 {
@@ -57,9 +60,16 @@ void QtBusReceiverBase::unsubscribe()
 void QtBusReceiverBase::start(detail::RingBase &ring)
 {
     m_ring = &ring;
+    prepareWake();
     ring.setHook(&QtBusReceiverBase::wake, this);
     if (!ring.armHook()) // events arrived already
         QCoreApplication::postEvent(this, new QEvent(wakeEventType()));
+}
+
+void QtBusReceiverBase::prepareWake()
+{
+    if (!m_wake.load(std::memory_order_relaxed))
+        m_wake.store(new QEvent(wakeEventType()), std::memory_order_release);
 }
 
 void QtBusReceiverBase::stop() noexcept
@@ -69,11 +79,21 @@ void QtBusReceiverBase::stop() noexcept
         m_ring->clearHook();
 }
 
-void QtBusReceiverBase::wake(void *self) noexcept
+bool QtBusReceiverBase::wake(void *self) noexcept
 {
     // Any thread. The receiver exists: its destructor clears the hook first,
-    // waiting for a call in progress.
-    QCoreApplication::postEvent(static_cast<QtBusReceiverBase *>(self), new QEvent(wakeEventType()));
+    // waiting for a call in progress. The event was made by the receiver's
+    // thread before it armed the hook (prepareWake()).
+    auto *receiver = static_cast<QtBusReceiverBase *>(self);
+    QEvent *e = receiver->m_wake.exchange(nullptr, std::memory_order_acq_rel);
+    try {
+        if (!e)
+            e = new QEvent(wakeEventType()); // not prepared (out of memory then): try now
+        QCoreApplication::postEvent(receiver, e); // deletes `e` if it throws
+    } catch (...) {
+        return false; // out of memory: the hook is armed again, the next event retries
+    }
+    return true;
 }
 
 bool QtBusReceiverBase::event(QEvent *e)
@@ -96,7 +116,18 @@ void QtBusReceiverBase::drain()
     const QPointer<QtBusReceiverBase> self(this);
     int budget = kBurst;
     for (;;) {
-        const Step step = deliverNext();
+        Step step;
+        try {
+            step = deliverNext();
+        } catch (...) {
+            // A callback, a slot, E's move or the QVariant threw: the
+            // exception goes on to the event loop, as from any event handler
+            // (Qt supports that only with a QCoreApplication::notify() that
+            // catches), and this receiver keeps delivering what follows.
+            if (self)
+                rescheduleAfterThrow();
+            throw;
+        }
         if (!self)
             return; // deleted by a callback or slot
         switch (step) {
@@ -109,6 +140,7 @@ void QtBusReceiverBase::drain()
             }
             continue;
         case Step::Empty:
+            prepareWake();
             if (m_ring->armHook())
                 return;
             continue; // something arrived while arming
@@ -120,6 +152,20 @@ void QtBusReceiverBase::drain()
             return;
         }
     }
+}
+
+void QtBusReceiverBase::rescheduleAfterThrow() noexcept
+{
+    try {
+        QCoreApplication::postEvent(this, new QEvent(wakeEventType()));
+        return;
+    } catch (...) {
+    }
+    // Out of memory too: arm the hook if the wake-up event it posts is
+    // ready, so that the next event wakes us; the ones already buffered wait
+    // for it.
+    if (m_wake.load(std::memory_order_relaxed))
+        (void)m_ring->armHook();
 }
 
 bool attachToApplication(Bus &bus)

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,9 +57,11 @@ private Q_SLOTS:
     void closedWhenTheBusIsDestroyed();
     void deletedWhileProducersEmit();
     void deletedFromItsOwnCallback();
+    void keepsDeliveringAfterACallbackThrew();
     void nextEventGetsTheNextOneOnly();
     void nextEventFromAnotherThread();
     void nextEventCancelledWhenTheBusGoes();
+    void nextEventFinishesWhenTheCopyThrows();
     void attachEmitsShutdownOnceWhenTheAppQuits();
     void attachOutlivedByTheApplication();
     void headersCompileWithQtKeywords();
@@ -387,6 +390,76 @@ void tst_QtBus::attachOutlivedByTheApplication()
 void tst_QtBus::headersCompileWithQtKeywords()
 {
     QCOMPARE(qtKeywordsPublish(41), 41);
+}
+
+namespace {
+struct FlakyCopy {
+    int v = 0;
+    static inline bool failCopy = false;
+    explicit FlakyCopy(int x) : v(x) {}
+    FlakyCopy(const FlakyCopy &o) : v(o.v)
+    {
+        if (failCopy)
+            throw std::runtime_error("copy failed");
+    }
+    FlakyCopy &operator=(const FlakyCopy &) = default;
+};
+struct Numbered {
+    int v = 0;
+};
+} // namespace
+
+void tst_QtBus::keepsDeliveringAfterACallbackThrew()
+{
+    // A callback's exception goes on to whoever sends the events (here the
+    // test, through sendPostedEvents(); in an application, a
+    // QCoreApplication::notify() that catches), and the receiver goes on
+    // delivering the events after it, without a new event to wake it.
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<Numbered> receiver(bus);
+    std::vector<int> seen;
+    receiver.onEvent([&](const Numbered &e) {
+        seen.push_back(e.v);
+        if (e.v == 1)
+            throw std::runtime_error("callback failed once");
+    });
+    for (int i = 1; i <= 5; ++i)
+        bus.publish(Numbered{i});
+    bool threw = false;
+    try {
+        QCoreApplication::sendPostedEvents(&receiver);
+    } catch (const std::runtime_error &) {
+        threw = true;
+    }
+    QVERIFY(threw);
+    QCOMPARE(seen, std::vector<int>{1});
+    QTRY_COMPARE(seen.size(), std::size_t(5)); // no further publish needed
+    QCOMPARE(seen, (std::vector<int>{1, 2, 3, 4, 5}));
+    bus.publish(Numbered{6}); // and it is woken again as before
+    QTRY_COMPARE(seen.size(), std::size_t(6));
+}
+
+void tst_QtBus::nextEventFinishesWhenTheCopyThrows()
+{
+    // The copy of the event into the future throws: the future fails with
+    // that exception instead of staying pending while the bus lives, and
+    // the bus reports the failure.
+    sigreg::Bus bus;
+    QFuture<FlakyCopy> f = sigreg::nextEvent<FlakyCopy>(bus);
+    FlakyCopy::failCopy = true;
+    bus.publish(FlakyCopy{1});
+    FlakyCopy::failCopy = false;
+    QVERIFY(f.isFinished());
+    QVERIFY(f.isCanceled()); // how a QFuture holds an exception
+    bool rethrown = false;
+    try {
+        f.waitForFinished();
+    } catch (const std::runtime_error &) {
+        rethrown = true;
+    }
+    QVERIFY(rethrown);
+    QCOMPARE(bus.failureCount(), std::uint64_t(1));
+    QCOMPARE(bus.handlerCount<FlakyCopy>(), std::size_t(0));
 }
 
 QTEST_GUILESS_MAIN(tst_QtBus)

@@ -59,8 +59,10 @@ public:
     enum class Peek { Ready, Overwritten, NotReady };
 
     /// Called (on a producer's thread, or the closing thread) when the hook
-    /// is armed and an event or the closure arrives; disarms the hook.
-    using WakeHook = void (*)(void *context) noexcept;
+    /// is armed and an event or the closure arrives; disarms the hook. It
+    /// returns false if it could not wake the consumer (out of memory): the
+    /// hook is then armed again, and the next event fires it again.
+    using WakeHook = bool (*)(void *context) noexcept;
 
     RingBase(const RingBase &) = delete;
     RingBase &operator=(const RingBase &) = delete;

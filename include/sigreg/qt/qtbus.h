@@ -47,6 +47,7 @@
 #include <QtCore/QPromise>
 #include <QtCore/QVariant>
 
+#include <atomic>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -121,10 +122,18 @@ protected:
     /// @endcond
 
 private:
-    static void wake(void *self) noexcept;
+    static bool wake(void *self) noexcept;
     void drain();
+    /// Consumer thread, before the hook is armed: the wake-up event a
+    /// producer will post (made here, so that wake(), inside a producer's
+    /// noexcept emit, allocates nothing). Throws std::bad_alloc.
+    void prepareWake();
+    /// Consumer thread: a delivery threw. Stays scheduled (or armed), so
+    /// that the events after it are still delivered.
+    void rescheduleAfterThrow() noexcept;
 
     detail::RingBase *m_ring = nullptr;
+    std::atomic<QEvent *> m_wake{nullptr};
     bool m_closedEmitted = false;
 };
 
@@ -250,9 +259,25 @@ QFuture<E> nextEvent(Bus &bus)
             state->fired = true;
             state->guard.resetNoWait(); // no-op if the registration has not stored it yet
         }
-        if (!state->promise.isCanceled())
-            state->promise.addResult(event);
-        state->promise.finish();
+        // Finished whatever happens: a copy of the event that throws (or
+        // no memory for it) leaves the future failed (or, failing that too,
+        // cancelled), not pending until the bus goes.
+        struct Finish {
+            QPromise<E> &promise;
+            ~Finish() { promise.finish(); }
+        } finish{state->promise};
+        if (!state->promise.isCanceled()) {
+            try {
+                state->promise.addResult(event);
+            } catch (...) {
+                try {
+                    state->promise.setException(std::current_exception());
+                } catch (...) {
+                    state->promise.future().cancel();
+                }
+                throw; // reported by the bus as this handler's failure
+            }
+        }
     });
     std::lock_guard<std::mutex> lock(state->mutex);
     if (state->fired)
