@@ -39,6 +39,10 @@
 // differ (hidden visibility, RTLD_LOCAL). Types that have no linkage outside
 // their translation unit (anonymous namespaces, local classes) are keyed by
 // their std::type_info object instead, so two of them never share a channel.
+// GCC marks such names; for clang, which does not, the name itself is read
+// (a local class of a `static` function, clang's unnamed "$_0" types), and
+// CI builds a two-file test of that with clang. A local class of a function
+// with external linkage is one type program-wide and keeps its name as key.
 //
 // Channels are never reclaimed
 // ----------------------------
@@ -231,6 +235,14 @@ inline constexpr std::uint32_t kNoEventType = std::numeric_limits<std::uint32_t>
 /// The process-wide index of an event type (see "Type identity" above).
 /// Thread-safe; allocates only the first time a type is seen.
 SIGREG_CORE_EXPORT std::uint32_t internEventType(const std::type_info &type) noexcept;
+
+/// Whether an Itanium-mangled type name (as type_info::name() gives it)
+/// spells a type that only one translation unit can see, for compilers that
+/// do not mark such names themselves (GCC prefixes them with '*'; clang
+/// does not): a local type of a function with internal linkage, or one of
+/// clang's unnamed types ("$_0"). Another file may then use the same name
+/// for another type. Exposed for tests.
+SIGREG_CORE_EXPORT bool spellsTranslationUnitLocalType(const char *mangled) noexcept;
 
 /// Caches a type's index; one cache per module at worst, all holding the same value.
 template <class E>

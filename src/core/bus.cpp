@@ -53,12 +53,14 @@ const char *storedName(const std::type_info &type) noexcept
 }
 
 /// True for a type whose mangled name may be shared by a different type
-/// elsewhere: marked '*' (GCC), or naming an anonymous namespace (Itanium
-/// "_GLOBAL__N", for compilers that do not mark such names).
+/// elsewhere: marked '*' (GCC), or, for compilers that do not mark such
+/// names (clang), naming an anonymous namespace (Itanium "_GLOBAL__N") or
+/// spelled as local to one translation unit in another way.
 bool hasInternalName(const std::type_info &type) noexcept
 {
     const char *stored = storedName(type);
-    return stored[0] == '*' || std::strstr(stored, "_GLOBAL__N") != nullptr;
+    return stored[0] == '*' || std::strstr(stored, "_GLOBAL__N") != nullptr
+        || spellsTranslationUnitLocalType(stored);
 }
 
 std::string typeKey(const std::type_info &type)
@@ -91,6 +93,59 @@ std::string readableName(const std::type_info &type)
 }
 
 } // namespace
+
+// Walks the name code by code. A source name (<length><characters>) is
+// skipped whole, so that its characters are never read as codes; so are
+// substitutions and template parameters (S_, S0_, T_, T1_, ...), whose
+// digits are not lengths. A local name is Z <function encoding> E <entity>;
+// the function has internal linkage when an 'L' precedes its name
+// ("ZL5setupvE5Local", "ZN2nsL5setupEvE5Local"). An 'L' followed by a
+// digit inside a local name can also begin a literal of a named type in a
+// template argument: such a type is then keyed by its type_info's address,
+// which at worst keeps a channel per shared object for it, never shares one
+// between two types.
+bool spellsTranslationUnitLocalType(const char *mangled) noexcept
+{
+    const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    const auto upper = [](char c) { return c >= 'A' && c <= 'Z'; };
+    bool inLocalName = false;
+    const char *p = mangled;
+    while (*p) {
+        const char c = *p;
+        if (digit(c)) {
+            std::size_t length = 0;
+            while (digit(*p)) {
+                length = length * 10 + std::size_t(*p - '0');
+                if (length > (std::size_t(1) << 20))
+                    return true; // not a name we can read: be safe
+                ++p;
+            }
+            for (std::size_t i = 0; i < length; ++i) {
+                if (p[i] == '\0')
+                    return false; // truncated
+                if (p[i] == '$')
+                    return true; // clang's unnamed types: "$_0"
+            }
+            p += length;
+            continue;
+        }
+        if ((c == 'S' || c == 'T') && (p[1] == '_' || digit(p[1]) || upper(p[1]))) {
+            const char *q = p + 1;
+            while (digit(*q) || upper(*q))
+                ++q;
+            if (*q == '_') {
+                p = q + 1;
+                continue;
+            }
+        }
+        if (c == 'Z')
+            inLocalName = true;
+        else if (c == 'L' && inLocalName && digit(p[1]))
+            return true;
+        ++p;
+    }
+    return false;
+}
 
 std::uint32_t internEventType(const std::type_info &type) noexcept
 {

@@ -296,6 +296,8 @@ private Q_SLOTS:
     // identity
     void anonymousTypesDoNotShareChannels();
     void sameTypeInTwoFilesSharesChannel();
+    void clangSpellingsOfFileLocalTypes_data();
+    void clangSpellingsOfFileLocalTypes();
 };
 
 // ===========================================================================
@@ -1438,6 +1440,36 @@ void tst_Bus::publishFromADestructorDuringBusDestruction()
     QCOMPARE(laterSeen.load(), 1);   // its channel was still there
     if (rx)
         QVERIFY(!rx->tryReceive().hasValue());
+}
+
+void tst_Bus::clangSpellingsOfFileLocalTypes_data()
+{
+    // Names as clang stores them (it marks none with GCC's '*'): a type that
+    // one file alone can see must be told apart from a same-named one of
+    // another file (keyed by its type_info), a type with linkage must not
+    // (one channel across files and shared objects).
+    QTest::addColumn<QByteArray>("mangled");
+    QTest::addColumn<bool>("fileLocal");
+    QTest::newRow("local class of a static function") << QByteArray("ZL11staticLocalvE5Local") << true;
+    QTest::newRow("... in a namespace") << QByteArray("ZN2nsL5setupEvE5Local") << true;
+    QTest::newRow("lambda in a static function") << QByteArray("ZL12staticLambdavE3$_0") << true;
+    QTest::newRow("lambda in a function with linkage") << QByteArray("Z4mainE3$_0") << true;
+    QTest::newRow("template over a static function's local class")
+        << QByteArray("N2ns5BoxedIZL5setupvE5LocalEE") << true;
+    QTest::newRow("local class of an inline function") << QByteArray("Z11inlineLocalvE5Local") << false;
+    QTest::newRow("local class of an extern function") << QByteArray("Z11externLocalvE5Local") << false;
+    QTest::newRow("class in a namespace") << QByteArray("N2ns5LocalE") << false;
+    QTest::newRow("names with L and Z inside") << QByteArray("N5ZebraL5LlamaE") << false;
+    QTest::newRow("std::vector<int>") << QByteArray("St6vectorIiSaIiEE") << false;
+    QTest::newRow("substitution digits are not lengths") << QByteArray("N2ns4PairIS0_S1_EE") << false;
+    QTest::newRow("truncated") << QByteArray("N2ns40Short") << false;
+}
+
+void tst_Bus::clangSpellingsOfFileLocalTypes()
+{
+    QFETCH(QByteArray, mangled);
+    QFETCH(bool, fileLocal);
+    QCOMPARE(sigreg::detail::spellsTranslationUnitLocalType(mangled.constData()), fileLocal);
 }
 
 void tst_Bus::throwingHandlerIsIsolated()
