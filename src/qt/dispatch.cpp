@@ -613,12 +613,21 @@ std::shared_ptr<Mailbox> mailboxForLocked(Directory &d, QThread *thread)
         // thread itself as it ends, `destroyed` for threads that never emit
         // finished. Connected before the check below, so that a thread
         // finishing in between is seen by one or the other (they wait for
-        // our lock). They live as long as the QThread object.
+        // our lock). They live as long as the QThread object. Listed only
+        // once both are made (out of memory, neither stays), so that a
+        // listed thread always tells its end.
         ThreadEntry entry;
         entry.gone = std::make_shared<std::atomic<bool>>(false);
-        it = d.threads.insert(thread, std::move(entry));
-        QObject::connect(thread, &QThread::finished, [thread] { threadEnded(thread, false); });
-        QObject::connect(thread, &QObject::destroyed, [thread] { threadEnded(thread, true); });
+        QMetaObject::Connection finished, destroyed;
+        try {
+            finished = QObject::connect(thread, &QThread::finished, [thread] { threadEnded(thread, false); });
+            destroyed = QObject::connect(thread, &QObject::destroyed, [thread] { threadEnded(thread, true); });
+            it = d.threads.insert(thread, std::move(entry));
+        } catch (...) {
+            QObject::disconnect(finished); // no-op for one not made
+            QObject::disconnect(destroyed);
+            throw;
+        }
     }
     auto box = std::make_shared<Mailbox>(thread, it->gone);
     if (thread->isFinished()) {
@@ -989,7 +998,13 @@ void runTask(Task *task) noexcept
         try {
             box = targetMailbox(state, to);
         } catch (...) {
+            // Out of memory: the call is lost; say so, with the handler's id
+            // (after the gate, on a delivery taken inside it, as a failure).
+            const std::exception_ptr error = std::current_exception();
+            Reporter::Reservation delivery;
+            state->reporter->reserve(delivery);
             state->leave();
+            state->reporter->reportReserved(delivery, state->id, error);
             dropTask(task);
             return;
         }
