@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Sigreg QML — Registry (QmlRegistry), QmlEvent and the notifyAsync() join.
 #include "qmlsupport_p.h"
+#include "registryhandler.h"
 
 #include <QtCore/QFutureWatcher>
 #include <QtCore/QThread>
@@ -155,11 +156,101 @@ QJSValue QmlRegistry::notifyAsync(const QJSValue &event)
         qmlWarning(this) << "Registry.notifyAsync() is for QML; this registry has no QML engine";
         return {};
     }
-    qmldetail::AsyncCollector collector;
-    const QFuture<void> cppDone = m_registry.notifyAsync(QmlEvent(&event, js));
-    if (!m_join)
-        m_join = new qmldetail::JsJoin(this, js);
+    const QmlEvent walkEvent(&event, js);
+    qmldetail::AsyncCollector collector(&walkEvent);
+    const QFuture<void> cppDone = m_registry.notifyAsync(walkEvent);
+    if (!m_join || m_join->engine() != js)
+        m_join = joinFor(js);
     return m_join->join(collector, cppDone);
+}
+
+qmldetail::JsJoin *QmlRegistry::joinFor(QJSEngine *js)
+{
+    // One join per engine: a registry owned by C++ may outlive the engine
+    // that first used it (a reload) or serve two. Joins of destroyed engines
+    // go, with the watchers they still held (their promises died with their
+    // engine).
+    qmldetail::JsJoin *found = nullptr;
+    const auto joins = findChildren<qmldetail::JsJoin *>(Qt::FindDirectChildrenOnly);
+    for (qmldetail::JsJoin *j : joins) {
+        QJSEngine *e = j->engine();
+        if (!e)
+            delete j;
+        else if (e == js)
+            found = j;
+    }
+    return found ? found : new qmldetail::JsJoin(this, js);
+}
+
+bool QmlRegistry::remove(HandlerId id)
+{
+    const bool removed = m_registry.remove(id);
+    if (removed) {
+        const std::vector<quint64> ids{id.value()};
+        elementsRemoved(&ids);
+    }
+    return removed;
+}
+
+bool QmlRegistry::removeNoWait(HandlerId id)
+{
+    const bool removed = m_registry.removeNoWait(id);
+    if (removed) {
+        const std::vector<quint64> ids{id.value()};
+        elementsRemoved(&ids);
+    }
+    return removed;
+}
+
+int QmlRegistry::clear()
+{
+    const int removed = m_registry.clear();
+    elementsRemoved(nullptr);
+    return removed;
+}
+
+void QmlRegistry::elementRegistered(quint64 id, RegistryHandler *element)
+{
+    std::lock_guard lock(m_elementsMutex);
+    m_elements.insert(id, element);
+}
+
+void QmlRegistry::elementUnregistered(quint64 id)
+{
+    std::lock_guard lock(m_elementsMutex);
+    m_elements.remove(id);
+}
+
+void QmlRegistry::elementsRemoved(const std::vector<quint64> *ids)
+{
+    std::vector<std::pair<quint64, QPointer<RegistryHandler>>> told;
+    {
+        std::lock_guard lock(m_elementsMutex);
+        if (!ids) {
+            for (auto it = m_elements.cbegin(); it != m_elements.cend(); ++it)
+                told.emplace_back(it.key(), it.value());
+            m_elements.clear();
+        } else {
+            for (quint64 id : *ids) {
+                if (auto it = m_elements.find(id); it != m_elements.end()) {
+                    told.emplace_back(id, it.value());
+                    m_elements.erase(it);
+                }
+            }
+        }
+    }
+    for (auto &[id, element] : told) {
+        if (!element)
+            continue;
+        if (element->thread() == QThread::currentThread()) {
+            element->registrationEnded(id);
+        } else {
+            QMetaObject::invokeMethod(element.data(), [element, id = id] {
+                if (element)
+                    element->registrationEnded(id);
+            }, Qt::QueuedConnection);
+        }
+    }
 }
 
 void QmlRegistry::reportRejection(quint64 id, const QJSValue &reason)
@@ -226,7 +317,7 @@ constexpr auto kDeferredSource = R"JS((function () {
 }))JS";
 } // namespace
 
-AsyncCollector::AsyncCollector() noexcept : m_outer(t_collector)
+AsyncCollector::AsyncCollector(const void *event) noexcept : m_event(event), m_outer(t_collector)
 {
     t_collector = this;
 }

@@ -7,6 +7,7 @@
 #include <QtCore/QFuture>
 #include <QtCore/QList>
 #include <QtCore/QObject>
+#include <QtCore/QPointer>
 #include <QtCore/QString>
 #include <QtQml/QJSValue>
 #include <QtQml/QQmlError>
@@ -91,21 +92,27 @@ private:
     WarningCapture *m_outer;
 };
 
-/// The thenables returned by `handler` functions during one notifyAsync().
+/// The thenables returned by `handler` functions during one notifyAsync():
+/// only those of calls with that notifyAsync()'s own event object (not of a
+/// notify() another registry's handler makes meanwhile, nor of queued calls
+/// a nested event loop delivers).
 class AsyncCollector
 {
 public:
-    AsyncCollector() noexcept;
+    explicit AsyncCollector(const void *event) noexcept;
     ~AsyncCollector();
     AsyncCollector(const AsyncCollector &) = delete;
     AsyncCollector &operator=(const AsyncCollector &) = delete;
 
     static AsyncCollector *current() noexcept;
+    /// Whether a call with `event` belongs to this collector's walk.
+    bool covers(const void *event) const noexcept { return event == m_event; }
     void add(quint64 id, const QJSValue &thenable) { m_entries.append({id, thenable}); }
     const QList<std::pair<quint64, QJSValue>> &entries() const noexcept { return m_entries; }
 
 private:
     QList<std::pair<quint64, QJSValue>> m_entries;
+    const void *m_event;
     AsyncCollector *m_outer;
 };
 
@@ -118,12 +125,14 @@ class JsJoin : public QObject
 public:
     JsJoin(QmlRegistry *registry, QJSEngine *engine);
     QJSValue join(const AsyncCollector &collected, const QFuture<void> &cppDone);
+    /// The engine this join works in; null once it is destroyed.
+    QJSEngine *engine() const noexcept { return m_support ? m_support->engine() : nullptr; }
 
     Q_INVOKABLE void reject(double id, const QJSValue &reason);
 
 private:
     QmlRegistry *m_registry;
-    EngineSupport *m_support;
+    QPointer<EngineSupport> m_support; // a child of the engine
     QJSValue m_self;
 };
 

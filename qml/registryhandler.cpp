@@ -6,6 +6,7 @@
 
 #include <QtCore/QMetaMethod>
 #include <QtQml/QJSEngine>
+#include <QtQml/QQmlComponent>
 #include <QtQml/QQmlContext>
 #include <QtQml/QQmlEngine>
 #include <QtQml/QQmlInfo>
@@ -105,6 +106,30 @@ void RegistryHandler::setHandler(const QJSValue &handler)
 void RegistryHandler::componentComplete()
 {
     m_complete = true;
+    m_hadContext = qmlContext(this) != nullptr;
+    if (m_hadContext) {
+        // The context's destruction (a Loader unloading its item, a
+        // component's instance destroyed) comes before this object's deferred
+        // deletion: unregister then, as QML stops running the item's signal
+        // handlers then.
+        // (QQmlComponentAttached is not public API: connected by name.)
+        if (QObject *attached = qmlAttachedPropertiesObject<QQmlComponent>(this))
+            connect(attached, SIGNAL(destruction()), this, SLOT(contextDestroyed()));
+    }
+    sync();
+}
+
+void RegistryHandler::registrationEnded(quint64 id)
+{
+    if (m_id != id)
+        return; // registered anew meanwhile
+    m_id = 0;
+    Q_EMIT registeredChanged();
+}
+
+void RegistryHandler::contextDestroyed()
+{
+    m_contextGone = true;
     sync();
 }
 
@@ -112,7 +137,7 @@ void RegistryHandler::sync()
 {
     // setRegistry() and setPriority() unregister first: registered means
     // registered with m_registry at m_priority.
-    const bool wanted = m_complete && m_enabled && m_registry;
+    const bool wanted = m_complete && m_enabled && m_registry && !m_contextGone;
     if (m_id != 0 && !wanted)
         unregister();
     if (!wanted || m_id != 0)
@@ -122,6 +147,12 @@ void RegistryHandler::sync()
     if (!engine) {
         qmlWarning(this) << "RegistryHandler needs a QML engine; it is not registered";
         return;
+    }
+    if (QJSEngine *registryEngine = m_registry->engine(); registryEngine && registryEngine != engine) {
+        // JS events are values of one engine: those notified from the
+        // registry's engine cannot be passed to this handler's functions.
+        qmlWarning(this) << "its Registry is used by another QML engine; a Registry serves one "
+                            "engine at a time, so JS events notified there may not reach this handler";
     }
     m_support = qmldetail::EngineSupport::of(engine);
     if (!m_warnedNoHandler && !m_handler.isCallable()
@@ -136,7 +167,10 @@ void RegistryHandler::sync()
         m_id = m_registry->typed()
                    .add(m_priority, this, [this](const QmlEvent &event) { deliver(event); }, Qt::AutoConnection)
                    .value();
+        m_registry->elementRegistered(m_id, this);
     } catch (const std::exception &e) {
+        if (m_id != 0)
+            m_registry->typed().remove(HandlerId(std::exchange(m_id, 0)));
         qmlWarning(this) << "RegistryHandler could not register: " << e.what();
         return;
     }
@@ -149,8 +183,10 @@ void RegistryHandler::unregister(bool announce)
         return;
     const quint64 id = std::exchange(m_id, 0);
     // The registry may be gone already (it removed every handler then).
-    if (m_registry)
+    if (m_registry) {
+        m_registry->elementUnregistered(id);
         m_registry->typed().remove(HandlerId(id));
+    }
     if (announce)
         Q_EMIT registeredChanged();
 }
@@ -181,15 +217,24 @@ void RegistryHandler::deliver(const QmlEvent &event)
     // parent, which outlives the objects it created) are alive.
     if (!m_support) // the engine is being destroyed
         return;
+    // Created in a QML context that is gone (a Loader's item, unloaded, waits
+    // for its deferred deletion): no call, of either kind, as QML itself no
+    // longer runs the item's signal handlers.
+    if (m_hadContext) {
+        const QQmlContext *context = qmlContext(this);
+        if (!context || !context->isValid())
+            return;
+    }
     QJSEngine *engine = m_support->engine();
     // One JS value per notify for all JS handlers of a registry (the
     // original for events from JS, one conversion for events from C++).
     const QJSValue value = m_registry->scriptValue(event, engine);
     if (m_handler.isCallable()) {
+        const quint64 id = m_id; // the call may unregister this handler (enabled = false)
         const QJSValue result = m_support->call(m_handler, value); // throws what the handler threw
-        if (auto *collector = qmldetail::AsyncCollector::current()) {
+        if (auto *collector = qmldetail::AsyncCollector::current(); collector && collector->covers(&event)) {
             if (result.isObject() && result.property(QStringLiteral("then")).isCallable())
-                collector->add(m_id, result);
+                collector->add(id, result);
         }
         return;
     }

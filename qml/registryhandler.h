@@ -113,6 +113,15 @@ Q_SIGNALS:
     /// The handler was registered or unregistered (`registered` and `handlerId` changed).
     void registeredChanged();
 
+private Q_SLOTS:
+    /// The QML context it was created in is being destroyed.
+    void contextDestroyed();
+
+private:
+    friend class QmlRegistry;
+    /// The registry's remove() or clear() took handler `id`.
+    void registrationEnded(quint64 id);
+
 private:
     void sync();
     void unregister(bool announce = true);
@@ -128,6 +137,8 @@ private:
     int m_priority = 0;
     bool m_enabled = true;
     bool m_complete = false;
+    bool m_hadContext = false; // created by QML (see deliver())
+    bool m_contextGone = false; // that QML context was destroyed
     bool m_warnedNoHandler = false;
 };
 

@@ -130,6 +130,43 @@ TestCase {
         tryVerify(() => done)
     }
 
+    Registry {
+        id: other
+        onHandlerFailed: (id, message, location) => root.log.push("other failed: " + message)
+    }
+
+    function test_nestedPlainNotifyOfAnotherRegistryIsNotJoined() {
+        // A handler of `events` notifies `other` (fire and forget); the
+        // promise of other's handler belongs to nobody's join: events'
+        // notifyAsync() neither waits for it nor reports its rejection.
+        var settleOther = null
+        createTemporaryObject(handlerComponent, root, { handler: (e) => { other.notify(e) } })
+        var otherHandler = createTemporaryObject(handlerComponent, root, { registry: other,
+            handler: (e) => new Promise((resolve, reject) => settleOther = reject) })
+        var failedBefore = events.failureCount
+        var done = false
+        events.notifyAsync(1).then(() => done = true)
+        tryVerify(() => done, 5000, "events' join waited for a promise of another registry's plain notify()")
+        verify(settleOther !== null)
+        settleOther(new Error("other's late failure"))
+        wait(0) // let the rejection settle
+        compare(failures, [])
+        compare(events.failureCount, failedBefore)
+        other.clear()
+    }
+
+    function test_rejectionOfAHandlerThatUnregisteredItselfKeepsItsId() {
+        var h
+        h = createTemporaryObject(handlerComponent, root, {
+            handler: (e) => { h.enabled = false; return Promise.reject(new Error("late")) } })
+        var id = h.handlerId
+        var done = false
+        events.notifyAsync(1).then(() => done = true)
+        tryVerify(() => done)
+        compare(failures.length, 1)
+        compare(failures[0].id, id)
+    }
+
     function test_notifyAsyncWithoutArgumentWarns() {
         ignoreWarning(new RegExp("tst_async\\.qml:\\d+:\\d+: QML Registry: Registry\\.notifyAsync\\(\\) needs an event argument"))
         var done = false

@@ -74,9 +74,32 @@ TestCase {
 
     function test_handlerRemovedByIdFromTheRegistry() {
         var h = createTemporaryObject(handlerComponent, root, { registry: first, handler: (e) => root.log.push(e) })
-        verify(first.remove(h.handlerId))
-        verify(!first.remove(h.handlerId), "exactly one removal succeeds")
+        var id = h.handlerId
+        verify(first.remove(id))
+        verify(!first.remove(id), "exactly one removal succeeds")
         first.notify("x")
+        compare(log, [])
+        // The element knows: not registered, until it is enabled again.
+        verify(!h.registered)
+        compare(h.handlerId, 0)
+        h.enabled = false
+        h.enabled = true
+        verify(h.registered)
+        verify(h.handlerId > id)
+        first.notify("y")
+        compare(log, ["y"])
+    }
+
+    function test_clearUnregistersElements() {
+        var a = createTemporaryObject(handlerComponent, root, { registry: second, handler: (e) => root.log.push("a") })
+        var b = createTemporaryObject(handlerComponent, root, { registry: second, onNotified: (e) => root.log.push("b") })
+        var changes = 0
+        a.registeredChanged.connect(() => changes++)
+        compare(second.clear(), 2)
+        verify(!a.registered)
+        verify(!b.registered)
+        compare(changes, 1)
+        second.notify(1)
         compare(log, [])
     }
 
@@ -270,5 +293,31 @@ TestCase {
         compare(log, ["loaded"])
         loader.active = false
         tryCompare(first, "count", base)
+    }
+
+    // An unloaded item waits for its deferred deletion; its handlers, of
+    // both kinds, stop with its QML context, at once.
+    Loader {
+        id: itemLoader
+        active: false
+        sourceComponent: Item {
+            id: loadedItem
+            property string tag: "item"
+            RegistryHandler { registry: first; handler: (e) => root.log.push("function " + loadedItem.tag) }
+            RegistryHandler { registry: first; onNotified: (e) => root.log.push("signal " + loadedItem.tag) }
+        }
+    }
+
+    function test_unloadedItemGetsNothingBeforeItsDeletion() {
+        var base = first.count
+        itemLoader.active = true
+        compare(first.count, base + 2)
+        first.notify(1)
+        compare(log.slice().sort(), ["function item", "signal item"])
+        log = []
+        itemLoader.active = false
+        compare(first.count, base) // unregistered now, not at the deferred deletion
+        first.notify(2)             // in the same turn of the event loop
+        compare(log, [])
     }
 }

@@ -101,6 +101,37 @@ private Q_SLOTS:
         QCOMPARE(root->property("log").toStringList(), QStringList({QStringLiteral("high t1"), QStringLiteral("low t1=21.5")}));
     }
 
+    void notifyAsyncFromASecondEngineAfterTheFirstIsGone()
+    {
+        // A registry owned by C++ serves one engine, then (a reload) the next:
+        // notifyAsync() in the second must not use what the first engine
+        // owned (a heap-use-after-free under ASan before), and must resolve.
+        sigreg::QtRegistry<Reading> readings;
+        std::unique_ptr<sigreg::QmlRegistry> bridge(sigreg::exposeToQml(readings, &toMap));
+        for (int round = 0; round < 2; ++round) {
+            QQmlEngine engine;
+            engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+            auto root = load(engine, R"(
+                import QtQml
+                import Sigreg
+                QtObject {
+                    required property var events
+                    property int seen: 0
+                    property bool done: false
+                    property RegistryHandler h: RegistryHandler {
+                        registry: events
+                        handler: (e) => { seen++; return Promise.resolve() }
+                    }
+                    function go() { events.notifyAsync({ sensor: "s" }).then(() => done = true) }
+                })",
+                             {{QStringLiteral("events"), QVariant::fromValue(bridge.get())}});
+            QVERIFY(root);
+            QVERIFY(QMetaObject::invokeMethod(root.get(), "go"));
+            QCOMPARE(root->property("seen").toInt(), 1);
+            QTRY_VERIFY(root->property("done").toBool());
+        }
+    }
+
     void crossThreadEventsRunInTheEngineThreadExactlyOnceInOrder()
     {
         sigreg::QtRegistry<Reading> readings;

@@ -51,7 +51,9 @@
 #include <sigreg/qt/qtregistry.h>
 #include <sigreg/sigreg_qml_export.h>
 
+#include <QtCore/QHash>
 #include <QtCore/QObject>
+#include <QtCore/QPointer>
 #include <QtCore/QVariant>
 #include <QtQml/QJSValue>
 #include <QtQml/qqmlregistration.h>
@@ -70,6 +72,7 @@ QT_END_NAMESPACE
 namespace sigreg {
 
 class QmlRegistry;
+class RegistryHandler;
 
 /// An event of a QML Registry: a QVariant, or (only while notify() from JS
 /// delivers it in the engine's thread) the JS value it came from.
@@ -122,6 +125,12 @@ class JsJoin;
 
 /// `Registry { }` in QML: a registry of QML values. See the top of this file.
 ///
+/// One QML engine at a time: JS events are values of the engine that made
+/// them, so a Registry shared by two live engines cannot hand one engine's
+/// events to the other's JS handlers (a RegistryHandler of a second engine
+/// warns). A registry owned by C++ may serve a new engine once the old one
+/// is gone (a reload).
+///
 /// Safety: as sigreg::QtRegistry: notify(), add() and remove() may be called
 /// from any thread; the JS-facing invokables run in the engine's thread.
 class SIGREG_QML_EXPORT QmlRegistry : public QObject
@@ -158,12 +167,15 @@ public:
     Q_INVOKABLE QJSValue notifyAsync(const QJSValue &event);
     /// @}
     /// Removes a handler by id (RegistryHandler.handlerId); waits as
-    /// QtRegistry::remove() does. Returns whether it was registered.
-    Q_INVOKABLE bool remove(quint64 handlerId) { return m_registry.remove(HandlerId(handlerId)); }
+    /// QtRegistry::remove() does. Returns whether it was registered. A
+    /// RegistryHandler removed so reads `registered` false (and `handlerId`
+    /// 0) until its `enabled`, `priority` or `registry` changes.
+    Q_INVOKABLE bool remove(quint64 handlerId) { return remove(HandlerId(handlerId)); }
     /// QML: true if `handlerId` is registered here.
     Q_INVOKABLE bool contains(quint64 handlerId) const { return m_registry.contains(HandlerId(handlerId)); }
-    /// Removes every handler; returns how many there were.
-    Q_INVOKABLE int clear() { return m_registry.clear(); }
+    /// Removes every handler; returns how many there were. RegistryHandlers
+    /// read `registered` false then, as after remove().
+    Q_INVOKABLE int clear();
 
     /// C++: notifies from any thread. JS handlers run in the engine's thread
     /// (queued when this is another thread).
@@ -187,9 +199,9 @@ public:
         return m_registry.addGuarded(std::forward<Args>(args)...);
     }
     /// C++: as QtRegistry::remove(): waits for calls running on other threads.
-    bool remove(HandlerId id) { return m_registry.remove(id); }
+    bool remove(HandlerId id);
     /// C++: as QtRegistry::removeNoWait().
-    bool removeNoWait(HandlerId id) { return m_registry.removeNoWait(id); }
+    bool removeNoWait(HandlerId id);
     /// C++: true if `id` is registered here.
     [[nodiscard]] bool contains(HandlerId id) const { return m_registry.contains(id); }
 
@@ -231,11 +243,20 @@ private:
     QJSEngine *engine() const;
     QJSValue scriptValue(const QmlEvent &event, QJSEngine *engine);
 
+    // The RegistryHandler elements registered here, by id: told when this
+    // registry's remove() or clear() takes their handler.
+    void elementRegistered(quint64 id, RegistryHandler *element);
+    void elementUnregistered(quint64 id);
+    void elementsRemoved(const std::vector<quint64> *ids); // null: all
+
     QtRegistry<QmlEvent> m_registry;
+    std::mutex m_elementsMutex;
+    QHash<quint64, QPointer<RegistryHandler>> m_elements;
     std::atomic<quint64> m_rejections{0};
     std::mutex m_forwardsMutex;
     std::vector<Guard> m_forwards;
-    qmldetail::JsJoin *m_join = nullptr; // created on the first notifyAsync()
+    qmldetail::JsJoin *m_join = nullptr; // the last used (joinFor())
+    qmldetail::JsJoin *joinFor(QJSEngine *js);
     // The last conversions of events from C++, by serial: the JS handlers of
     // one notify share one JS value (also across a few nested notifies or
     // interleaved queued deliveries). This object's thread only.
