@@ -95,53 +95,100 @@ std::string readableName(const std::type_info &type)
 } // namespace
 
 // Walks the name code by code. A source name (<length><characters>) is
-// skipped whole, so that its characters are never read as codes; so are
-// substitutions and template parameters (S_, S0_, T_, T1_, ...), whose
-// digits are not lengths. A local name is Z <function encoding> E <entity>;
-// the function has internal linkage when an 'L' precedes its name
-// ("ZL5setupvE5Local", "ZN2nsL5setupEvE5Local"). An 'L' followed by a
-// digit inside a local name can also begin a literal of a named type in a
-// template argument: such a type is then keyed by its type_info's address,
-// which at worst keeps a channel per shared object for it, never shares one
-// between two types.
+// skipped whole, so that its characters are never read as codes; so are the
+// codes whose digits are not lengths: substitutions and template parameters
+// (S_, S0_, T_, T1_), array and vector sizes (A3_, Dv4_), discriminators
+// (_1, __12_) and literals (Li2E, Lm4E, L5Color1E). A local name is
+// Z <function encoding> E <entity>; the function has internal linkage when
+// an 'L' precedes its name ("ZL5setupvE5Local", "ZN2nsL5setupEvE5Local").
+// Where the spelling is ambiguous (an operator function, whose name clang
+// writes without 'L' even when static; a literal of a named type inside a
+// local name), the answer is yes: such a type is then keyed by its
+// type_info's address, which at worst keeps a channel per shared object for
+// it, and never shares one between two types.
 bool spellsTranslationUnitLocalType(const char *mangled) noexcept
 {
     const auto digit = [](char c) { return c >= '0' && c <= '9'; };
     const auto upper = [](char c) { return c >= 'A' && c <= 'Z'; };
+    const auto lower = [](char c) { return c >= 'a' && c <= 'z'; };
+    if (std::strchr(mangled, '$'))
+        return true; // clang's unnamed types: "$_0"
+    // Skips a source name at `p`; null if it runs past the end.
+    const auto skipSourceName = [&](const char *p) -> const char * {
+        std::size_t length = 0;
+        while (digit(*p)) {
+            length = length * 10 + std::size_t(*p - '0');
+            if (length > (std::size_t(1) << 20))
+                return nullptr;
+            ++p;
+        }
+        for (std::size_t i = 0; i < length; ++i) {
+            if (p[i] == '\0')
+                return nullptr;
+        }
+        return p + length;
+    };
     bool inLocalName = false;
     const char *p = mangled;
     while (*p) {
         const char c = *p;
         if (digit(c)) {
-            std::size_t length = 0;
-            while (digit(*p)) {
-                length = length * 10 + std::size_t(*p - '0');
-                if (length > (std::size_t(1) << 20))
-                    return true; // not a name we can read: be safe
-                ++p;
-            }
-            for (std::size_t i = 0; i < length; ++i) {
-                if (p[i] == '\0')
-                    return false; // truncated
-                if (p[i] == '$')
-                    return true; // clang's unnamed types: "$_0"
-            }
-            p += length;
+            p = skipSourceName(p);
+            if (!p)
+                return false; // truncated: not a name a compiler made
             continue;
         }
-        if ((c == 'S' || c == 'T') && (p[1] == '_' || digit(p[1]) || upper(p[1]))) {
+        if ((c == 'S' || c == 'T' || c == 'A') && (p[1] == '_' || digit(p[1]) || (c != 'A' && upper(p[1])))) {
             const char *q = p + 1;
-            while (digit(*q) || upper(*q))
+            while (digit(*q) || (c != 'A' && upper(*q)))
                 ++q;
             if (*q == '_') {
                 p = q + 1;
                 continue;
             }
         }
-        if (c == 'Z')
+        if (c == 'D' && p[1] == 'v' && digit(p[2])) { // vector size: Dv4_
+            const char *q = p + 2;
+            while (digit(*q))
+                ++q;
+            p = *q == '_' ? q + 1 : q;
+            continue;
+        }
+        if (c == '_' && digit(p[1])) { // discriminator _N
+            p += 2;
+            continue;
+        }
+        if (c == '_' && p[1] == '_' && digit(p[2])) { // discriminator __NN_
+            const char *q = p + 2;
+            while (digit(*q))
+                ++q;
+            p = *q == '_' ? q + 1 : q;
+            continue;
+        }
+        if (c == 'L') {
+            if (digit(p[1])) {
+                if (inLocalName)
+                    return true; // internal linkage (or a literal of a named type: ambiguous)
+                // A literal of a named type: L <source name> <value> E.
+                p = skipSourceName(p + 1);
+                if (!p)
+                    return false;
+                while (*p && *p != 'E')
+                    ++p;
+                continue;
+            }
+            if (lower(p[1]) || (p[1] == 'D' && lower(p[2]))) { // a literal of a builtin type: Li2E, LDnE
+                ++p;
+                while (*p && *p != 'E')
+                    ++p;
+                continue;
+            }
+        }
+        if (c == 'Z') {
             inLocalName = true;
-        else if (c == 'L' && inLocalName && digit(p[1]))
-            return true;
+            if (lower(p[1]))
+                return true; // an operator function: clang marks no internal linkage there
+        }
         ++p;
     }
     return false;

@@ -1463,6 +1463,19 @@ void tst_Bus::clangSpellingsOfFileLocalTypes_data()
     QTest::newRow("std::vector<int>") << QByteArray("St6vectorIiSaIiEE") << false;
     QTest::newRow("substitution digits are not lengths") << QByteArray("N2ns4PairIS0_S1_EE") << false;
     QTest::newRow("truncated") << QByteArray("N2ns40Short") << false;
+    // Numbers that are not lengths, around a file-local type.
+    QTest::newRow("after an int literal") << QByteArray("N2ns3BoxILi2EZL5setupvE5LocalEE") << true;
+    QTest::newRow("after an unsigned long literal") << QByteArray("N2ns3BoxILm4EZL5setupvE5LocalEE") << true;
+    QTest::newRow("an int literal with a lambda") << QByteArray("N2ns3BoxILi2E3$_0EE") << true;
+    QTest::newRow("after an array size") << QByteArray("N2ns3BoxIA3_ZL5setupvE5LocalEE") << true;
+    QTest::newRow("std::pair<std::array<int, 4>, Local>")
+        << QByteArray("St4pairISt5arrayIiLm4EEZL5setupvE5LocalE") << true;
+    QTest::newRow("after a vector size") << QByteArray("N2ns3BoxIDv4_iZL5setupvE5LocalEE") << true;
+    QTest::newRow("after a discriminator") << QByteArray("N2ns3BoxIZ1fvE5Local_1ZL5setupvE5LocalEE") << true;
+    QTest::newRow("local class of a static operator") << QByteArray("ZeqRK1AS1_E5Local") << true;
+    QTest::newRow("an int literal alone") << QByteArray("N2ns3BoxILi2EEE") << false;
+    QTest::newRow("a literal of a named type") << QByteArray("N2ns3BoxIL5Color1EEE") << false;
+    QTest::newRow("an array of a type with linkage") << QByteArray("N2ns3BoxIA3_N2ns5PointEEE") << false;
 }
 
 void tst_Bus::clangSpellingsOfFileLocalTypes()
