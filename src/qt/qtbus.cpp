@@ -114,6 +114,13 @@ bool QtBusReceiverBase::variantWanted() const
 void QtBusReceiverBase::drain()
 {
     const QPointer<QtBusReceiverBase> self(this);
+    // The wake-up that brought us here was the prepared one: prepare the
+    // next now, for a re-post below (it allocates nothing then). Out of
+    // memory: prepared later, or allocated when needed.
+    try {
+        prepareWake();
+    } catch (...) {
+    }
     int budget = kBurst;
     for (;;) {
         Step step;
@@ -135,12 +142,18 @@ void QtBusReceiverBase::drain()
         case Step::Lagged:
             if (--budget == 0) {
                 // Let the loop breathe; the hook stays disarmed: we are scheduled.
-                QCoreApplication::postEvent(this, new QEvent(wakeEventType()));
-                return;
+                if (postOwnWake())
+                    return;
+                budget = kBurst; // out of memory: drain on rather than stop
             }
             continue;
         case Step::Empty:
-            prepareWake();
+            try {
+                prepareWake();
+            } catch (...) {
+                // Out of memory: armed anyway; wake() allocates its event,
+                // and if it cannot, the hook stays armed for the next event.
+            }
             if (m_ring->armHook())
                 return;
             continue; // something arrived while arming
@@ -156,16 +169,23 @@ void QtBusReceiverBase::drain()
 
 void QtBusReceiverBase::rescheduleAfterThrow() noexcept
 {
+    // Posts the event prepared when this drain began. Only if Qt itself
+    // cannot queue it (out of memory in its posted-event list, or none
+    // could be prepared) do the buffered events wait: see SECURITY.md.
+    (void)postOwnWake();
+}
+
+bool QtBusReceiverBase::postOwnWake() noexcept
+{
+    QEvent *e = m_wake.exchange(nullptr, std::memory_order_acq_rel);
     try {
-        QCoreApplication::postEvent(this, new QEvent(wakeEventType()));
-        return;
+        if (!e)
+            e = new QEvent(wakeEventType());
+        QCoreApplication::postEvent(this, e); // deletes `e` if it throws
     } catch (...) {
+        return false;
     }
-    // Out of memory too: arm the hook if the wake-up event it posts is
-    // ready, so that the next event wakes us; the ones already buffered wait
-    // for it.
-    if (m_wake.load(std::memory_order_relaxed))
-        (void)m_ring->armHook();
+    return true;
 }
 
 bool attachToApplication(Bus &bus)

@@ -131,6 +131,9 @@ private:
     /// Consumer thread: a delivery threw. Stays scheduled (or armed), so
     /// that the events after it are still delivered.
     void rescheduleAfterThrow() noexcept;
+    /// Consumer thread, the hook disarmed: posts a wake-up to itself (the
+    /// prepared one if there is one). False if it could not.
+    bool postOwnWake() noexcept;
 
     detail::RingBase *m_ring = nullptr;
     std::atomic<QEvent *> m_wake{nullptr};
