@@ -185,27 +185,23 @@ qmldetail::JsJoin *QmlRegistry::joinFor(QJSEngine *js)
 bool QmlRegistry::remove(HandlerId id)
 {
     const bool removed = m_registry.remove(id);
-    if (removed) {
-        const std::vector<quint64> ids{id.value()};
-        elementsRemoved(&ids);
-    }
+    if (removed)
+        elementsRemoved({id.value()}, false);
     return removed;
 }
 
 bool QmlRegistry::removeNoWait(HandlerId id)
 {
     const bool removed = m_registry.removeNoWait(id);
-    if (removed) {
-        const std::vector<quint64> ids{id.value()};
-        elementsRemoved(&ids);
-    }
+    if (removed)
+        elementsRemoved({id.value()}, false);
     return removed;
 }
 
 int QmlRegistry::clear()
 {
     const int removed = m_registry.clear();
-    elementsRemoved(nullptr);
+    elementsRemoved({}, true);
     return removed;
 }
 
@@ -221,18 +217,40 @@ void QmlRegistry::elementUnregistered(quint64 id)
     m_elements.remove(id);
 }
 
-void QmlRegistry::elementsRemoved(const std::vector<quint64> *ids)
+void QmlRegistry::elementsRemoved(std::vector<quint64> ids, bool all)
 {
+    // The elements live in this registry's (the engine's) thread: only that
+    // thread may look at them, and no other may post to one it could delete
+    // meanwhile. From another thread, the news goes through this object.
+    if (QThread::currentThread() != thread()) {
+        QMetaObject::invokeMethod(this, [this, ids = std::move(ids), all] { settleElements(ids, all); },
+                                  Qt::QueuedConnection);
+        return;
+    }
+    settleElements(ids, all);
+}
+
+void QmlRegistry::settleElements(const std::vector<quint64> &ids, bool all)
+{
+    // Only elements whose handler is really gone: one registered again, or
+    // anew, since the removal keeps its state (clear() is not atomic with
+    // this look).
     std::vector<std::pair<quint64, QPointer<RegistryHandler>>> told;
     {
         std::lock_guard lock(m_elementsMutex);
-        if (!ids) {
-            for (auto it = m_elements.cbegin(); it != m_elements.cend(); ++it)
-                told.emplace_back(it.key(), it.value());
-            m_elements.clear();
+        const auto gone = [this](quint64 id) { return !m_registry.contains(HandlerId(id)); };
+        if (all) {
+            for (auto it = m_elements.begin(); it != m_elements.end();) {
+                if (gone(it.key())) {
+                    told.emplace_back(it.key(), it.value());
+                    it = m_elements.erase(it);
+                } else {
+                    ++it;
+                }
+            }
         } else {
-            for (quint64 id : *ids) {
-                if (auto it = m_elements.find(id); it != m_elements.end()) {
+            for (quint64 id : ids) {
+                if (auto it = m_elements.find(id); it != m_elements.end() && gone(id)) {
                     told.emplace_back(id, it.value());
                     m_elements.erase(it);
                 }
@@ -240,16 +258,8 @@ void QmlRegistry::elementsRemoved(const std::vector<quint64> *ids)
         }
     }
     for (auto &[id, element] : told) {
-        if (!element)
-            continue;
-        if (element->thread() == QThread::currentThread()) {
+        if (element && element->thread() == QThread::currentThread())
             element->registrationEnded(id);
-        } else {
-            QMetaObject::invokeMethod(element.data(), [element, id = id] {
-                if (element)
-                    element->registrationEnded(id);
-            }, Qt::QueuedConnection);
-        }
     }
 }
 

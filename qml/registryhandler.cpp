@@ -168,6 +168,11 @@ void RegistryHandler::sync()
                    .add(m_priority, this, [this](const QmlEvent &event) { deliver(event); }, Qt::AutoConnection)
                    .value();
         m_registry->elementRegistered(m_id, this);
+        if (!m_registry->typed().contains(HandlerId(m_id))) {
+            // A clear() on another thread took it before it was listed.
+            m_registry->elementUnregistered(std::exchange(m_id, 0));
+            return;
+        }
     } catch (const std::exception &e) {
         if (m_id != 0)
             m_registry->typed().remove(HandlerId(std::exchange(m_id, 0)));

@@ -247,7 +247,8 @@ private:
     // registry's remove() or clear() takes their handler.
     void elementRegistered(quint64 id, RegistryHandler *element);
     void elementUnregistered(quint64 id);
-    void elementsRemoved(const std::vector<quint64> *ids); // null: all
+    void elementsRemoved(std::vector<quint64> ids, bool all);
+    void settleElements(const std::vector<quint64> &ids, bool all);
 
     QtRegistry<QmlEvent> m_registry;
     std::mutex m_elementsMutex;
