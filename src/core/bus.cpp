@@ -94,18 +94,22 @@ std::string readableName(const std::type_info &type)
 
 } // namespace
 
-// Walks the name code by code. A source name (<length><characters>) is
-// skipped whole, so that its characters are never read as codes; so are the
-// codes whose digits are not lengths: substitutions and template parameters
-// (S_, S0_, T_, T1_), array and vector sizes (A3_, Dv4_), discriminators
-// (_1, __12_) and literals (Li2E, Lm4E, L5Color1E). A local name is
-// Z <function encoding> E <entity>; the function has internal linkage when
-// an 'L' precedes its name ("ZL5setupvE5Local", "ZN2nsL5setupEvE5Local").
-// Where the spelling is ambiguous (an operator function, whose name clang
-// writes without 'L' even when static; a literal of a named type inside a
-// local name), the answer is yes: such a type is then keyed by its
-// type_info's address, which at worst keeps a channel per shared object for
-// it, and never shares one between two types.
+// Walks the name code by code, keeping a stack of the constructs that an
+// 'E' closes (nested names N, local names Z, template arguments I, argument
+// packs J, function types F, expressions X, closures Ul, decltype Dt/DT).
+// A source name (<length><characters>) is skipped whole, so that its
+// characters are never read as codes; so are the codes whose digits are not
+// lengths: substitutions and template parameters (S_, S0_, T_, T1_), array
+// and vector sizes (A3_, Dv4_), discriminators (_1, __12_), closure and
+// unnamed-type numbers (UlvE11_, Ut4_) and literals (Li2E, Lm4E, L5Color1E).
+// A local name is Z <function encoding> E <entity>; the function has
+// internal linkage when an 'L' precedes its name ("ZL5setupvE5Local",
+// "ZN2nsL5setupEvE5Local"). Clang writes no 'L' before an operator's name,
+// static or not, so a local class of an operator function counts as local:
+// like a literal of a named type inside a local name, an ambiguous spelling
+// answers yes. Such a type is then keyed by its type_info's address, which
+// at worst keeps a channel per shared object for it, and never shares one
+// between two types.
 bool spellsTranslationUnitLocalType(const char *mangled) noexcept
 {
     const auto digit = [](char c) { return c >= '0' && c <= '9'; };
@@ -128,7 +132,25 @@ bool spellsTranslationUnitLocalType(const char *mangled) noexcept
         }
         return p + length;
     };
-    bool inLocalName = false;
+    // Skips "<digits>_" (or "_"), if there.
+    const auto skipNumber = [&](const char *p) {
+        const char *q = p;
+        while (digit(*q))
+            ++q;
+        return *q == '_' ? q + 1 : p;
+    };
+    constexpr int kMaxDepth = 64;
+    char open[kMaxDepth];
+    int depth = 0;
+    const auto push = [&](char c) {
+        if (depth < kMaxDepth)
+            open[depth] = c;
+        ++depth;
+    };
+    const auto top = [&](int below) -> char {
+        const int i = depth - 1 - below;
+        return i >= 0 && i < kMaxDepth ? open[i] : '\0';
+    };
     const char *p = mangled;
     while (*p) {
         const char c = *p;
@@ -138,42 +160,78 @@ bool spellsTranslationUnitLocalType(const char *mangled) noexcept
                 return false; // truncated: not a name a compiler made
             continue;
         }
-        if ((c == 'S' || c == 'T' || c == 'A') && (p[1] == '_' || digit(p[1]) || (c != 'A' && upper(p[1])))) {
-            const char *q = p + 1;
-            while (digit(*q) || (c != 'A' && upper(*q)))
-                ++q;
-            if (*q == '_') {
-                p = q + 1;
+        // Inside the nested name of a local name's function (ZN...E), a
+        // lowercase code at its own level is an operator's name.
+        if (lower(c) && top(0) == 'N' && top(1) == 'Z')
+            return true;
+        switch (c) {
+        case 'S':
+        case 'T':
+            if (p[1] == '_' || digit(p[1]) || upper(p[1])) {
+                const char *q = p + 1;
+                while (digit(*q) || upper(*q))
+                    ++q;
+                if (*q == '_') {
+                    p = q + 1;
+                    continue;
+                }
+            }
+            break;
+        case 'A':
+            if (p[1] == '_' || digit(p[1])) {
+                p = skipNumber(p + 1);
                 continue;
             }
-        }
-        if (c == 'D' && p[1] == 'v' && digit(p[2])) { // vector size: Dv4_
-            const char *q = p + 2;
-            while (digit(*q))
-                ++q;
-            p = *q == '_' ? q + 1 : q;
-            continue;
-        }
-        if (c == '_' && digit(p[1])) { // discriminator _N
-            p += 2;
-            continue;
-        }
-        if (c == '_' && p[1] == '_' && digit(p[2])) { // discriminator __NN_
-            const char *q = p + 2;
-            while (digit(*q))
-                ++q;
-            p = *q == '_' ? q + 1 : q;
-            continue;
-        }
-        if (c == 'L') {
+            break;
+        case 'D':
+            if (p[1] == 'v' && digit(p[2])) { // vector size: Dv4_
+                p = skipNumber(p + 2);
+                continue;
+            }
+            if (p[1] == 't' || p[1] == 'T') { // decltype(...)E
+                push('D');
+                p += 2;
+                continue;
+            }
+            if (p[1] == 'p') { // pack expansion: no E
+                p += 2;
+                continue;
+            }
+            break;
+        case '_':
+            if (digit(p[1])) { // discriminator _N
+                p += 2;
+                continue;
+            }
+            if (p[1] == '_' && digit(p[2])) { // discriminator __NN_
+                p = skipNumber(p + 2);
+                continue;
+            }
+            break;
+        case 'U':
+            if (p[1] == 't') { // unnamed type: Ut_, Ut4_
+                p = skipNumber(p + 2);
+                continue;
+            }
+            if (p[1] == 'l') { // closure: Ul <parameters> E [<number>] _
+                push('U');
+                p += 2;
+                continue;
+            }
+            break;
+        case 'L':
             if (digit(p[1])) {
-                if (inLocalName)
-                    return true; // internal linkage (or a literal of a named type: ambiguous)
+                for (int i = 0; i < depth && i < kMaxDepth; ++i) {
+                    if (open[i] == 'Z')
+                        return true; // internal linkage (or a literal of a named type: ambiguous)
+                }
                 // A literal of a named type: L <source name> <value> E.
                 p = skipSourceName(p + 1);
                 if (!p)
                     return false;
                 while (*p && *p != 'E')
+                    ++p;
+                if (*p)
                     ++p;
                 continue;
             }
@@ -181,13 +239,35 @@ bool spellsTranslationUnitLocalType(const char *mangled) noexcept
                 ++p;
                 while (*p && *p != 'E')
                     ++p;
+                if (*p)
+                    ++p;
                 continue;
             }
-        }
-        if (c == 'Z') {
-            inLocalName = true;
+            break;
+        case 'Z':
             if (lower(p[1]))
-                return true; // an operator function: clang marks no internal linkage there
+                return true; // an operator at namespace scope: see above
+            push('Z');
+            break;
+        case 'N':
+        case 'I':
+        case 'J':
+        case 'F':
+        case 'X':
+            push(c);
+            break;
+        case 'E':
+            if (depth > 0) {
+                const char closed = top(0);
+                --depth;
+                if (closed == 'U') {
+                    p = skipNumber(p + 1);
+                    continue;
+                }
+            }
+            break;
+        default:
+            break;
         }
         ++p;
     }

@@ -1476,6 +1476,16 @@ void tst_Bus::clangSpellingsOfFileLocalTypes_data()
     QTest::newRow("an int literal alone") << QByteArray("N2ns3BoxILi2EEE") << false;
     QTest::newRow("a literal of a named type") << QByteArray("N2ns3BoxIL5Color1EEE") << false;
     QTest::newRow("an array of a type with linkage") << QByteArray("N2ns3BoxIA3_N2ns5PointEEE") << false;
+    // Names clang-14 made: operators in a namespace (no 'L' even when static),
+    // closure and unnamed-type numbers before a file-local type.
+    QTest::newRow("local class of a static ns::operator*") << QByteArray("ZN2nsmlENS_1AES0_E5Local") << true;
+    QTest::newRow("local class of a static ns::operator~") << QByteArray("ZN2nscoENS_1AEE5Local") << true;
+    QTest::newRow("local class of a static literal operator") << QByteArray("ZN2nsli3_kmEyE5Local") << true;
+    QTest::newRow("after a closure's number")
+        << QByteArray("3BoxIJZ9i_lambdasvEUlvE11_ZL4s_mkvE5LocalEE") << true;
+    QTest::newRow("after an unnamed type's number") << QByteArray("3BoxIJN7UnnamedUt4_EZL4s_mkvE5LocalEE") << true;
+    QTest::newRow("a closure of an inline function") << QByteArray("3BoxIJZ9i_lambdasvEUlvE11_EE") << false;
+    QTest::newRow("an unnamed type in a class") << QByteArray("N7UnnamedUt4_E") << false;
 }
 
 void tst_Bus::clangSpellingsOfFileLocalTypes()
