@@ -6,11 +6,16 @@
 #include <QtCore/QMetaObject>
 #include <QtCore/QObject>
 #include <QtCore/QThread>
+#include <QtTest/QTest>
+
+#include <sigreg/qt/qtregistry.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 namespace sigreg_test {
@@ -123,6 +128,59 @@ public:
 private:
     std::function<void()> m_then;
     std::atomic<bool> m_busy{false}, m_release{false}, m_done{false};
+};
+
+/// For "a removal does not wait for the error handler of a call that is
+/// over": an error handler (installed on `registry`) that records the failed
+/// handler's id, then blocks until release(). Declare it after the registry.
+class BlockingErrorHandler {
+public:
+    explicit BlockingErrorHandler(sigreg::QtRegistryBase &registry) : m_hold(m_mutex)
+    {
+        registry.setErrorHandler([this](const sigreg::HandlerFailure &f) {
+            m_reported.store(f.handler.value());
+            m_entered.store(true);
+            std::lock_guard blocked(m_mutex);
+        });
+    }
+    ~BlockingErrorHandler() { release(); }
+    BlockingErrorHandler(const BlockingErrorHandler &) = delete;
+    BlockingErrorHandler &operator=(const BlockingErrorHandler &) = delete;
+
+    /// Waits (up to 30 s) until the error handler blocks.
+    bool waitUntilBlocked()
+    {
+        return QTest::qWaitFor([this] { return m_entered.load(); }, 30000);
+    }
+    /// Runs `remove` on another thread while the error handler blocks, then
+    /// releases the error handler. True if `remove` returned meanwhile (the
+    /// 5 s are spent only if it wrongly waits).
+    template <class Remove>
+    bool removalReturnsWhileBlocked(Remove remove)
+    {
+        std::atomic<bool> removed{false};
+        std::thread remover([&] {
+            remove();
+            removed.store(true);
+        });
+        const bool returned = QTest::qWaitFor([&] { return removed.load(); }, 5000);
+        release();
+        remover.join();
+        return returned;
+    }
+    void release()
+    {
+        if (m_hold.owns_lock())
+            m_hold.unlock();
+    }
+    /// The id of the last failure reported.
+    std::uint64_t reported() const { return m_reported.load(); }
+
+private:
+    std::mutex m_mutex;
+    std::unique_lock<std::mutex> m_hold;
+    std::atomic<bool> m_entered{false};
+    std::atomic<std::uint64_t> m_reported{0};
 };
 
 } // namespace sigreg_test

@@ -725,27 +725,15 @@ void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfASyncThrow()
     // handler then blocks on a mutex the remover holds. The handler's call
     // is over, so its removal must not wait for the error handler.
     QtRegistry<int> reg;
-    std::mutex m;
-    std::atomic<bool> inErrorHandler{false};
-    reg.setErrorHandler([&](const sigreg::HandlerFailure &) {
-        inErrorHandler.store(true);
-        std::lock_guard blocked(m);
-    });
+    sigreg_test::BlockingErrorHandler errors(reg);
     const HandlerId x = reg.add([](int) -> QFuture<void> { throw std::runtime_error("before the future"); });
-    std::unique_lock lock(m);
     std::thread notifier([&] { reg.notifyAsync(1).waitForFinished(); });
-    const bool reached = QTest::qWaitFor([&] { return inErrorHandler.load(); }, 30000);
-    std::atomic<bool> removed{false};
-    std::thread remover([&] {
-        reg.remove(x);
-        removed.store(true);
-    });
-    // Spent only if remove() wrongly waits.
-    const bool returned = reached && QTest::qWaitFor([&] { return removed.load(); }, 5000);
-    lock.unlock();
-    remover.join();
+    const bool reached = errors.waitUntilBlocked();
+    const bool returned = reached && errors.removalReturnsWhileBlocked([&] { reg.remove(x); });
+    errors.release();
     notifier.join();
     QVERIFY(reached);
+    QCOMPARE(errors.reported(), x.value());
     QVERIFY2(returned, "remove() waited for the error handler of a call that was over");
     QCOMPARE(reg.count(), 0);
 }
@@ -798,14 +786,7 @@ void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfAFailedStart()
     QFETCH(int, row);
     const auto how = FailedStart(row);
     QtRegistry<int> reg;
-    std::mutex m;
-    std::atomic<bool> inErrorHandler{false};
-    std::atomic<std::uint64_t> reported{0};
-    reg.setErrorHandler([&](const sigreg::HandlerFailure &f) {
-        reported.store(f.handler.value());
-        inErrorHandler.store(true);
-        std::lock_guard blocked(m);
-    });
+    sigreg_test::BlockingErrorHandler errors(reg);
     Pending first;
     const bool inWalk = how == FailedStart::SequentialInWalkThrows || how == FailedStart::SequentialInWalkFailed;
     if (how == FailedStart::SequentialLaterStepThrows || inWalk)
@@ -838,7 +819,6 @@ void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfAFailedStart()
         x = reg.add([](int) { return failedFuture(); });
         break;
     }
-    std::unique_lock lock(m);
     std::thread notifier([&] {
         switch (how) {
         case FailedStart::NotifyFailed:
@@ -859,19 +839,12 @@ void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfAFailedStart()
         QVERIFY(QTest::qWaitFor([&] { return first.promise->future().isStarted(); }, 30000));
         first.finish(); // the next step starts from its completion
     }
-    const bool reached = QTest::qWaitFor([&] { return inErrorHandler.load(); }, 30000);
-    std::atomic<bool> removed{false};
-    std::thread remover([&] {
-        reg.remove(x);
-        removed.store(true);
-    });
-    // Spent only if remove() wrongly waits.
-    const bool returned = reached && QTest::qWaitFor([&] { return removed.load(); }, 5000);
-    lock.unlock();
-    remover.join();
+    const bool reached = errors.waitUntilBlocked();
+    const bool returned = reached && errors.removalReturnsWhileBlocked([&] { reg.remove(x); });
+    errors.release();
     notifier.join();
     QVERIFY(reached);
-    QCOMPARE(reported.load(), x.value());
+    QCOMPARE(errors.reported(), x.value());
     QVERIFY2(returned, "remove() waited for the error handler of a call that was over");
     QVERIFY(!reg.contains(x));
 }

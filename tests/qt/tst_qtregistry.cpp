@@ -1201,31 +1201,16 @@ void tst_QtRegistry::removalDoesNotWaitForTheErrorHandlerOfAMarshalledCall()
     // so a removal from a third thread must not wait for the error handler.
     Worker w;
     QtRegistry<int> reg;
-    std::mutex m;
-    std::atomic<bool> inErrorHandler{false};
-    std::atomic<std::uint64_t> reported{0};
-    reg.setErrorHandler([&](const sigreg::HandlerFailure &f) {
-        reported.store(f.handler.value());
-        inErrorHandler.store(true);
-        std::lock_guard blocked(m);
-    });
+    sigreg_test::BlockingErrorHandler errors(reg);
     const HandlerId x = reg.add(w.context, [](int) { throw std::runtime_error("marshalled"); },
                                 Qt::QueuedConnection);
-    std::unique_lock lock(m);
     reg.notify(1);
-    const bool reached = QTest::qWaitFor([&] { return inErrorHandler.load(); }, 30000);
-    std::atomic<bool> removed{false};
-    std::thread remover([&] {
-        reg.remove(x);
-        removed.store(true);
-    });
-    // Spent only if remove() wrongly waits.
-    const bool returned = reached && QTest::qWaitFor([&] { return removed.load(); }, 5000);
-    lock.unlock();
-    remover.join();
+    const bool reached = errors.waitUntilBlocked();
+    const bool returned = reached && errors.removalReturnsWhileBlocked([&] { reg.remove(x); });
+    errors.release();
     w.sync();
     QVERIFY(reached);
-    QCOMPARE(reported.load(), x.value());
+    QCOMPARE(errors.reported(), x.value());
     QVERIFY2(returned, "remove() waited for the error handler of a call that was over");
     QVERIFY(!reg.contains(x));
 }
