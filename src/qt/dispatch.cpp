@@ -637,7 +637,7 @@ std::shared_ptr<Mailbox> mailboxForLocked(Directory &d, QThread *thread)
         box->close();
         return box;
     }
-    box->postFirstDrain();
+    box->postDrainEvent(); // the first drain (see there)
     it->box = box;
     return box;
 }
@@ -759,9 +759,7 @@ bool Mailbox::postWakeup() noexcept
         if (SIGREG_UNLIKELY(g_wakeupFailures.load(std::memory_order_relaxed) > 0)
             && g_wakeupFailures.fetch_sub(1, std::memory_order_acq_rel) > 0)
             throw std::bad_alloc();
-        auto *e = new DrainEvent; // from the pool; the heap when the pool is empty
-        e->posted.store(true, std::memory_order_release);
-        QCoreApplication::postEvent(m_receiver, e); // deletes `e` if it throws
+        postDrainEvent();
     } catch (...) {
         // Out of memory: no wake-up is on its way. Give `scheduled` up (the
         // caller holds it), so that a later push posts one, and owe the
@@ -784,9 +782,9 @@ bool Mailbox::postWakeup() noexcept
     return true;
 }
 
-void Mailbox::postFirstDrain()
+void Mailbox::postDrainEvent()
 {
-    auto *e = new DrainEvent;
+    auto *e = new DrainEvent; // from the pool; the heap when the pool is empty
     e->posted.store(true, std::memory_order_release);
     QCoreApplication::postEvent(m_receiver, e); // deletes `e` if it throws
 }
@@ -998,13 +996,11 @@ void runTask(Task *task) noexcept
         try {
             box = targetMailbox(state, to);
         } catch (...) {
-            // Out of memory: the call is lost; say so, with the handler's id
-            // (after the gate, on a delivery taken inside it, as a failure).
-            const std::exception_ptr error = std::current_exception();
-            Reporter::Reservation delivery;
-            state->reporter->reserve(delivery);
+            // Out of memory: the call is lost; say so, with the handler's id.
+            LateFailure lost;
+            lost.capture(*state->reporter);
             state->leave();
-            state->reporter->reportReserved(delivery, state->id, error);
+            lost.report(*state->reporter, state->id);
             dropTask(task);
             return;
         }
@@ -1012,24 +1008,17 @@ void runTask(Task *task) noexcept
         box->push(task);
         return;
     }
-    std::exception_ptr error;
-    Reporter::Reservation delivery;
+    LateFailure failure;
     if (ctx) {
         Running running(state);
         try {
             state->call(state, task->event);
         } catch (...) {
-            error = std::current_exception();
-            state->reporter->reserve(delivery);
+            failure.capture(*state->reporter);
         }
     }
     state->leave();
-    // Reported once the call left the gate: a remover of the handler does
-    // not wait for the error handler (which may need what the remover
-    // holds). The delivery was taken inside the gate, so a destruction of
-    // the registry, which waits for the gate, waits for it too.
-    if (error)
-        state->reporter->reportReserved(delivery, state->id, error);
+    failure.report(*state->reporter, state->id);
     dropTask(task);
 }
 
@@ -1158,24 +1147,23 @@ std::optional<QFuture<void>> callAsync(HandlerState *state, const void *event, T
     std::optional<QFuture<void>> out;
     if (!state->enter())
         return out;
-    std::exception_ptr error;
-    Reporter::Reservation delivery;
+    std::exception_ptr rethrown;
+    LateFailure failure;
     {
         Running running(state);
         try {
             out.emplace(state->callAsync(state, event));
         } catch (...) {
-            error = std::current_exception();
-            if (thrown == Thrown::Report)
-                state->reporter->reserve(delivery);
+            if (thrown == Thrown::Rethrow)
+                rethrown = std::current_exception();
+            else
+                failure.capture(*state->reporter);
         }
     }
     state->leave();
-    if (error) {
-        if (thrown == Thrown::Rethrow)
-            std::rethrow_exception(error);
-        state->reporter->reportReserved(delivery, state->id, error);
-    }
+    if (rethrown)
+        std::rethrow_exception(rethrown);
+    failure.report(*state->reporter, state->id);
     return out;
 }
 

@@ -52,6 +52,31 @@ struct Reporter {
     void detach() noexcept;
 };
 
+/// A handler's failure seen inside its gate and reported once the call has
+/// left it: a remover of the handler then does not wait for the error
+/// handler (which may need what the remover holds), and the delivery, taken
+/// inside the gate, is still waited for by the registry's destruction
+/// (which waits for the gate). Capture it, leave the gate, report it.
+class LateFailure {
+public:
+    /// In a catch block, inside the gate.
+    void capture(Reporter &reporter) noexcept
+    {
+        m_error = std::current_exception();
+        reporter.reserve(m_delivery);
+    }
+    /// After the gate: counts and delivers the failure, if one was captured.
+    void report(Reporter &reporter, HandlerId id) noexcept
+    {
+        if (m_error)
+            reporter.reportReserved(m_delivery, id, m_error);
+    }
+
+private:
+    std::exception_ptr m_error;
+    Reporter::Reservation m_delivery;
+};
+
 /// Signals a BlockingQueued caller that its task ran (or was dropped).
 /// A mutex and condition variable rather than an atomic wait: the waiter
 /// owns this object (on its stack) and may destroy it the moment it sees
@@ -132,11 +157,11 @@ public:
     /// that is a nested event loop inside a handler this mailbox's drain is
     /// calling, hands the mailbox to that loop (see watchNestedLoops()).
     void loopIteration(QObject *receiver) noexcept;
-    /// Creating thread, once, before the mailbox is shared: posts a first
-    /// (empty) drain, whose run connects loopIteration() on the consumer
-    /// thread, so that a wake-up lost before that (out of memory) is made up
-    /// for by this one. Throws std::bad_alloc.
-    void postFirstDrain();
+    /// Posts a drain event to the receiver. Throws std::bad_alloc. The
+    /// creating thread posts a first (empty) one before the mailbox is
+    /// shared: its run connects loopIteration() on the consumer thread, so
+    /// that a wake-up lost before that (out of memory) is made up for by it.
+    void postDrainEvent();
     /// After the thread finished (or from it, as it finishes): drops queued
     /// tasks; later pushes drop theirs at once.
     void close() noexcept;
