@@ -131,8 +131,10 @@ void QtBusReceiverBase::drain()
             // exception goes on to the event loop, as from any event handler
             // (Qt supports that only with a QCoreApplication::notify() that
             // catches), and this receiver keeps delivering what follows.
+            // Only if Qt itself cannot queue the wake-up (see SECURITY.md) do
+            // the buffered events wait.
             if (self)
-                rescheduleAfterThrow();
+                (void)postOwnWake();
             throw;
         }
         if (!self)
@@ -165,14 +167,6 @@ void QtBusReceiverBase::drain()
             return;
         }
     }
-}
-
-void QtBusReceiverBase::rescheduleAfterThrow() noexcept
-{
-    // Posts the event prepared when this drain began. Only if Qt itself
-    // cannot queue it (out of memory in its posted-event list, or none
-    // could be prepared) do the buffered events wait: see SECURITY.md.
-    (void)postOwnWake();
 }
 
 bool QtBusReceiverBase::postOwnWake() noexcept

@@ -128,11 +128,9 @@ private:
     /// producer will post (made here, so that wake(), inside a producer's
     /// noexcept emit, allocates nothing). Throws std::bad_alloc.
     void prepareWake();
-    /// Consumer thread: a delivery threw. Stays scheduled (or armed), so
-    /// that the events after it are still delivered.
-    void rescheduleAfterThrow() noexcept;
     /// Consumer thread, the hook disarmed: posts a wake-up to itself (the
-    /// prepared one if there is one). False if it could not.
+    /// prepared one if there is one), after 256 events or after a delivery
+    /// threw. False if it could not.
     bool postOwnWake() noexcept;
 
     detail::RingBase *m_ring = nullptr;
