@@ -106,8 +106,7 @@ void RegistryHandler::setHandler(const QJSValue &handler)
 void RegistryHandler::componentComplete()
 {
     m_complete = true;
-    m_hadContext = qmlContext(this) != nullptr;
-    if (m_hadContext) {
+    if (qmlContext(this)) {
         // The context's destruction (a Loader unloading its item, a
         // component's instance destroyed) comes before this object's deferred
         // deletion: unregister then, as QML stops running the item's signal
@@ -222,14 +221,6 @@ void RegistryHandler::deliver(const QmlEvent &event)
     // parent, which outlives the objects it created) are alive.
     if (!m_support) // the engine is being destroyed
         return;
-    // Created in a QML context that is gone (a Loader's item, unloaded, waits
-    // for its deferred deletion): no call, of either kind, as QML itself no
-    // longer runs the item's signal handlers.
-    if (m_hadContext) {
-        const QQmlContext *context = qmlContext(this);
-        if (!context || !context->isValid())
-            return;
-    }
     QJSEngine *engine = m_support->engine();
     // One JS value per notify for all JS handlers of a registry (the
     // original for events from JS, one conversion for events from C++).

@@ -137,8 +137,7 @@ private:
     int m_priority = 0;
     bool m_enabled = true;
     bool m_complete = false;
-    bool m_hadContext = false; // created by QML (see deliver())
-    bool m_contextGone = false; // that QML context was destroyed
+    bool m_contextGone = false; // its QML context was destroyed (see componentComplete())
     bool m_warnedNoHandler = false;
 };
 
