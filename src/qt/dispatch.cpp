@@ -691,8 +691,10 @@ Mailbox *rebindMailbox(HandlerState *state, QThread *seen, Mailbox *box)
                 return box;
             thread = nullptr;
         }
-        if (thread != seen)
-            state->thread.compare_exchange_strong(seen, thread, std::memory_order_relaxed);
+        if (thread != seen) {
+            QThread *expected = seen; // a failed exchange overwrites it
+            state->thread.compare_exchange_strong(expected, thread, std::memory_order_relaxed);
+        }
         // A box whose thread was destroyed is not the one of a live thread
         // at the same address (read from the context just now).
         if (box && box->thread() == thread
@@ -762,16 +764,15 @@ bool Mailbox::postWakeup() noexcept
         postDrainEvent();
     } catch (...) {
         // Out of memory: no wake-up is on its way. Give `scheduled` up (the
-        // caller holds it), so that a later push posts one, and owe the
-        // consumer a look: its event dispatcher is woken (thread-safe, and
-        // allocates nothing), and the next iteration of its event loop
-        // drains (loopIteration()). Until the consumer's first drain has
-        // connected that, the first drain posted with the mailbox is still
-        // on its way and takes the tasks. The dispatcher is alive: this
-        // thread holds a producer count or is the consumer, and the thread
-        // destroys its dispatcher only after `finished`, whose close() waits
-        // for producers. (Under noexcept, letting the exception escape would
-        // end the process.)
+        // caller holds it), so that a later push posts one, and owe the consumer
+        // a look: its event dispatcher is woken (thread-safe; an eventfd write
+        // in Qt's Unix and glib dispatchers), and the next iteration of its
+        // event loop drains (loopIteration()). Until the consumer's first drain
+        // has connected that, the first drain posted with the mailbox is still
+        // on its way and takes the tasks. The dispatcher is alive: this thread
+        // holds a producer count or is the consumer, and the thread destroys its
+        // dispatcher only after `finished`, whose close() waits for producers.
+        // (Under noexcept, letting the exception escape would end the process.)
         m_state.fetch_and(~kScheduled, std::memory_order_acq_rel);
         m_owed.store(true, std::memory_order_release);
         if (QAbstractEventDispatcher *dispatcher = QAbstractEventDispatcher::instance(m_thread))
