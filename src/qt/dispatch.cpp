@@ -345,6 +345,16 @@ Parcel *parcelFor(HandlerState *state, const void *event, OwnedParcel &owned)
     return owned.get();
 }
 
+/// setContextReadHookForTesting(): called where a thread has read, or is
+/// about to read, a context's thread and has not yet acted on the answer.
+std::atomic<void (*)(QObject *)> g_contextReadHook{nullptr};
+
+void contextReadHook(QObject *ctx) noexcept
+{
+    if (auto hook = g_contextReadHook.load(std::memory_order_acquire); SIGREG_UNLIKELY(hook && ctx))
+        hook(ctx);
+}
+
 /// The thread `state`'s context lives in now, read in the state's gate
 /// (which a destroyed context's removal waits for, so any thread may read
 /// it there); `fallback` if the handler was removed or has no context.
@@ -353,8 +363,10 @@ QThread *contextThreadNow(HandlerState *state, QThread *fallback) noexcept
     if (!state->enter())
         return fallback;
     QThread *now = fallback;
-    if (QObject *ctx = state->context.data())
+    if (QObject *ctx = state->context.data()) {
         now = ctx->thread();
+        contextReadHook(ctx);
+    }
     state->leave();
     return now;
 }
@@ -410,6 +422,7 @@ bool onContextThread(HandlerState *state) noexcept
         return false;
     QThread *now = ctx->thread();
     if (now != self) {
+        contextReadHook(ctx);
         QThread *expected = self; // a failed exchange overwrites it
         state->thread.compare_exchange_strong(expected, now, std::memory_order_relaxed);
     }
@@ -947,10 +960,6 @@ void Mailbox::close() noexcept
     m_receiver = nullptr;
 }
 
-namespace {
-std::atomic<void (*)(QObject *)> g_contextReadHook{nullptr};
-} // namespace
-
 void setContextReadHookForTesting(void (*hook)(QObject *)) noexcept
 {
     g_contextReadHook.store(hook, std::memory_order_release);
@@ -972,8 +981,7 @@ void runTask(Task *task) noexcept
         return;
     }
     QObject *ctx = state->context.data();
-    if (auto hook = g_contextReadHook.load(std::memory_order_acquire); SIGREG_UNLIKELY(hook && ctx))
-        hook(ctx);
+    contextReadHook(ctx);
     QThread *const self = QThread::currentThread();
     QThread *const to = ctx ? ctx->thread() : nullptr;
     if (ctx && to != self) {

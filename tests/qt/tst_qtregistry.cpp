@@ -87,6 +87,8 @@ private Q_SLOTS:
     void lostWakeupIsMadeUp();
     void contextMovedAwayBeforeItsThreadEnded();
     void blockingQueuedAfterMoveToCallerWhileOldThreadWaits();
+    void notifierThatLosesTheRaceToRecordAMoveQueues();
+    void blockingQueuedFindsTheContextMovedToItMeanwhile();
     void inlineFailureReported();
     void marshalledFailureReported();
     void removalDoesNotWaitForTheErrorHandlerOfAMarshalledCall();
@@ -1138,6 +1140,152 @@ void tst_QtRegistry::blockingQueuedAfterMoveToCallerWhileOldThreadWaits()
     QVERIFY(w.run([] {})); // the worker is free again
     w.context = nullptr;   // lives here now: deleted here
     delete ctx;
+}
+
+namespace {
+/// Context-read hook (plain function pointer: static state) that holds the
+/// first read by thread `holdIn` of `target`'s thread until `until` is set
+/// (bounded: the bound only ends the wait; the tests assert on outcomes).
+struct HoldReadProbe {
+    static inline std::atomic<QObject *> target{nullptr};
+    static inline std::atomic<QThread *> holdIn{nullptr};
+    static inline std::atomic<bool> held{false};
+    static inline std::atomic<bool> until{false};
+    static inline std::atomic<bool> timedOut{false}; // released by the bound, not by `until`
+    // Reads by threads other than `holdIn`, counted for the second test.
+    static inline std::atomic<int> otherReads{0};
+
+    static void reset(QObject *t, QThread *in)
+    {
+        held = false;
+        until = false;
+        timedOut = false;
+        otherReads = 0;
+        holdIn = in;
+        target = t;
+    }
+    static void hook(QObject *context)
+    {
+        if (context != target.load())
+            return;
+        if (QThread::currentThread() != holdIn.load()) {
+            ++otherReads;
+            return;
+        }
+        if (held.exchange(true))
+            return;
+        const QDeadlineTimer bound(std::chrono::seconds(20));
+        while (!until.load() && !bound.hasExpired())
+            std::this_thread::yield();
+        timedOut = !until.load();
+    }
+    static auto install(QObject *t, QThread *in)
+    {
+        reset(t, in);
+        sigreg::qtdetail::setContextReadHookForTesting(&HoldReadProbe::hook);
+        return qScopeGuard([] {
+            sigreg::qtdetail::setContextReadHookForTesting(nullptr);
+            target = nullptr;
+        });
+    }
+};
+} // namespace
+
+void tst_QtRegistry::notifierThatLosesTheRaceToRecordAMoveQueues()
+{
+    // The context moves from this thread to a worker. This thread notifies a
+    // BlockingQueued handler: it finds the context gone from the thread it
+    // was last seen in (here) and is held (test hook) before it records the
+    // worker. Meanwhile another thread's notify records the move first, and
+    // the handler runs in the worker. This thread's compare-exchange then
+    // fails, and it must still answer "not here" and queue to the worker.
+    // Before the fix, the failed exchange overwrote the thread it compared
+    // with (this one) by the one it lost to (the worker), and the answer
+    // "context thread == this thread" came out true: the handler ran inline
+    // here, where its context no longer lives.
+    Worker w;
+    QtRegistry<int> reg;
+    auto *ctx = new QObject;
+    std::atomic<int> inWorker{0}, elsewhere{0};
+    reg.add(ctx, [&](int) {
+        if (QThread::currentThread() == w.thread())
+            inWorker.fetch_add(1);
+        else
+            elsewhere.fetch_add(1);
+        if (HoldReadProbe::held.load())
+            HoldReadProbe::until = true; // the other thread's call has run
+    }, Qt::BlockingQueuedConnection);
+    reg.notify(0); // inline: the context lives here
+    QCOMPARE(elsewhere.load(), 1);
+    ctx->moveToThread(w.thread());
+    const auto unhook = HoldReadProbe::install(ctx, QThread::currentThread());
+    std::thread other([&] {
+        const QDeadlineTimer bound(std::chrono::seconds(20));
+        while (!HoldReadProbe::held.load() && !bound.hasExpired())
+            std::this_thread::yield();
+        reg.notify(2); // records the move, runs in the worker, returns
+    });
+    reg.notify(1);
+    other.join();
+    QVERIFY(HoldReadProbe::held.load());
+    QVERIFY(!HoldReadProbe::timedOut.load()); // the other thread's call ran inside the window
+    QCOMPARE(elsewhere.load(), 1);            // only notify(0)
+    QCOMPARE(inWorker.load(), 2);
+    QVERIFY(w.run([ctx] { delete ctx; }));
+    QCOMPARE(reg.count(), 0);
+}
+
+void tst_QtRegistry::blockingQueuedFindsTheContextMovedToItMeanwhile()
+{
+    // This thread notifies a BlockingQueued handler whose context lives in a
+    // worker, and is held (test hook) right after it read the context's
+    // thread (the worker). Meanwhile the worker moves the context here and
+    // notifies too, which records the move. This thread then queues to where
+    // the context is now recorded: its own mailbox, which nothing drains
+    // while it waits. It must run the call itself. Before the fix it queued
+    // and waited forever (and the worker with it): a hang, ctest's timeout.
+    Worker w;
+    QtRegistry<int> reg;
+    QObject *ctx = w.context;
+    w.context = nullptr; // moved here below: deleted here
+    QThread *const here = QThread::currentThread();
+    std::atomic<int> inHere{0}, elsewhere{0};
+    reg.add(ctx, [&](int) { (QThread::currentThread() == here ? inHere : elsewhere).fetch_add(1); },
+            Qt::BlockingQueuedConnection);
+    const auto unhook = HoldReadProbe::install(ctx, here);
+    std::atomic<bool> workerNotified{false};
+    // Should a check below fail, the worker may still wait for this thread's
+    // mailbox: drain it before the worker is stopped (which waits for it).
+    const auto settle = qScopeGuard([&] { (void)QTest::qWaitFor([&] { return workerNotified.load(); }, 20000); });
+    QMetaObject::invokeMethod(ctx, [&] {
+        const QDeadlineTimer bound(std::chrono::seconds(20));
+        while (!HoldReadProbe::held.load() && !bound.hasExpired())
+            std::this_thread::yield();
+        ctx->moveToThread(here);
+        reg.notify(2); // queued to this thread's mailbox; waits for it
+        workerNotified = true;
+    }, Qt::QueuedConnection);
+    // The worker's notify reads the context's thread twice: where it finds
+    // the context gone (before it records the move) and again for the
+    // blocking call (after). The second read releases this thread.
+    std::thread releaser([] {
+        const QDeadlineTimer bound(std::chrono::seconds(20));
+        while (HoldReadProbe::otherReads.load() < 2 && !bound.hasExpired())
+            std::this_thread::yield();
+        if (HoldReadProbe::otherReads.load() >= 2)
+            HoldReadProbe::until = true; // else the hook times out, and the test says so
+    });
+    reg.notify(1);
+    releaser.join();
+    QVERIFY(HoldReadProbe::held.load());
+    QVERIFY(!HoldReadProbe::timedOut.load()); // the worker recorded the move inside the window
+    QCOMPARE(inHere.load(), 1);               // notify(1), run by this thread itself
+    QTRY_VERIFY_WITH_TIMEOUT(workerNotified.load(), 30000); // drains the worker's call
+    QCOMPARE(inHere.load(), 2);
+    QCOMPARE(elsewhere.load(), 0);
+    QVERIFY(w.run([] {}));
+    delete ctx;
+    QCOMPARE(reg.count(), 0);
 }
 
 void tst_QtRegistry::inlineFailureReported()

@@ -41,10 +41,15 @@ namespace sigreg::qtdetail {
 /// drains share one. For tests and diagnostics.
 SIGREG_QT_EXPORT std::uint64_t wakeupsPosted(QThread *thread) noexcept;
 
-/// For tests only: `hook` (null to remove) is called by a thread running a
-/// marshalled task, with the task's context, after it read the context
-/// pointer and before it reads the context's thread: a test can destroy the
-/// context in between. Not for production use.
+/// For tests only: `hook` (null to remove) is called with a handler's context
+/// where a thread reads the context's thread and has not yet acted on what it
+/// read, so that a test can destroy or move the context, or let another
+/// thread act first, in between: by a thread running a marshalled task (after
+/// it read the context pointer, before it reads the context's thread); by a
+/// notifying thread that finds the context gone from the thread it was last
+/// seen in (before it records the new one); and by a BlockingQueued notify
+/// that reads the context's thread again (after the read). Not for
+/// production use.
 SIGREG_QT_EXPORT void setContextReadHookForTesting(void (*hook)(QObject *context)) noexcept;
 
 /// For tests only: the next `count` wake-ups any mailbox tries to post fail
