@@ -10,12 +10,14 @@ endif()
 
 # The environment every in-tree test runs with: offscreen Qt, and the
 # sanitizer options of the asan/tsan presets (inert in other builds). TSan
-# gets the suppressions for uninstrumented Qt (see tests/tsan.supp). A list,
+# gets the suppressions for uninstrumented Qt (see tests/tsan.supp), LSan
+# those for a leak Qt makes when out of memory (tests/lsan.supp). A list,
 # for set_tests_properties(... ENVIRONMENT "${SIGREG_TEST_ENVIRONMENT}").
 set(SIGREG_TEST_ENVIRONMENT
     QT_QPA_PLATFORM=offscreen
     "TSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/tsan.supp ignore_noninstrumented_modules=1 halt_on_error=1 second_deadlock_stack=1"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+    "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp"
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1)
 
 # sigreg_add_test(<name> SOURCES <files...> [LIBRARIES <libs...>] [QT] [LABELS <labels...>] [TIMEOUT <s>])

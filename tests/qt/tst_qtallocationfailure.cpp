@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Qt Test suite: QtRegistry::notifyAsync() and notifySequential() when an
-// allocation on the notifying thread fails.
+// allocation on the notifying thread fails, and a marshalled call following
+// its context to a new thread when an allocation on the forwarding thread
+// fails (followingAMovedContextNeverLosesACallSilently).
 //
 // Both allocate on their way (the event's shared copy, the join or the
 // sequential run, the list of pending futures, the request to Sigreg's
@@ -17,6 +19,7 @@
 // notifying thread is armed, so Sigreg's completion thread runs normally. The
 // test sweeps k = 0, 1, 2, ... over every allocation one call makes, on a
 // fresh registry each time, until a round makes fewer than k + 1.
+#include <QtCore/QCoreApplication>
 #include <QtCore/QFuture>
 #include <QtCore/QPromise>
 #include <QtTest/QTest>
@@ -34,6 +37,7 @@
 #include <vector>
 
 #include "../support/replace_new.h"
+#include "qt_test_support.h"
 
 namespace {
 
@@ -106,6 +110,7 @@ class tst_QtAllocationFailure : public QObject {
 private Q_SLOTS:
     void joinNeverHangs_data();
     void joinNeverHangs();
+    void followingAMovedContextNeverLosesACallSilently();
 };
 
 void tst_QtAllocationFailure::joinNeverHangs_data()
@@ -235,6 +240,82 @@ void tst_QtAllocationFailure::joinNeverHangs()
     // The sweep reached the failure paths it is for: at least one failure
     // surfaced somewhere (a throw, or a reported handler).
     QVERIFY(sawThrow || sawReport);
+}
+
+void tst_QtAllocationFailure::followingAMovedContextNeverLosesACallSilently()
+{
+    // A queued call goes to the thread its context was last seen in, `from`;
+    // the context has moved on to a thread Sigreg has never posted to. The
+    // drain in `from` follows the context: it makes the new thread's mailbox
+    // (the mailbox, its receiver, the connections to the thread's end, the
+    // directory entry) and posts there. Each of those allocations fails in
+    // turn (only `from` is armed, only while it drains). The call must then
+    // be either delivered in the new thread or reported with its handler's
+    // id, exactly one of the two; and the new thread must get later calls.
+    // Each round's new thread is a fresh QThread at the same address (the
+    // same stack slot): a thread left listed in Sigreg's directory without
+    // its end-of-thread connections (before 7842d05) stayed listed after it
+    // ended, and the next round's thread inherited the stale entry, whose
+    // calls were lost. ASan in CI checks that nothing half-made is read or
+    // leaked.
+    sigreg_test::Worker from("from");
+    int reported = 0;
+    long k = 0;
+    for (;; ++k) {
+        QVERIFY2(k < 1000, "the sweep does not end");
+        sigreg_test::Worker to("to");
+        auto *ctx = new QObject;
+        ctx->moveToThread(from.thread());
+        std::atomic<int> inTo{0}, inFrom{0};
+        Reports reports;
+        reports.ids.reserve(16); // the error handler allocates nothing while armed
+        sigreg::QtRegistry<int> reg;
+        reg.setErrorHandler([&reports](const sigreg::HandlerFailure &f) { reports.add(f.handler.value()); });
+        QThread *const toThread = to.thread();
+        const sigreg::HandlerId id = reg.add(ctx, [&inTo, &inFrom, toThread](int) {
+            (QThread::currentThread() == toThread ? inTo : inFrom).fetch_add(1);
+        }, Qt::QueuedConnection);
+        reg.notify(0);
+        QTRY_COMPARE(inFrom.load(), 1); // the state knows `from`, whose mailbox is warm
+        QVERIFY(from.run([ctx, toThread] { ctx->moveToThread(toThread); }));
+
+        // `from` is held busy while the call is queued behind the hold; then
+        // armed, it drains that call (sendPostedEvents()) and is disarmed.
+        std::atomic<bool> fired{false};
+        {
+            sigreg_test::BusyCall hold(from.context, [k, &fired] {
+                Arm arm(k);
+                QCoreApplication::sendPostedEvents();
+                arm.disarm();
+                fired = arm.fired();
+            });
+            QTRY_VERIFY(hold.isBusy());
+            reg.notify(1);
+        } // released, and waited for
+        QTRY_VERIFY2_WITH_TIMEOUT(inTo.load() + int(reports.take().size()) >= 1,
+                                  qPrintable(QStringLiteral("k = %1: the call was lost").arg(k)), 20000);
+        from.sync();
+        to.sync();
+        const std::vector<std::uint64_t> ids = reports.take();
+        QCOMPARE(inFrom.load(), 1);
+        QCOMPARE(inTo.load() + int(ids.size()), 1);
+        if (!ids.empty())
+            QCOMPARE(ids.front(), id.value());
+        if (!fired.load())
+            QCOMPARE(inTo.load(), 1);
+        reported += int(ids.size());
+
+        // Later calls reach the context in its new thread.
+        reg.notify(2);
+        QTRY_COMPARE_WITH_TIMEOUT(inTo.load() + int(ids.size()), 2, 20000);
+        QVERIFY(to.run([ctx] { delete ctx; }));
+        QCOMPARE(reg.count(), 0);
+        if (!fired.load())
+            break; // k is past the last allocation the drain makes
+    }
+    QVERIFY2(k > 0, "the drain allocated nothing: the sweep tested nothing");
+    QVERIFY(reported > 0); // some failure lost the call, and said so
+    qInfo("%ld allocations swept; %d lost the call and reported it", k, reported);
 }
 
 QTEST_GUILESS_MAIN(tst_QtAllocationFailure)
