@@ -51,13 +51,17 @@ void Reporter::deliverReserved(Reservation &r, HandlerId id, const std::exceptio
     // No lock is held while user code (slots, the error handler) runs: it
     // may remove handlers, which waits for other threads that may be
     // reporting failures themselves. `active` keeps the registry alive.
+    // A slot or an error handler that throws is contained, like the core's,
+    // and a slot that throws does not keep the error handler from its call.
     try {
         const std::string_view message = failure.message();
         Q_EMIT r.target->handlerFailed(id.value(), QString::fromUtf8(message.data(), qsizetype(message.size())));
+    } catch (...) {
+    }
+    try {
         if (r.callback && *r.callback)
             (*r.callback)(failure);
     } catch (...) {
-        // An error handler or a slot that throws: contained, like the core's.
     }
     r.callback.reset();
     r.target = nullptr;

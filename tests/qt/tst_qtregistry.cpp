@@ -1375,6 +1375,20 @@ void tst_QtRegistry::failureSlotAndCallbackMayThrow()
     reg.notify(1); // nothing escapes
     QCOMPARE(sibling, 1);
     QCOMPARE(after, 1);
+
+    // A handlerFailed() slot that throws does not keep the error handler
+    // from its call (they shared one try block before).
+    QtRegistry<int> other;
+    int reported = 0;
+    other.setErrorHandler([&](const sigreg::HandlerFailure &) { ++reported; });
+    connect(&other, &sigreg::QtRegistryBase::handlerFailed, &other, [] { throw std::runtime_error("slot"); });
+    other.add([](int) { throw std::runtime_error("handler"); });
+    int otherSibling = 0;
+    other.add([&](int) { ++otherSibling; });
+    other.notify(1); // nothing escapes
+    QCOMPARE(otherSibling, 1);
+    QCOMPARE(reported, 1);
+    QCOMPARE(other.failureCount(), quint64(1));
 }
 
 QTEST_GUILESS_MAIN(tst_QtRegistry)
