@@ -26,6 +26,7 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <functional>
@@ -763,9 +764,9 @@ namespace {
 std::atomic<int> g_wakeupFailures{0};
 } // namespace
 
-void failWakeupsForTesting(int count) noexcept
+int failWakeupsForTesting(int count) noexcept
 {
-    g_wakeupFailures.store(count, std::memory_order_release);
+    return std::max(g_wakeupFailures.exchange(count, std::memory_order_acq_rel), 0);
 }
 
 bool Mailbox::postWakeup() noexcept

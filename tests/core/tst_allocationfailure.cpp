@@ -158,6 +158,7 @@ void tst_AllocationFailure::writerOperation()
     const bool batchAdds = op.startsWith("batch");
 
     bool completedWithoutFailure = false;
+    long injected = 0; // attempts in which the armed allocation failed
     for (long k = 0; k < kMaxSweep && !completedWithoutFailure; ++k) {
         // Handlers 0..2 exist before the operation; 3 removes 0 and 1 from
         // inside a notify (for "remove pending"); 4 is the one being added.
@@ -213,6 +214,7 @@ void tst_AllocationFailure::writerOperation()
             }
             const bool failed = disarmFailure();
             completedWithoutFailure = !failed;
+            injected += failed ? 1 : 0;
             QVERIFY2(!threw || failed, "bad_alloc without an injected failure");
 
             // Consistency: registered exactly when called.
@@ -269,6 +271,7 @@ void tst_AllocationFailure::writerOperation()
         }
     }
     QVERIFY2(completedWithoutFailure, "the sweep did not reach an attempt without failure");
+    QVERIFY2(injected > 0, "the operation allocated nothing: the sweep tested nothing");
 }
 
 void tst_AllocationFailure::setErrorHandler_data()
@@ -282,6 +285,7 @@ void tst_AllocationFailure::setErrorHandler()
 {
     QFETCH(bool, replacing);
     bool completedWithoutFailure = false;
+    long injected = 0; // attempts in which the armed allocation failed
     for (long k = 0; k < kMaxSweep && !completedWithoutFailure; ++k) {
         Life first, second;
         bool threw = false;
@@ -297,6 +301,7 @@ void tst_AllocationFailure::setErrorHandler()
                 threw = true;
             }
             completedWithoutFailure = !disarmFailure();
+            injected += completedWithoutFailure ? 0 : 1;
             reg.notify(Event{});
             // At most one error handler is installed: the old one (failed
             // replacement), the new one, or none (failed first install).
@@ -317,6 +322,7 @@ void tst_AllocationFailure::setErrorHandler()
                                  .arg(expectedFirst)));
     }
     QVERIFY(completedWithoutFailure);
+    QVERIFY2(injected > 0, "the operation allocated nothing: the sweep tested nothing");
 }
 
 void tst_AllocationFailure::batchRemoveAfterFailedCommit()

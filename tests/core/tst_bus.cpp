@@ -800,8 +800,16 @@ void tst_Bus::unboundedTimeoutsWaitWithoutDeadline()
     };
     Bus bus;
     Receiver<Ping> rx = bus.subscribe<Ping>();
+    // The producer and the closer wait a little before acting, so that the
+    // receive is most likely waiting by then: a receive that timed out at
+    // once (the bug) returns TimedOut only if nothing was there yet. Best
+    // effort: a late wait makes the check weaker, never wrong.
+    constexpr auto kHeadStart = milliseconds(20);
     for (std::size_t i = 0; i < waits.size(); ++i) {
-        std::thread producer([&bus, i] { bus.emit(Ping{int(i)}); });
+        std::thread producer([&bus, i, kHeadStart] {
+            std::this_thread::sleep_for(kHeadStart);
+            bus.emit(Ping{int(i)});
+        });
         const ReceiveResult<Ping> r = waits[i](rx);
         producer.join();
         QCOMPARE_STATUS(r, Received);
@@ -811,7 +819,10 @@ void tst_Bus::unboundedTimeoutsWaitWithoutDeadline()
     std::optional<Bus> owner;
     owner.emplace();
     Receiver<Ping> last = owner->subscribe<Ping>();
-    std::thread closer([&owner] { owner.reset(); });
+    std::thread closer([&owner, kHeadStart] {
+        std::this_thread::sleep_for(kHeadStart);
+        owner.reset();
+    });
     QCOMPARE_STATUS(last.receiveFor(hours::max()), Closed);
     closer.join();
 }

@@ -258,7 +258,6 @@ void tst_BusStress::producersAndReceivers()
         t.join();
 
     QVERIFY(emittedTotal > 0);
-    QVERIFY(emittedTotal <= total);
     for (std::size_t i = 0; i < kConsumers; ++i) {
         const ConsumerReport &rep = reports[i];
         const QByteArray what = "receiver of capacity " + QByteArray::number(qulonglong(capacities[i]));
@@ -783,8 +782,7 @@ void tst_BusStress::receiversDroppedWhileBusDestroyed()
                     if (rx->tryReceive().hasValue() && rx->tryReceive().status() == ReceiveStatus::Closed)
                         closedSeen[std::size_t(t)] = 1;
                 } else {
-                    rx.reset(); // destroyed
-                    closedSeen[std::size_t(t)] = 1;
+                    rx.reset(); // destroyed: nothing to observe; ASan checks it
                 }
             });
         }
@@ -795,7 +793,7 @@ void tst_BusStress::receiversDroppedWhileBusDestroyed()
         for (std::thread &t : threads)
             t.join();
         for (int t = 0; t < kThreads; ++t) {
-            if (!closedSeen[std::size_t(t)])
+            if ((round + t) % 2 && !closedSeen[std::size_t(t)]) // the unsubscribing ones
                 ++failures;
         }
     }

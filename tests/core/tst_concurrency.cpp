@@ -1095,10 +1095,17 @@ void tst_RegistryConcurrency::removeFromErrorHandlerWaitsForOtherCalls()
     removedNoWait.store(true);
     if (!waitFor([&] { return handlerRemoving.load(); }))
         deadlocked("T1 reaching X's error handler");
+    // Lets the removal get into its wait, or return wrongly. This only makes
+    // the interesting interleaving likely; the assertions below do not
+    // depend on the sleep being long enough.
+    std::this_thread::sleep_for(kUnderTsan ? 50ms : 20ms);
+    // Nobody released X on T2 yet: a removal that returned did not wait.
+    const bool returnedWhileBlocked = removeReturned.load();
     release2.store(true); // a waiting removal returns only after this
     t2.join();
     t1.join();
     QVERIFY(removeReturned.load());
+    QVERIFY2(!returnedWhileBlocked, "remove(X) in X's error handler returned before X's call on another thread ended");
     QVERIFY2(done2AtReturn.load(), "remove(X) in X's error handler returned while X still ran on another thread");
 }
 
@@ -1222,7 +1229,6 @@ void tst_RegistryConcurrency::guardRacesWithRegistryDestruction()
     };
 
     std::atomic<int> destroyed{0};
-    std::atomic<int> resetTrue{0};
     std::unique_ptr<Reg> reg;
     std::vector<Guard> guards;
     std::barrier sync(2);
@@ -1230,12 +1236,13 @@ void tst_RegistryConcurrency::guardRacesWithRegistryDestruction()
         for (int it = 0; it < kIterations; ++it) {
             sync.arrive_and_wait(); // guards are ready
             for (Guard &g : guards) {
+                // Whether a reset removed the handler or found the registry
+                // gone depends on the race; the destructor count below is
+                // what must hold either way.
                 if (how == "reset") {
-                    if (g.reset())
-                        resetTrue.fetch_add(1);
+                    (void)g.reset();
                 } else if (how == "resetNoWait") {
-                    if (g.resetNoWait())
-                        resetTrue.fetch_add(1);
+                    (void)g.resetNoWait();
                 } else if (how == "assign") {
                     g = Guard();
                 }
@@ -1256,7 +1263,6 @@ void tst_RegistryConcurrency::guardRacesWithRegistryDestruction()
     }
     worker.join();
     QCOMPARE(destroyed.load(), kIterations * (kGuards + 1));
-    QVERIFY(resetTrue.load() <= kIterations * kGuards);
 }
 
 // ===========================================================================

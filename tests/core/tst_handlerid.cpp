@@ -70,6 +70,14 @@ void tst_HandlerId::hashDistinguishesIds()
     QCOMPARE(set.size(), std::size_t(1000));
     QVERIFY(set.count(sigreg::HandlerId(1000)) == 1);
     QVERIFY(set.count(sigreg::HandlerId(1001)) == 0);
+    // The set's size depends on == only; the hash itself: equal ids hash
+    // alike, and these ids spread over (nearly) as many hashes as ids.
+    const std::hash<sigreg::HandlerId> hash;
+    QCOMPARE(hash(sigreg::HandlerId(42)), hash(sigreg::HandlerId(42)));
+    std::unordered_set<std::size_t> hashes;
+    for (std::uint64_t v = 1; v <= 1000; ++v)
+        hashes.insert(hash(sigreg::HandlerId(v)));
+    QVERIFY2(hashes.size() >= 990, qPrintable(QStringLiteral("%1 distinct hashes").arg(hashes.size())));
 }
 
 void tst_HandlerId::idsFromOneRegistryAreDistinctAndIncreasing()

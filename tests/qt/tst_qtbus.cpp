@@ -359,6 +359,7 @@ void tst_QtBus::attachEmitsShutdownOnceWhenTheAppQuits()
     QCoreApplication::exec();
     QCOMPARE(pushed, 1);
     QTest::qWait(0);
+    worker.sync(); // whatever was posted to the worker has run
     QCOMPARE(pulledBeforeExecReturned, 1);
     QCOMPARE(pulledInWorker.load(), 1);
 }

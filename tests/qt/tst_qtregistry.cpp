@@ -1012,7 +1012,7 @@ void tst_QtRegistry::lostWakeupIsMadeUp()
     // hook) must not strand the tasks queued behind it until some later
     // notify: the consumer takes them by itself, and a BlockingQueued caller
     // does not wait forever.
-    const auto stopFailing = qScopeGuard([] { sigreg::qtdetail::failWakeupsForTesting(0); });
+    const auto stopFailing = qScopeGuard([] { (void)sigreg::qtdetail::failWakeupsForTesting(0); });
     QtRegistry<int> reg;
     std::atomic<int> queued{0}, blocking{0};
 
@@ -1027,21 +1027,27 @@ void tst_QtRegistry::lostWakeupIsMadeUp()
         delete ctx; // its thread has ended: deleted from here, as Qt allows
     });
     reg.add(ctx, [&](int) { queued.fetch_add(1); }, Qt::QueuedConnection);
-    sigreg::qtdetail::failWakeupsForTesting(1);
+    // Each step checks that its wake-ups did fail (none of the failures
+    // asked for is left), so that the recovery, not a posted wake-up, took
+    // the tasks.
+    (void)sigreg::qtdetail::failWakeupsForTesting(1);
     reg.notify(1);
+    QCOMPARE(sigreg::qtdetail::failWakeupsForTesting(0), 0);
     later.start();
     QTRY_COMPARE(queued.load(), 1);
 
     // After it drained: its event loop's next iteration takes the task.
-    sigreg::qtdetail::failWakeupsForTesting(1);
+    (void)sigreg::qtdetail::failWakeupsForTesting(1);
     reg.notify(2);
+    QCOMPARE(sigreg::qtdetail::failWakeupsForTesting(0), 0);
     QTRY_COMPARE(queued.load(), 2);
 
     // A BlockingQueued caller returns (it would wait forever otherwise).
     reg.add(ctx, [&](int) { blocking.fetch_add(1); }, Qt::BlockingQueuedConnection);
-    sigreg::qtdetail::failWakeupsForTesting(2); // the queued handler's and the blocking one's
+    (void)sigreg::qtdetail::failWakeupsForTesting(2); // the queued handler's and the blocking one's
     reg.notify(3);
     QCOMPARE(blocking.load(), 1);
+    QCOMPARE(sigreg::qtdetail::failWakeupsForTesting(0), 0);
     QTRY_COMPARE(queued.load(), 3);
 }
 

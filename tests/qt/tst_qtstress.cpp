@@ -127,8 +127,12 @@ void tst_QtStress::notifyWhileChurning()
                     ++violations;
             }, Qt::QueuedConnection);
             std::this_thread::yield();
-            w1.run([ctx] { delete ctx; });
-            victim->removed = true;
+            // Marked in the worker right after the delete returns: a call
+            // delivered there after its context died runs after the mark.
+            w1.run([ctx, victim] {
+                delete ctx;
+                victim->removed = true;
+            });
             ++churned;
         }
     });

@@ -1201,9 +1201,13 @@ private:
                 ++m_contextHandlers;
             }
             std::this_thread::sleep_for(std::chrono::microseconds(rng.below(2000)));
-            w.run([ctx] { delete ctx; });
-            for (auto &s : states)
-                s->dead.store(true);
+            // Marked dead in the context's thread right after the delete:
+            // a queued call delivered there after the death runs after this.
+            w.run([ctx, &states] {
+                delete ctx;
+                for (auto &s : states)
+                    s->dead.store(true);
+            });
             for (HandlerId id : ids)
                 if (m_reg.contains(id))
                     VIOLATION("qt.contextHandlerSurvived", "a handler is still registered after its context died");

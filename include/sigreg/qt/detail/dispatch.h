@@ -53,8 +53,9 @@ SIGREG_QT_EXPORT std::uint64_t wakeupsPosted(QThread *thread) noexcept;
 SIGREG_QT_EXPORT void setContextReadHookForTesting(void (*hook)(QObject *context)) noexcept;
 
 /// For tests only: the next `count` wake-ups any mailbox tries to post fail
-/// as if out of memory (0 to stop). Not for production use.
-SIGREG_QT_EXPORT void failWakeupsForTesting(int count) noexcept;
+/// as if out of memory (0 to stop). Returns how many failures of an earlier
+/// call were still to come (0: all happened). Not for production use.
+SIGREG_QT_EXPORT int failWakeupsForTesting(int count) noexcept;
 
 // ---------------------------------------------------------------- pooling
 /// Fixed-size blocks (size classes of 64 bytes up to 1 KiB, 64-byte aligned)
