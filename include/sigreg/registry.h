@@ -46,11 +46,12 @@
 // Ordinarily that needs a full fence on both sides, which on the read path
 // would cost more than the handler call itself. Sigreg uses asymmetric
 // fences instead: readers issue a compiler-only barrier; writers call
-// membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) on Linux
+// membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) on Linux x86 and x86-64
 // (FlushProcessWriteBuffers on Windows), which executes a full barrier on
-// every CPU currently running a thread of this process. Where neither exists
-// (and under ThreadSanitizer) both sides use sequentially consistent
-// operations instead: same protocol, slower reads.
+// every CPU currently running a thread of this process. Elsewhere (other
+// platforms and architectures, Linux on Arm included) and under
+// ThreadSanitizer both sides use sequentially consistent operations
+// instead: same protocol, slower reads.
 //
 // Reclamation
 // -----------

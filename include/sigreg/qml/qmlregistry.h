@@ -21,7 +21,7 @@
 //   QVariantList).
 // * A handler that throws (a JS error or a C++ exception) never stops its
 //   siblings: handlerFailed(id, message, location) reports it, location being
-//   "file:line" of a JS error.
+//   "url:line" of a JS error.
 //
 // Asynchrony in QML
 // -----------------
