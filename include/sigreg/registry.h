@@ -49,7 +49,7 @@
 // membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) on Linux x86 and x86-64
 // (FlushProcessWriteBuffers on Windows), which executes a full barrier on
 // every CPU currently running a thread of this process. Elsewhere (other
-// platforms and architectures, Linux on Arm included) and under
+// platforms, and Linux on other architectures, Arm included) and under
 // ThreadSanitizer both sides use sequentially consistent operations
 // instead: same protocol, slower reads.
 //
