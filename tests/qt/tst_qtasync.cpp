@@ -795,9 +795,10 @@ void tst_QtAsync::removalDoesNotWaitForTheErrorHandlerOfAFailedStart()
         reg.add(2, [&](int) {
             first.finish();
             // Time for the completion thread to see the finish, so that the
-            // run is idle when the walk reaches the next async handler (were
-            // it not, that handler would start from the completion thread,
-            // and the row would test less, never fail wrongly).
+            // run is idle when the walk reaches the next async handler. (Were
+            // it not, the completion thread could start that handler, and
+            // the row would skip; in a release build without this pause the
+            // walk still started it.)
             QThread::msleep(200);
         });
     }
