@@ -20,6 +20,18 @@
 
 namespace sigreg_test {
 
+/// Spins (yielding; no event loop runs) until `done()` or `limit` passed,
+/// and returns done(). The bound only ends the wait: callers assert on what
+/// happened, never on the time.
+template <class Pred>
+bool spinUntil(Pred done, std::chrono::milliseconds limit = std::chrono::seconds(20))
+{
+    const QDeadlineTimer bound(limit);
+    while (!done() && !bound.hasExpired())
+        std::this_thread::yield();
+    return done();
+}
+
 /// A QThread running an event loop, with a context object living in it.
 class Worker {
 public:
@@ -114,9 +126,7 @@ public:
     {
         release();
         // Bounded only so that a failed test cannot hang here.
-        const QDeadlineTimer bound(std::chrono::seconds(20));
-        while (!m_done.load() && !bound.hasExpired())
-            std::this_thread::yield();
+        (void)spinUntil([this] { return m_done.load(); });
     }
     BusyCall(const BusyCall &) = delete;
     BusyCall &operator=(const BusyCall &) = delete;

@@ -718,13 +718,8 @@ struct ContextReadProbe {
         // Wait until the destruction is under way, then give it time to
         // finish, if it can (it must not). The bounds only end the waits; the
         // test asserts on the flags, not on time.
-        const QDeadlineTimer started(std::chrono::seconds(20));
-        while (!destroying.load() && !started.hasExpired())
-            std::this_thread::yield();
-        const QDeadlineTimer grace(std::chrono::milliseconds(300));
-        while (!destroyed.load() && !grace.hasExpired())
-            std::this_thread::yield();
-        destroyedBeforeRead = destroyed.load();
+        (void)sigreg_test::spinUntil([] { return destroying.load(); });
+        destroyedBeforeRead = sigreg_test::spinUntil([] { return destroyed.load(); }, std::chrono::milliseconds(300));
     }
 };
 } // namespace
@@ -1197,10 +1192,7 @@ struct HoldReadProbe {
         }
         if (held.exchange(true))
             return;
-        const QDeadlineTimer bound(std::chrono::seconds(20));
-        while (!until.load() && !bound.hasExpired())
-            std::this_thread::yield();
-        timedOut = !until.load();
+        timedOut = !sigreg_test::spinUntil([] { return until.load(); });
     }
     static auto install(QObject *t, QThread *in)
     {
@@ -1243,9 +1235,7 @@ void tst_QtRegistry::notifierThatLosesTheRaceToRecordAMoveQueues()
     ctx->moveToThread(w.thread());
     const auto unhook = HoldReadProbe::install(ctx, QThread::currentThread());
     std::thread other([&] {
-        const QDeadlineTimer bound(std::chrono::seconds(20));
-        while (!HoldReadProbe::held.load() && !bound.hasExpired())
-            std::this_thread::yield();
+        (void)sigreg_test::spinUntil([] { return HoldReadProbe::held.load(); });
         reg.notify(2); // records the move, runs in the worker, returns
     });
     reg.notify(1);
@@ -1281,9 +1271,7 @@ void tst_QtRegistry::blockingQueuedFindsTheContextMovedToItMeanwhile()
     // mailbox: drain it before the worker is stopped (which waits for it).
     const auto settle = qScopeGuard([&] { (void)QTest::qWaitFor([&] { return workerNotified.load(); }, 20000); });
     QMetaObject::invokeMethod(ctx, [&] {
-        const QDeadlineTimer bound(std::chrono::seconds(20));
-        while (!HoldReadProbe::held.load() && !bound.hasExpired())
-            std::this_thread::yield();
+        (void)sigreg_test::spinUntil([] { return HoldReadProbe::held.load(); });
         ctx->moveToThread(here);
         reg.notify(2); // queued to this thread's mailbox; waits for it
         workerNotified = true;
@@ -1292,10 +1280,7 @@ void tst_QtRegistry::blockingQueuedFindsTheContextMovedToItMeanwhile()
     // the context gone (before it records the move) and again for the
     // blocking call (after). The second read releases this thread.
     std::thread releaser([] {
-        const QDeadlineTimer bound(std::chrono::seconds(20));
-        while (HoldReadProbe::otherReads.load() < 2 && !bound.hasExpired())
-            std::this_thread::yield();
-        if (HoldReadProbe::otherReads.load() >= 2)
+        if (sigreg_test::spinUntil([] { return HoldReadProbe::otherReads.load() >= 2; }))
             HoldReadProbe::until = true; // else the hook times out, and the test says so
     });
     reg.notify(1);
