@@ -83,17 +83,9 @@ bool QtBusReceiverBase::wake(void *self) noexcept
 {
     // Any thread. The receiver exists: its destructor clears the hook first,
     // waiting for a call in progress. The event was made by the receiver's
-    // thread before it armed the hook (prepareWake()).
-    auto *receiver = static_cast<QtBusReceiverBase *>(self);
-    QEvent *e = receiver->m_wake.exchange(nullptr, std::memory_order_acq_rel);
-    try {
-        if (!e)
-            e = new QEvent(wakeEventType()); // not prepared (out of memory then): try now
-        QCoreApplication::postEvent(receiver, e); // deletes `e` if it throws
-    } catch (...) {
-        return false; // out of memory: the hook is armed again, the next event retries
-    }
-    return true;
+    // thread before it armed the hook (prepareWake()). Out of memory: the
+    // hook is armed again, and the next event retries.
+    return static_cast<QtBusReceiverBase *>(self)->postWake();
 }
 
 bool QtBusReceiverBase::event(QEvent *e)
@@ -134,7 +126,7 @@ void QtBusReceiverBase::drain()
             // Only if Qt itself cannot queue the wake-up (see SECURITY.md) do
             // the buffered events wait.
             if (self)
-                (void)postOwnWake();
+                (void)postWake();
             throw;
         }
         if (!self)
@@ -144,7 +136,7 @@ void QtBusReceiverBase::drain()
         case Step::Lagged:
             if (--budget == 0) {
                 // Let the loop breathe; the hook stays disarmed: we are scheduled.
-                if (postOwnWake())
+                if (postWake())
                     return;
                 budget = kBurst; // out of memory: drain on rather than stop
             }
@@ -169,12 +161,12 @@ void QtBusReceiverBase::drain()
     }
 }
 
-bool QtBusReceiverBase::postOwnWake() noexcept
+bool QtBusReceiverBase::postWake() noexcept
 {
     QEvent *e = m_wake.exchange(nullptr, std::memory_order_acq_rel);
     try {
         if (!e)
-            e = new QEvent(wakeEventType());
+            e = new QEvent(wakeEventType()); // not prepared (out of memory then): try now
         QCoreApplication::postEvent(this, e); // deletes `e` if it throws
     } catch (...) {
         return false;

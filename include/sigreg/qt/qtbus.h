@@ -128,10 +128,11 @@ private:
     /// producer will post (made here, so that wake(), inside a producer's
     /// noexcept emit, allocates nothing). Throws std::bad_alloc.
     void prepareWake();
-    /// Consumer thread, the hook disarmed: posts a wake-up to itself (the
-    /// prepared one if there is one), after 256 events or after a delivery
-    /// threw. False if it could not.
-    bool postOwnWake() noexcept;
+    /// Posts a wake-up to this receiver (the prepared one if there is one):
+    /// from a producer (wake()), or from the consumer thread with the hook
+    /// disarmed, after 256 events or after a delivery threw. False if it
+    /// could not (out of memory).
+    bool postWake() noexcept;
 
     detail::RingBase *m_ring = nullptr;
     std::atomic<QEvent *> m_wake{nullptr};
