@@ -153,8 +153,12 @@ TestCase {
 
     function test_returnedErrorIsNotAFailure() {
         var before = events.failureCount
-        var h = createTemporaryObject(handlerComponent, root, { registry: events, handler: (e) => new Error("a value") })
+        var returned = 0
+        var h = createTemporaryObject(handlerComponent, root, { registry: events,
+            handler: (e) => { ++returned; return new Error("a value " + e.n) } })
         events.notify({ n: 5 })
+        compare(returned, 1, "the handler ran and returned its Error")
         compare(events.failureCount, before, "only a throw is a failure")
+        compare(log, ["high:5", "middle:5", "low:5"])
     }
 }
