@@ -769,11 +769,16 @@ int failWakeupsForTesting(int count) noexcept
     return std::max(g_wakeupFailures.exchange(count, std::memory_order_acq_rel), 0);
 }
 
+bool injectedWakeupFailure() noexcept
+{
+    return SIGREG_UNLIKELY(g_wakeupFailures.load(std::memory_order_relaxed) > 0)
+        && g_wakeupFailures.fetch_sub(1, std::memory_order_acq_rel) > 0;
+}
+
 bool Mailbox::postWakeup() noexcept
 {
     try {
-        if (SIGREG_UNLIKELY(g_wakeupFailures.load(std::memory_order_relaxed) > 0)
-            && g_wakeupFailures.fetch_sub(1, std::memory_order_acq_rel) > 0)
+        if (injectedWakeupFailure())
             throw std::bad_alloc();
         postDrainEvent();
     } catch (...) {

@@ -17,6 +17,11 @@
 
 namespace sigreg::qtdetail {
 
+/// Whether failWakeupsForTesting() asks the caller's wake-up to fail now
+/// (and counts it). False at the cost of one relaxed load unless a test
+/// armed it.
+bool injectedWakeupFailure() noexcept;
+
 /// Where failures go: the registry while it exists. Shared with handler
 /// states and async continuations, which may outlive the registry.
 struct Reporter {

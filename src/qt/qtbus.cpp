@@ -2,6 +2,8 @@
 // Sigreg Qt — QtBusReceiverBase and the application attachment of a bus.
 #include <sigreg/qt/qtbus.h>
 
+#include "dispatch_p.h"
+
 #include <QtCore/QCoreApplication>
 #include <QtCore/QEvent>
 #include <QtCore/QMetaMethod>
@@ -167,6 +169,10 @@ bool QtBusReceiverBase::postWake() noexcept
     try {
         if (!e)
             e = new QEvent(wakeEventType()); // not prepared (out of memory then): try now
+        if (qtdetail::injectedWakeupFailure()) {
+            delete e; // as postEvent() does when it throws
+            return false;
+        }
         QCoreApplication::postEvent(this, e); // deletes `e` if it throws
     } catch (...) {
         return false;

@@ -2,12 +2,14 @@
 // Qt Test suite for the bus's Qt side (sigreg/qt/qtbus.h): QtBusReceiver<E>
 // delivering in its thread, nextEvent<E>() futures, and the application
 // attachment that emits ShutdownInitiated.
+#include <sigreg/qt/detail/dispatch.h>
 #include <sigreg/qt/qtbus.h>
 
 #include "qt_test_support.h"
 
 #include <QtCore/QCoreApplication>
 #include <QtCore/QFutureWatcher>
+#include <QtCore/QScopeGuard>
 #include <QtCore/QThread>
 #include <QtCore/QTimer>
 #include <QtTest/QSignalSpy>
@@ -58,6 +60,9 @@ private Q_SLOTS:
     void deletedWhileProducersEmit();
     void deletedFromItsOwnCallback();
     void keepsDeliveringAfterACallbackThrew();
+    void aWakeupThatCannotBePostedIsRetriedByTheNextEvent_data();
+    void aWakeupThatCannotBePostedIsRetriedByTheNextEvent();
+    void aBurstDrainsOnWhenItsNextTurnCannotBePosted();
     void nextEventGetsTheNextOneOnly();
     void nextEventFromAnotherThread();
     void nextEventCancelledWhenTheBusGoes();
@@ -438,6 +443,70 @@ void tst_QtBus::keepsDeliveringAfterACallbackThrew()
     QCOMPARE(seen, (std::vector<int>{1, 2, 3, 4, 5}));
     bus.publish(Numbered{6}); // and it is woken again as before
     QTRY_COMPARE(seen.size(), std::size_t(6));
+}
+
+void tst_QtBus::aWakeupThatCannotBePostedIsRetriedByTheNextEvent_data()
+{
+    QTest::addColumn<bool>("fromAnotherThread");
+    QTest::newRow("producer in the receiver's thread") << false;
+    QTest::newRow("producer in another thread") << true;
+}
+
+void tst_QtBus::aWakeupThatCannotBePostedIsRetriedByTheNextEvent()
+{
+    // The promise of SECURITY.md: a wake-up Qt cannot queue (out of memory)
+    // is retried by the next event emitted, and nothing is lost or reordered.
+    QFETCH(bool, fromAnotherThread);
+    const auto stopFailing = qScopeGuard([] { (void)sigreg::qtdetail::failWakeupsForTesting(0); });
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<Tick> rx(bus);
+    std::vector<int> got;
+    rx.onEvent([&](const Tick &t) { got.push_back(t.value); });
+    const auto emitTick = [&](int value) {
+        if (fromAnotherThread)
+            std::thread([&bus, value] { bus.emit(Tick{value}); }).join();
+        else
+            bus.emit(Tick{value});
+    };
+
+    (void)sigreg::qtdetail::failWakeupsForTesting(1);
+    emitTick(1);
+    QCOMPARE(sigreg::qtdetail::failWakeupsForTesting(0), 0); // the emit's wake-up failed
+    // No wake-up is queued: delivering every posted event delivers nothing.
+    QCoreApplication::sendPostedEvents();
+    QVERIFY(got.empty());
+    QCOMPARE(rx.receivedCount(), quint64(0));
+
+    emitTick(2);
+    QVERIFY(spinUntil([&] { return got.size() == 2; }));
+    QCOMPARE(got, (std::vector<int>{1, 2}));
+    // Woken as usual afterwards.
+    emitTick(3);
+    QVERIFY(spinUntil([&] { return got.size() == 3; }));
+    QCOMPARE(got.back(), 3);
+}
+
+void tst_QtBus::aBurstDrainsOnWhenItsNextTurnCannotBePosted()
+{
+    // A long burst is delivered in turns of the event loop: each turn posts
+    // the wake-up for the next one. When that post fails, the turn goes on
+    // instead of leaving the rest buffered with nothing to wake the receiver
+    // (the hook is not armed while a drain is scheduled: no new event would).
+    const auto stopFailing = qScopeGuard([] { (void)sigreg::qtdetail::failWakeupsForTesting(0); });
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<Tick> rx(bus, 1024);
+    std::vector<int> got;
+    rx.onEvent([&](const Tick &t) { got.push_back(t.value); });
+    constexpr int kEvents = 600; // more than two turns
+    for (int i = 0; i < kEvents; ++i)
+        bus.emit(Tick{i}); // the first one posts the wake-up
+    (void)sigreg::qtdetail::failWakeupsForTesting(1);
+    QCoreApplication::sendPostedEvents(&rx);
+    QCOMPARE(sigreg::qtdetail::failWakeupsForTesting(0), 0); // the first turn's post failed
+    QVERIFY2(got.size() >= 512, "the turn whose post failed went on into a second one");
+    QVERIFY(spinUntil([&] { return got.size() == std::size_t(kEvents); }));
+    for (int i = 0; i < kEvents; ++i)
+        QCOMPARE(got[std::size_t(i)], i);
 }
 
 void tst_QtBus::nextEventFinishesWhenTheCopyThrows()

@@ -52,8 +52,8 @@ SIGREG_QT_EXPORT std::uint64_t wakeupsPosted(QThread *thread) noexcept;
 /// production use.
 SIGREG_QT_EXPORT void setContextReadHookForTesting(void (*hook)(QObject *context)) noexcept;
 
-/// For tests only: the next `count` wake-ups any mailbox tries to post fail
-/// as if out of memory (0 to stop). Returns how many failures of an earlier
+/// For tests only: the next `count` wake-ups any mailbox or QtBusReceiver
+/// tries to post fail as if out of memory (0 to stop). Returns how many failures of an earlier
 /// call were still to come (0: all happened). Not for production use.
 SIGREG_QT_EXPORT int failWakeupsForTesting(int count) noexcept;
 
