@@ -383,6 +383,11 @@ bool RingBase::armHook() noexcept
     return (m_waiters.fetch_and(~kHook, std::memory_order_acq_rel) & kHook) == 0;
 }
 
+void RingBase::armHookForNextEvent() noexcept
+{
+    m_waiters.fetch_or(kHook, std::memory_order_acq_rel);
+}
+
 void RingBase::close() noexcept
 {
     if (m_closed.exchange(true, std::memory_order_seq_cst))

@@ -64,8 +64,10 @@ void QtBusReceiverBase::start(detail::RingBase &ring)
     m_ring = &ring;
     prepareWake();
     ring.setHook(&QtBusReceiverBase::wake, this);
-    if (!ring.armHook()) // events arrived already
-        QCoreApplication::postEvent(this, new QEvent(wakeEventType()));
+    // Events arrived already: wake ourselves, or (out of memory) let the
+    // next event do it.
+    if (!ring.armHook() && !postWake())
+        ring.armHookForNextEvent();
 }
 
 void QtBusReceiverBase::prepareWake()
@@ -125,10 +127,12 @@ void QtBusReceiverBase::drain()
             // exception goes on to the event loop, as from any event handler
             // (Qt supports that only with a QCoreApplication::notify() that
             // catches), and this receiver keeps delivering what follows.
-            // Only if Qt itself cannot queue the wake-up (see SECURITY.md) do
-            // the buffered events wait.
-            if (self)
-                (void)postWake();
+            // If Qt cannot queue that wake-up (out of memory, see
+            // SECURITY.md), the buffered events wait for the next event: it
+            // fires the hook, armed again for it (it is disarmed while a
+            // drain is scheduled, and none is).
+            if (self && !postWake())
+                m_ring->armHookForNextEvent();
             throw;
         }
         if (!self)

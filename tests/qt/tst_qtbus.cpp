@@ -63,6 +63,7 @@ private Q_SLOTS:
     void aWakeupThatCannotBePostedIsRetriedByTheNextEvent_data();
     void aWakeupThatCannotBePostedIsRetriedByTheNextEvent();
     void aBurstDrainsOnWhenItsNextTurnCannotBePosted();
+    void aCallbackThrewAndTheWakeupCannotBePosted();
     void nextEventGetsTheNextOneOnly();
     void nextEventFromAnotherThread();
     void nextEventCancelledWhenTheBusGoes();
@@ -507,6 +508,39 @@ void tst_QtBus::aBurstDrainsOnWhenItsNextTurnCannotBePosted()
     QVERIFY(spinUntil([&] { return got.size() == std::size_t(kEvents); }));
     for (int i = 0; i < kEvents; ++i)
         QCOMPARE(got[std::size_t(i)], i);
+}
+
+void tst_QtBus::aCallbackThrewAndTheWakeupCannotBePosted()
+{
+    // As keepsDeliveringAfterACallbackThrew, but the wake-up for the events
+    // after the throw cannot be posted: they wait for the next event, which
+    // wakes the receiver as any event would (no drain is scheduled, so the
+    // hook must be armed for it).
+    const auto stopFailing = qScopeGuard([] { (void)sigreg::qtdetail::failWakeupsForTesting(0); });
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<Numbered> receiver(bus);
+    std::vector<int> seen;
+    receiver.onEvent([&](const Numbered &e) {
+        seen.push_back(e.v);
+        if (e.v == 1)
+            throw std::runtime_error("callback failed once");
+    });
+    for (int i = 1; i <= 5; ++i)
+        bus.publish(Numbered{i});
+    (void)sigreg::qtdetail::failWakeupsForTesting(1);
+    bool threw = false;
+    try {
+        QCoreApplication::sendPostedEvents(&receiver);
+    } catch (const std::runtime_error &) {
+        threw = true;
+    }
+    QVERIFY(threw);
+    QCOMPARE(sigreg::qtdetail::failWakeupsForTesting(0), 0); // the re-post after the throw failed
+    QCoreApplication::sendPostedEvents();
+    QCOMPARE(seen, std::vector<int>{1}); // nothing queued to deliver the rest
+    bus.publish(Numbered{6});
+    QVERIFY(spinUntil([&] { return seen.size() == 6; }));
+    QCOMPARE(seen, (std::vector<int>{1, 2, 3, 4, 5, 6}));
 }
 
 void tst_QtBus::nextEventFinishesWhenTheCopyThrows()

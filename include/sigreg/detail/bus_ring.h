@@ -121,6 +121,10 @@ public:
     /// fired it; false when an event arrived meanwhile and the caller should
     /// drain again (the hook is then not armed). Consumer thread only.
     bool armHook() noexcept;
+    /// Arms the hook whatever the ring holds, so that the next event (or the
+    /// closure) fires it: for a consumer that found events but could not
+    /// schedule itself to drain them (out of memory). Consumer thread only.
+    void armHookForNextEvent() noexcept;
     /// Installs the hook. It is called under the ring's mutex, so after
     /// clearHook() returns it is neither running nor called again.
     void setHook(WakeHook hook, void *context) noexcept;
