@@ -45,7 +45,9 @@ public:
     SIGREG_CORE_EXPORT Guard(std::shared_ptr<detail::Anchor> anchor, HandlerId id) noexcept;
     /// Takes `other`'s handler; `other` is left empty.
     SIGREG_CORE_EXPORT Guard(Guard &&other) noexcept;
-    /// Removes the currently owned handler (waiting), then takes `other`'s.
+    /// Takes `other`'s handler, then removes the one it owned before
+    /// (waiting). In that order, as std::unique_ptr does: the old handler may
+    /// own `other`.
     SIGREG_CORE_EXPORT Guard &operator=(Guard &&other) noexcept;
     Guard(const Guard &) = delete;
     Guard &operator=(const Guard &) = delete;

@@ -18,11 +18,13 @@ Guard::Guard(Guard &&other) noexcept
 
 Guard &Guard::operator=(Guard &&other) noexcept
 {
-    if (this != &other) {
-        dispose(true);
-        m_anchor = std::move(other.m_anchor);
-        m_id = std::exchange(other.m_id, HandlerId());
-    }
+    // Take `other` before removing the old handler, as std::unique_ptr does:
+    // that removal may destroy the old handler, and with it `other` when the
+    // handler owns it. `taken` removes it on the way out (after the swap it
+    // holds the old handler; nothing for a self-move).
+    Guard taken(std::move(other));
+    std::swap(m_anchor, taken.m_anchor);
+    std::swap(m_id, taken.m_id);
     return *this;
 }
 

@@ -58,6 +58,7 @@ private Q_SLOTS:
     void reset();
     void moveConstruction();
     void moveAssignment();
+    void moveAssignmentFromAGuardTheOldHandlerOwns();
     void selfMoveAssignmentKeepsHandler();
     void defaultConstructedIsInert();
     void guardOutlivesRegistry_data();
@@ -233,6 +234,37 @@ void tst_Guard::moveAssignment()
     QVERIFY(other.contains(idE));
     c.reset();
     QVERIFY(other.empty());
+}
+
+void tst_Guard::moveAssignmentFromAGuardTheOldHandlerOwns()
+{
+    // Handler A owns (through shared state) the guard of handler B, and A's
+    // guard is assigned B's guard: the assignment must take B's guard before
+    // removing A, whose destruction destroys the guard moved from.
+    struct Holder {
+        Guard guardOfB;
+    };
+    Counts countsA, countsB;
+    Reg reg;
+    auto holder = std::make_shared<Holder>();
+    holder->guardOfB = reg.addGuarded(Counted(&countsB));
+    const HandlerId idB = holder->guardOfB.id();
+    Holder *raw = holder.get();
+    Guard a = reg.addGuarded([h = std::move(holder), c = Counted(&countsA)](const Event &e) { c(e); });
+    const HandlerId idA = a.id();
+
+    a = std::move(raw->guardOfB); // removes A, which destroys `raw`
+    QCOMPARE(a.id(), idB);
+    QVERIFY(!reg.contains(idA));
+    QVERIFY2(reg.contains(idB), "B's guard was taken over, not destroyed with A");
+    QCOMPARE(reg.size(), std::size_t(1));
+    reg.notify(Event{});
+    QCOMPARE(countsA.calls, 0);
+    QCOMPARE(countsB.calls, 1);
+    QCOMPARE(countsB.destroyed, 0);
+    a.reset();
+    QVERIFY(!reg.contains(idB));
+    QCOMPARE(countsB.destroyed, 1);
 }
 
 void tst_Guard::selfMoveAssignmentKeepsHandler()
