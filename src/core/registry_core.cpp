@@ -644,6 +644,18 @@ void RegistryCore::reportFailure(const Node *node, const char *what) const noexc
     }
 }
 
+namespace {
+/// The guard removals in progress on this thread, innermost first: a removal
+/// destroys the handler, whose destructor may remove more (nesting) or
+/// destroy the registry itself (a handler holding the last reference to the
+/// registry's owner). Frames live on the stack of Anchor::remove().
+struct AnchorRemoval {
+    const Anchor *anchor;
+    const AnchorRemoval *outer;
+};
+constinit thread_local const AnchorRemoval *tl_anchorRemovals SIGREG_TLS_INITIAL_EXEC = nullptr;
+} // namespace
+
 bool Anchor::remove(HandlerId id, bool wait) noexcept
 {
     std::uint32_t s = m_state.load(std::memory_order_acquire);
@@ -651,18 +663,33 @@ bool Anchor::remove(HandlerId id, bool wait) noexcept
         if (s & kDead)
             return false;
     } while (!m_state.compare_exchange_weak(s, s + 1, std::memory_order_acquire));
+    const AnchorRemoval frame{this, tl_anchorRemovals};
+    tl_anchorRemovals = &frame;
     // Allocation failure while removing cannot be reported from a destructor:
-    // std::terminate (noexcept) is the honest outcome.
+    // std::terminate (noexcept) is the honest outcome. If the registry is
+    // destroyed inside (by the handler's destructor), m_core dangles from here
+    // on; this object is kept alive by the guard's reference.
     const bool removed = m_core->remove(id, wait);
-    if (m_state.fetch_sub(1, std::memory_order_acq_rel) == (kDead | 1u))
+    tl_anchorRemovals = frame.outer;
+    // Once the registry is dying, every end is announced: its destructor may
+    // be waiting for a count other than 0 (its own thread's removals).
+    if (m_state.fetch_sub(1, std::memory_order_acq_rel) & kDead)
         m_state.notify_all();
     return removed;
 }
 
 void Anchor::kill() noexcept
 {
+    // Waits for the removals in progress on other threads. Those of this
+    // thread are further up its stack (the registry is being destroyed from
+    // inside one of them): waiting for them would never end, and they touch
+    // nothing of the registry once it is destroyed (RegistryCore::remove()
+    // destroys the handler last).
+    std::uint32_t own = 0;
+    for (const AnchorRemoval *f = tl_anchorRemovals; f; f = f->outer)
+        own += f->anchor == this ? 1u : 0u;
     std::uint32_t s = m_state.fetch_or(kDead, std::memory_order_acq_rel) | kDead;
-    while (s != kDead) {
+    while (s != (kDead | own)) {
         m_state.wait(s, std::memory_order_acquire);
         s = m_state.load(std::memory_order_acquire);
     }

@@ -68,6 +68,8 @@ private Q_SLOTS:
     void guardDestroyedInsideItsOwnHandler_data();
     void guardDestroyedInsideItsOwnHandler();
     void handlerOwningAGuardOfItsRegistry();
+    void registryDestroyedByItsGuardedHandler_data();
+    void registryDestroyedByItsGuardedHandler();
     void guardsInAContainer();
 };
 
@@ -467,6 +469,64 @@ void tst_Guard::handlerOwningAGuardOfItsRegistry()
         reg.add([g = std::move(gc)](const Event &) {});
     }
     QCOMPARE(countsB.destroyed, 1);
+}
+
+void tst_Guard::registryDestroyedByItsGuardedHandler_data()
+{
+    QTest::addColumn<QString>("how");
+    QTest::newRow("reset") << QStringLiteral("reset");
+    QTest::newRow("resetNoWait") << QStringLiteral("resetNoWait");
+    QTest::newRow("destructor") << QStringLiteral("destructor");
+    QTest::newRow("move assignment") << QStringLiteral("assign");
+    QTest::newRow("nested guard") << QStringLiteral("nested");
+}
+
+void tst_Guard::registryDestroyedByItsGuardedHandler()
+{
+    // "Keep my owner alive while I am subscribed": the handler holds the
+    // last reference to the object that owns the registry, so removing the
+    // handler destroys the registry, inside the guard's removal. The
+    // registry's destructor must not wait for that removal (it is further up
+    // this thread's stack: a hang, before the fix). A hang here ends in the
+    // test's timeout.
+    QFETCH(QString, how);
+    struct Owner {
+        Reg events;
+        bool *destroyed;
+        explicit Owner(bool *d) : destroyed(d) {}
+        ~Owner() { *destroyed = true; }
+    };
+    bool ownerDestroyed = false;
+    auto owner = std::make_shared<Owner>(&ownerDestroyed);
+    Guard guard;
+    if (how == QLatin1String("nested")) {
+        // The guarded handler owns a guard of another handler of the same
+        // registry, and that one holds the owner: the registry goes in the
+        // removal nested inside the first.
+        Guard inner = owner->events.addGuarded([keep = owner](const Event &) {});
+        guard = owner->events.addGuarded([g = std::move(inner)](const Event &) {});
+    } else {
+        guard = owner->events.addGuarded([keep = owner](const Event &) {});
+    }
+    int calls = 0;
+    owner->events.add([&calls](const Event &) { ++calls; });
+    owner->events.notify(Event{});
+    QCOMPARE(calls, 1);
+    owner.reset(); // the handler holds the last reference
+    QVERIFY(!ownerDestroyed);
+
+    if (how == QLatin1String("reset") || how == QLatin1String("nested")) {
+        QVERIFY(guard.reset());
+    } else if (how == QLatin1String("resetNoWait")) {
+        QVERIFY(guard.resetNoWait());
+    } else if (how == QLatin1String("destructor")) {
+        Guard dying = std::move(guard);
+    } else {
+        guard = Guard();
+    }
+    QVERIFY(ownerDestroyed);
+    QVERIFY(!guard.isActive());
+    QVERIFY(!guard.reset()); // and the guard is inert afterwards
 }
 
 void tst_Guard::guardsInAContainer()

@@ -122,6 +122,9 @@ public:
     /// Removes `id` if the registry still exists.
     bool remove(HandlerId id, bool wait) noexcept;
     /// Called by the registry's destructor: no guard can reach it afterwards.
+    /// Waits for guard removals in progress on other threads; one in progress
+    /// on the calling thread (destroying the handler destroyed the registry)
+    /// is not waited for.
     void kill() noexcept;
 
 private:
