@@ -305,7 +305,9 @@ public:
 
     /// Effect: calls every handler with `event`, in priority order, on the
     /// calling thread. Exceptions thrown by handlers are caught and reported
-    /// (see setErrorHandler()); nothing escapes.
+    /// (see setErrorHandler()); nothing escapes. A thread cancelled inside a
+    /// handler (pthread_cancel(), pthread_exit()) cannot unwind through this
+    /// noexcept function: the process ends (std::terminate()).
     /// Safety: lock-free; may run concurrently with any other member and be
     /// nested in handlers. Handlers added during the call are called from the
     /// next notify() on; handlers removed during it are skipped if not yet

@@ -432,8 +432,10 @@ bool RegistryCore::remove(HandlerId id, bool wait)
         reserveFor(m_retired, 1);
         const Block *cur = m_head.load(std::memory_order_relaxed);
         const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
-        // Keep slack so that the next append does not reallocate.
-        Block *b = allocateBlock(std::max<std::uint32_t>(8, n + n / 2));
+        // Keep slack so that the next append does not reallocate. In size_t:
+        // n + n / 2 overflows 32 bits from n = 2^32 / 1.5 on.
+        Block *b = allocateBlock(static_cast<std::uint32_t>(std::min<std::size_t>(
+            std::numeric_limits<std::uint32_t>::max(), std::max<std::size_t>(8, std::size_t(n) + n / 2))));
         Node *const *e = cur->entries();
         Node **out = std::remove_copy(e, e + n, b->entries(), node);
         b->count.store(static_cast<std::uint32_t>(out - b->entries()), std::memory_order_relaxed);
@@ -623,10 +625,21 @@ void RegistryCore::notifyBusy(const void *event) const noexcept
     dispatch(scope, event);
 }
 
+std::exception_ptr foreignException() noexcept
+{
+    try {
+        static const std::exception_ptr e = std::make_exception_ptr(
+            std::runtime_error("sigreg: a handler threw an exception that is not a C++ exception"));
+        return e;
+    } catch (...) {
+        return std::current_exception(); // std::bad_alloc: not null either
+    }
+}
+
 void RegistryCore::reportFailure(const Node *node, const char *what) const noexcept
 {
     m_failures.fetch_add(1, std::memory_order_relaxed);
-    const HandlerFailure failure{node->id, std::current_exception(), what};
+    const HandlerFailure failure{node->id, currentException(), what};
     HazardScope scope;
     const ErrorSink *sink = scope.protect(m_errorSink);
     if (!sink) {

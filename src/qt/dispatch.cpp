@@ -201,14 +201,14 @@ void reportOutcome(const QFuture<void> &f, HandlerId id, Reporter &reporter) noe
         copy.waitForFinished(); // rethrows a stored exception
         error = std::make_exception_ptr(HandlerCanceled());
     } catch (...) {
-        error = std::current_exception();
+        error = detail::currentException();
     }
     reporter.report(id, error);
 }
 
 void reportCurrent(HandlerState *state) noexcept
 {
-    state->reporter->report(state->id, std::current_exception());
+    state->reporter->report(state->id, detail::currentException());
 }
 
 } // namespace
@@ -1170,7 +1170,7 @@ std::optional<QFuture<void>> callAsync(HandlerState *state, const void *event, T
             out.emplace(state->callAsync(state, event));
         } catch (...) {
             if (thrown == Thrown::Rethrow)
-                rethrown = std::current_exception();
+                rethrown = detail::currentException();
             else
                 failure.capture(*state->reporter);
         }
@@ -1270,7 +1270,7 @@ private:
             // Out of memory: the future is not awaited; say so, and do not
             // let a join wait for it.
             delete watcher;
-            w.reporter->report(w.id, std::current_exception());
+            w.reporter->report(w.id, detail::currentException());
             keepForUnawaited(w.parcel);
             done();
         }
@@ -1377,7 +1377,7 @@ void watchCollected(const std::shared_ptr<AsyncJoin> &join) noexcept
         // Out of memory: the request never ran, so the list is still ours.
         // Not awaited: say so, and do not let the join wait for them.
         for (Watch &w : collected) {
-            w.reporter->report(w.id, std::current_exception());
+            w.reporter->report(w.id, detail::currentException());
             keepForUnawaited(w.parcel);
             join->arrive();
         }

@@ -67,7 +67,7 @@ public:
     /// In a catch block, inside the gate.
     void capture(Reporter &reporter) noexcept
     {
-        m_error = std::current_exception();
+        m_error = detail::currentException(); // never null: report() tests it
         reporter.reserve(m_delivery);
     }
     /// After the gate: counts and delivers the failure, if one was captured.

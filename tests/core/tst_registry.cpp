@@ -8,6 +8,11 @@
 
 #include <QtTest/QTest>
 
+#if defined(__GLIBCXX__) && __has_include(<unwind.h>)
+#include <unwind.h>
+#define SIGREG_TEST_FOREIGN_EXCEPTIONS 1
+#endif
+
 #include <algorithm>
 #include <climits>
 #include <cstdint>
@@ -157,6 +162,7 @@ private Q_SLOTS:
     // errors
     void errorHandlerGetsStdException();
     void errorHandlerGetsNonStdException();
+    void foreignExceptionIsReportedWithANonNullException();
     void throwingHandlerDoesNotStopSiblings_data();
     void throwingHandlerDoesNotStopSiblings();
     void failuresWithoutErrorHandlerAreCounted();
@@ -724,6 +730,53 @@ void tst_Registry::errorHandlerGetsStdException()
     QCOMPARE(seen[1].rethrownWhat, seen[1].what);
     QCOMPARE(reg.failureCount(), std::uint64_t(2));
     QCOMPARE(reg.unhandledFailureCount(), std::uint64_t(0));
+}
+
+#ifdef SIGREG_TEST_FOREIGN_EXCEPTIONS
+namespace {
+/// Throws an exception that is not a C++ one (as code in another language
+/// would, through the same unwinder): catch (...) catches it, and
+/// std::current_exception() cannot capture it.
+[[noreturn]] void throwForeignException()
+{
+    auto *e = new _Unwind_Exception{};
+    e->exception_class = 0x5349475245470000ull; // "SIGREG\0\0", not C++'s "GNUCC++\0"
+    e->exception_cleanup = [](_Unwind_Reason_Code, _Unwind_Exception *x) { delete x; };
+    _Unwind_RaiseException(e);
+    std::abort(); // only if nothing caught it
+}
+} // namespace
+#endif
+
+void tst_Registry::foreignExceptionIsReportedWithANonNullException()
+{
+#ifndef SIGREG_TEST_FOREIGN_EXCEPTIONS
+    QSKIP("needs libstdc++ and <unwind.h>");
+#else
+    // HandlerFailure::exception is documented as never null, also for an
+    // exception std::current_exception() returns null for.
+    Reg reg;
+    std::vector<sigreg::HandlerFailure> failures;
+    reg.setErrorHandler([&](const sigreg::HandlerFailure &f) { failures.push_back(f); });
+    const HandlerId id = reg.add(1, [](const Event &) { throwForeignException(); });
+    int siblingCalls = 0;
+    reg.add([&](const Event &) { ++siblingCalls; });
+    reg.notify(Event{});
+    QCOMPARE(siblingCalls, 1);
+    QCOMPARE(int(failures.size()), 1);
+    QCOMPARE(failures[0].handler, id);
+    QVERIFY(failures[0].what == nullptr);
+    QVERIFY2(failures[0].exception, "HandlerFailure::exception is null");
+    std::string text;
+    try {
+        std::rethrow_exception(failures[0].exception);
+    } catch (const std::runtime_error &e) {
+        text = e.what();
+    } catch (...) {
+    }
+    QVERIFY2(text.find("not a C++ exception") != std::string::npos, text.c_str());
+    QCOMPARE(reg.failureCount(), std::uint64_t(1));
+#endif
 }
 
 void tst_Registry::errorHandlerGetsNonStdException()

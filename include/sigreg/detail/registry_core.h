@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <atomic>
+#if defined(__GLIBCXX__)
+#include <cxxabi.h> // abi::__forced_unwind
+#endif
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -114,6 +117,18 @@ struct BatchOps {
     std::vector<Node *> adds;
     std::vector<HandlerId> removes;
 };
+
+/// Stands in for an exception std::current_exception() cannot capture (one
+/// thrown by code in another language through the same unwinder), so that
+/// HandlerFailure::exception is never null: a std::runtime_error saying so.
+SIGREG_CORE_EXPORT SIGREG_COLD std::exception_ptr foreignException() noexcept;
+
+/// In a catch block: std::current_exception(), never null.
+inline std::exception_ptr currentException() noexcept
+{
+    std::exception_ptr e = std::current_exception();
+    return SIGREG_UNLIKELY(!e) ? foreignException() : e;
+}
 
 /// Liveness anchor shared between a registry and its guards.
 class SIGREG_CORE_EXPORT Anchor {
@@ -294,6 +309,13 @@ private:
             // register of its own: the caller's loop keeps them for itself.
             try {
                 fn(node, event);
+#if defined(__GLIBCXX__)
+            } catch (abi::__forced_unwind &) {
+                // The thread is being cancelled (pthread_cancel, pthread_exit):
+                // not a handler failure, and it cannot be stopped. notify() is
+                // noexcept, so this ends in std::terminate().
+                throw;
+#endif
             } catch (const std::exception &e) {
                 // The call is over: withdraw its announcement before the
                 // error handler runs, or a remover of this handler would wait

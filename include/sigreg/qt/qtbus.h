@@ -273,7 +273,7 @@ QFuture<E> nextEvent(Bus &bus)
                 state->promise.addResult(event);
             } catch (...) {
                 try {
-                    state->promise.setException(std::current_exception());
+                    state->promise.setException(detail::currentException());
                 } catch (...) {
                     state->promise.future().cancel();
                 }
