@@ -905,23 +905,22 @@ public:
     bool with(F &&f)
     {
         std::lock_guard<std::mutex> lock(m_mutex);
-        if (!m_bus)
+        Bus *bus = m_bus.load(std::memory_order_relaxed);
+        if (!bus)
             return false;
-        std::forward<F>(f)(*m_bus);
+        std::forward<F>(f)(*bus);
         return true;
     }
     /// Called by the bus's destructor.
     void detach() noexcept;
-    /// True while the bus exists.
-    [[nodiscard]] bool alive() noexcept
-    {
-        std::lock_guard<std::mutex> lock(m_mutex);
-        return m_bus != nullptr;
-    }
+    /// True while the bus exists (a snapshot). Takes no lock, so that code
+    /// running inside with() (a handler of the event it emits) may call it
+    /// for any link, its own included.
+    [[nodiscard]] bool alive() const noexcept { return m_bus.load(std::memory_order_acquire) != nullptr; }
 
 private:
-    std::mutex m_mutex;
-    Bus *m_bus;
+    std::mutex m_mutex; // held by with() and detach()
+    std::atomic<Bus *> m_bus;
 };
 
 } // namespace detail

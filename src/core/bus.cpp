@@ -295,8 +295,8 @@ std::uint32_t internEventType(const std::type_info &type) noexcept
 
 void BusLink::detach() noexcept
 {
-    std::lock_guard<std::mutex> lock(m_mutex);
-    m_bus = nullptr;
+    std::lock_guard<std::mutex> lock(m_mutex); // waits for with()
+    m_bus.store(nullptr, std::memory_order_release);
 }
 
 // --- RingBase ------------------------------------------------------------------

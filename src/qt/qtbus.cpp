@@ -7,9 +7,11 @@
 #include <QtCore/QCoreApplication>
 #include <QtCore/QEvent>
 #include <QtCore/QMetaMethod>
+#include <QtCore/QThread>
 
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <stdexcept>
 
 namespace sigreg {
@@ -25,6 +27,13 @@ QEvent::Type wakeEventType()
 
 /// Drains at most this many events per turn of the event loop.
 constexpr int kBurst = 256;
+
+/// Set on the application's thread while aboutToQuit() delivers what its
+/// receivers have pending: their drains are not split into turns then (the
+/// next turn would come after exec() returned, i.e. never).
+constinit thread_local bool t_deliverAllNow = false;
+/// Drains run on this thread so far (for that delivery's loop).
+constinit thread_local std::uint64_t t_drains = 0;
 
 /// A bus attached to the application: a child of the QCoreApplication.
 class BusAttachment final : public QObject {
@@ -117,6 +126,7 @@ void QtBusReceiverBase::drain()
         prepareWake();
     } catch (...) {
     }
+    ++t_drains;
     int budget = kBurst;
     for (;;) {
         Step step;
@@ -137,10 +147,22 @@ void QtBusReceiverBase::drain()
         }
         if (!self)
             return; // deleted by a callback or slot
+        if (SIGREG_UNLIKELY(thread() != QThread::currentThread())) {
+            // Moved to another thread by a callback or slot: the rest is
+            // delivered there (the wake-up follows the object), or, out of
+            // memory, from the next event on. The hook stays disarmed.
+            if (!postWake())
+                m_ring->armHookForNextEvent();
+            return;
+        }
         switch (step) {
         case Step::Delivered:
         case Step::Lagged:
             if (--budget == 0) {
+                if (t_deliverAllNow) {
+                    budget = kBurst;
+                    continue;
+                }
                 // Let the loop breathe; the hook stays disarmed: we are scheduled.
                 if (postWake())
                     return;
@@ -189,6 +211,8 @@ bool attachToApplication(Bus &bus)
     QCoreApplication *app = QCoreApplication::instance();
     if (!app)
         throw std::logic_error("sigreg::attachToApplication: no QCoreApplication exists yet");
+    if (QThread::currentThread() != app->thread())
+        throw std::logic_error("sigreg::attachToApplication: call it in the application's thread");
     std::shared_ptr<detail::BusLink> link = bus.link();
     const QObjectList children = app->children();
     for (QObject *child : children) {
@@ -204,8 +228,19 @@ bool attachToApplication(Bus &bus)
     QObject::connect(app, &QCoreApplication::aboutToQuit, attachment, [attachment] {
         if (attachment->link->with([](Bus &b) { b.initiateShutdown(); })) {
             // Receivers of this thread would otherwise get their wake-up after
-            // exec() returned, i.e. never.
-            QCoreApplication::sendPostedEvents(nullptr, wakeEventType());
+            // exec() returned, i.e. never. Each drains all it has; a pass
+            // whose callbacks wake receivers of this thread (posted events
+            // wait for the next pass) is followed by another, up to a bound.
+            struct DeliverAll {
+                DeliverAll() noexcept { t_deliverAllNow = true; }
+                ~DeliverAll() { t_deliverAllNow = false; }
+            } deliverAll;
+            for (int pass = 0; pass < 64; ++pass) {
+                const std::uint64_t before = t_drains;
+                QCoreApplication::sendPostedEvents(nullptr, wakeEventType());
+                if (t_drains == before)
+                    break;
+            }
         }
     });
     return true;

@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -70,6 +71,11 @@ private Q_SLOTS:
     void nextEventFinishesWhenTheCopyThrows();
     void attachEmitsShutdownOnceWhenTheAppQuits();
     void attachOutlivedByTheApplication();
+    void aboutToQuitDeliversEverythingPending();
+    void attachFromAShutdownHandler();
+    void attachFromAnotherThreadThrows();
+    void throwingCallbackDoesNotKeepTheEventFromTheOthers();
+    void movedToAnotherThreadByItsOwnCallback();
     void headersCompileWithQtKeywords();
 };
 
@@ -392,6 +398,139 @@ void tst_QtBus::attachOutlivedByTheApplication()
     sigreg::Bus other;
     QVERIFY(sigreg::attachToApplication(other)); // removes the dead attachment
     QCOMPARE(count(), 1);
+}
+
+void tst_QtBus::aboutToQuitDeliversEverythingPending()
+{
+    // Before exec() returns, receivers of the application's thread get all
+    // they have pending (not only a first turn of 256 events), and what their
+    // callbacks emit for other receivers of the thread meanwhile.
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<Tick> ticks(bus, 1000);
+    int got = 0;
+    int last = -1;
+    ticks.onEvent([&](const Tick &t) {
+        ++got;
+        last = t.value;
+    });
+    sigreg::QtBusReceiver<sigreg::ShutdownInitiated> shutdown(bus);
+    shutdown.onEvent([&](const sigreg::ShutdownInitiated &) { bus.emit(Tick{-1}); });
+    constexpr int kPending = 600;
+    // Connected before the attachment: runs first, so the events are pending
+    // when the attachment delivers.
+    const auto flood = QObject::connect(qApp, &QCoreApplication::aboutToQuit, qApp, [&] {
+        for (int i = 0; i < kPending; ++i)
+            bus.emit(Tick{i});
+    });
+    QVERIFY(sigreg::attachToApplication(bus));
+    QTimer::singleShot(0, qApp, &QCoreApplication::quit);
+    QCoreApplication::exec();
+    QObject::disconnect(flood);
+    QCOMPARE(got, kPending + 1);
+    QCOMPARE(last, -1); // the one emitted by the ShutdownInitiated callback, after the rest
+}
+
+void tst_QtBus::attachFromAShutdownHandler()
+{
+    // A ShutdownInitiated handler that attaches another bus (it runs while
+    // the attachment reaches its own bus): no deadlock. A hang here ends in
+    // the test's timeout.
+    sigreg::Bus a;
+    sigreg::Bus b;
+    QVERIFY(sigreg::attachToApplication(a));
+    int attached = 0;
+    auto guard = a.onGuarded([&](const sigreg::ShutdownInitiated &) {
+        attached += sigreg::attachToApplication(b) ? 1 : 0;
+        attached += sigreg::attachToApplication(a) ? 10 : 0; // its own: attached already
+    });
+    QTimer::singleShot(0, qApp, &QCoreApplication::quit);
+    QCoreApplication::exec();
+    QVERIFY(a.isShuttingDown());
+    QCOMPARE(attached, 1);
+}
+
+void tst_QtBus::attachFromAnotherThreadThrows()
+{
+    sigreg::Bus bus;
+    bool threw = false;
+    std::thread([&] {
+        try {
+            (void)sigreg::attachToApplication(bus);
+        } catch (const std::logic_error &) {
+            threw = true;
+        }
+    }).join();
+    QVERIFY(threw);
+}
+
+void tst_QtBus::throwingCallbackDoesNotKeepTheEventFromTheOthers()
+{
+    // Callback 1 throws on the first event: callback 2 and eventReceived()
+    // still get it, and the exception goes on to the event loop after them.
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<Tick> rx(bus);
+    QSignalSpy received(&rx, &sigreg::QtBusReceiverBase::eventReceived);
+    QSignalSpy lagged(&rx, &sigreg::QtBusReceiverBase::lagged);
+    std::vector<int> first, second;
+    rx.onEvent([&](const Tick &t) {
+        first.push_back(t.value);
+        if (t.value == 1)
+            throw std::runtime_error("first callback failed");
+    });
+    rx.onEvent([&](const Tick &t) { second.push_back(t.value); });
+    for (int i = 1; i <= 3; ++i)
+        bus.emit(Tick{i});
+    bool threw = false;
+    try {
+        QCoreApplication::sendPostedEvents(&rx);
+    } catch (const std::runtime_error &e) {
+        threw = QByteArray(e.what()) == "first callback failed";
+    }
+    QVERIFY(threw);
+    QCOMPARE(second, std::vector<int>{1}); // before the exception went on
+    QCOMPARE(received.count(), 1);
+    QVERIFY(spinUntil([&] { return second.size() == 3; }));
+    QCOMPARE(first, (std::vector<int>{1, 2, 3}));
+    QCOMPARE(second, (std::vector<int>{1, 2, 3}));
+    QCOMPARE(received.count(), 3);
+    QCOMPARE(received.at(0).at(0).value<Tick>().value, 1);
+    QCOMPARE(lagged.count(), 0);
+    QCOMPARE(rx.receivedCount(), quint64(3));
+}
+
+void tst_QtBus::movedToAnotherThreadByItsOwnCallback()
+{
+    // A callback moves its receiver to a worker thread: the events after it
+    // are delivered there, none in the old thread.
+    sigreg::Bus bus;
+    sigreg_test::Worker worker;
+    auto *rx = new sigreg::QtBusReceiver<Tick>(bus);
+    QThread *const mainThread = QThread::currentThread();
+    QThread *const workerThread = worker.thread();
+    std::mutex mutex;
+    std::vector<std::pair<int, QThread *>> got;
+    rx->onEvent([&](const Tick &t) {
+        {
+            std::lock_guard lock(mutex);
+            got.emplace_back(t.value, QThread::currentThread());
+        }
+        if (t.value == 0) {
+            rx->moveToThread(workerThread);
+            worker.run([] {}); // a hand-over ThreadSanitizer sees (Qt's own is uninstrumented)
+        }
+    });
+    for (int i = 0; i < 5; ++i)
+        bus.emit(Tick{i});
+    QVERIFY(spinUntil([&] {
+        std::lock_guard lock(mutex);
+        return got.size() == 5;
+    }));
+    worker.run([rx] { delete rx; });
+    std::lock_guard lock(mutex);
+    for (int i = 0; i < 5; ++i) {
+        QCOMPARE(got[std::size_t(i)].first, i);
+        QCOMPARE(got[std::size_t(i)].second, i == 0 ? mainThread : workerThread);
+    }
 }
 
 void tst_QtBus::headersCompileWithQtKeywords()

@@ -50,6 +50,7 @@
 #include <atomic>
 #include <cstddef>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -166,7 +167,12 @@ public:
     /// Calls `f(const E&)` for every event, in this object's thread, in the
     /// order the callbacks were added, before eventReceived(). Call it from
     /// this object's thread (callbacks are not synchronised); a callback
-    /// added during a delivery is called from the next event on.
+    /// added during a delivery is called from the next event on. A callback
+    /// that throws does not keep the event from the later callbacks and
+    /// eventReceived(); after them, the first exception goes on to the event
+    /// loop, as from any event handler (catch it in a
+    /// QCoreApplication::notify() override), and the receiver delivers the
+    /// next events in a later turn.
     template <class F>
     void onEvent(F &&f)
     {
@@ -174,7 +180,10 @@ public:
                       "sigreg::QtBusReceiver<E>::onEvent: the callback must be callable as f(const E&)");
         m_callbacks.push_back(Callback{std::function<void(const E &)>(std::forward<F>(f)), {}, false});
     }
-    /// As onEvent(f), while `context` exists.
+    /// As onEvent(f), while `context` exists. `f` runs in this receiver's
+    /// thread, not the context's; the context is checked before each call,
+    /// so one that lives in another thread may be destroyed while `f` runs:
+    /// give it a context of this thread.
     template <class F>
     void onEvent(const QObject *context, F &&f)
     {
@@ -200,17 +209,34 @@ private:
             QPointer<QtBusReceiverBase> self(this);
             // A callback may add callbacks (a deque keeps the others where
             // they are) or delete this object.
+            // A callback that throws does not keep the event from the others
+            // or from eventReceived(): the first exception goes on once all
+            // have had it (to drain(), which passes it to the event loop).
+            std::exception_ptr error;
             const std::size_t count = m_callbacks.size();
             for (std::size_t i = 0; i < count; ++i) {
                 const Callback &c = m_callbacks[i];
                 if (c.hasContext && !c.context)
                     continue;
-                c.fn(*r);
+                try {
+                    c.fn(*r);
+                } catch (...) {
+                    if (!error)
+                        error = detail::currentException();
+                }
                 if (!self)
-                    return Step::Delivered;
+                    break;
             }
-            if (variant)
-                Q_EMIT eventReceived(QVariant::fromValue(*r));
+            if (variant && self) {
+                try {
+                    Q_EMIT eventReceived(QVariant::fromValue(*r));
+                } catch (...) {
+                    if (!error)
+                        error = detail::currentException();
+                }
+            }
+            if (error)
+                std::rethrow_exception(error);
             return Step::Delivered;
         }
         case ReceiveStatus::Lagged:
@@ -293,7 +319,8 @@ QFuture<E> nextEvent(Bus &bus)
 /// (see the top of this file). Returns false if `bus` was attached already.
 /// Call it in the application's thread; the attachment ends with the bus or
 /// the application, whichever goes first.
-/// Throws: std::logic_error if no QCoreApplication exists.
+/// Throws: std::logic_error if no QCoreApplication exists, or if called from
+/// another thread than the application's.
 SIGREG_QT_EXPORT bool attachToApplication(Bus &bus);
 
 } // namespace sigreg
