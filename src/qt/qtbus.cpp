@@ -29,8 +29,8 @@ QEvent::Type wakeEventType()
 constexpr int kBurst = 256;
 
 /// Set on the application's thread while aboutToQuit() delivers what its
-/// receivers have pending: their drains are not split into turns then (the
-/// next turn would come after exec() returned, i.e. never).
+/// receivers have pending: a drain then takes a whole ring's worth in one
+/// turn (the next turn would come after exec() returned, i.e. never).
 constinit thread_local bool t_deliverAllNow = false;
 /// Drains run on this thread so far (for that delivery's loop).
 constinit thread_local std::uint64_t t_drains = 0;
@@ -127,7 +127,11 @@ void QtBusReceiverBase::drain()
     } catch (...) {
     }
     ++t_drains;
-    int budget = kBurst;
+    // While aboutToQuit delivers, a turn takes all the ring can hold (and a
+    // little more): what is pending, but not a flood that never ends.
+    int budget = t_deliverAllNow
+        ? static_cast<int>(std::min<std::size_t>(m_ring->capacity(), INT_MAX - kBurst)) + kBurst
+        : kBurst;
     for (;;) {
         Step step;
         try {
@@ -159,10 +163,6 @@ void QtBusReceiverBase::drain()
         case Step::Delivered:
         case Step::Lagged:
             if (--budget == 0) {
-                if (t_deliverAllNow) {
-                    budget = kBurst;
-                    continue;
-                }
                 // Let the loop breathe; the hook stays disarmed: we are scheduled.
                 if (postWake())
                     return;
