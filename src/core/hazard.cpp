@@ -54,6 +54,16 @@ namespace {
 
 std::atomic<ThreadRecord *> g_records{nullptr};
 
+/// Set once the thread's record was handed back at its exit. A read after
+/// that (from a pthread-key destructor of another library, or a
+/// thread_local destructor that runs later) takes a record again, and the
+/// thread's exit may never hand that one back: glibc runs key destructors
+/// for a bounded number of rounds, and a read in the last one re-arms a key
+/// no round will look at. So no module copy is attached to it: its listing
+/// would outlive the thread's storage, and a module's detacher (at exit, at
+/// dlclose) would write there. Those reads take the out-of-line path.
+constinit thread_local bool tl_recordReleased SIGREG_TLS_INITIAL_EXEC = false;
+
 /// A module copy of a thread's record pointer (tl_moduleRecord) is a plain
 /// pointer that its thread reads with an atomic builtin; this is the store.
 void storeSlot(ThreadRecord **slot, ThreadRecord *value) noexcept
@@ -96,6 +106,7 @@ void releaseRecord(void *p) noexcept
         rec->moduleSlotCount.store(0, std::memory_order_relaxed);
     }
     tl_record = &g_placeholderRecord;
+    tl_recordReleased = true;
     rec->inUse.store(false, std::memory_order_release);
 }
 
@@ -406,6 +417,8 @@ void attachModuleSlot(ThreadRecord **slot, const void *module,
     ThreadRecord *rec = tl_record;
     if (rec->isPlaceholder())
         return; // no record yet: the next read takes one, and attaches then
+    if (tl_recordReleased)
+        return; // the thread is exiting (see tl_recordReleased)
     // A full list stays full until a module detaches: then every read of a
     // module beyond it would take the mutex. Only this thread adds to its
     // list, so a full count read here without the mutex cannot be stale

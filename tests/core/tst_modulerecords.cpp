@@ -12,6 +12,11 @@
 #include <latch>
 #include <thread>
 
+#if defined(__linux__)
+#include <climits>
+#include <pthread.h>
+#endif
+
 #include "../support/hazard_records.h"
 
 namespace {
@@ -26,6 +31,7 @@ class tst_ModuleRecords : public QObject {
 
 private Q_SLOTS:
     void pluginCopyAttachesAndDetachesOnUnload();
+    void readInTheLastKeyDestructorRoundListsNoCopy();
 };
 
 // A plugin's notify attaches the plugin's own copy on the calling thread;
@@ -98,6 +104,63 @@ void tst_ModuleRecords::pluginCopyAttachesAndDetachesOnUnload()
     th.join();
     QCOMPARE(sum.load(), 6);
     QCOMPARE(sigreg_test::recordsInUse(), before);
+    QVERIFY(guard.reset());
+#endif
+}
+
+// A thread exits; Sigreg's pthread-key destructor hands its record back in
+// the first round; another library's key destructor keeps itself alive and
+// notifies in glibc's last round. That read takes a record again, which no
+// round will hand back: the module copy it would attach would stay listed
+// with the thread's storage gone, and a module's detacher (at exit, at
+// dlclose) would write there. It must not be attached.
+void tst_ModuleRecords::readInTheLastKeyDestructorRoundListsNoCopy()
+{
+#if !SIGREG_MODULE_RECORDS || !defined(__linux__) || !defined(PTHREAD_DESTRUCTOR_ITERATIONS)
+    QSKIP("needs module copies and pthread key destructor rounds");
+#else
+    struct LastRound {
+        pthread_key_t key;
+        sigreg::Registry<int> *registry;
+        int rounds = 0;
+        bool recordTaken = false;
+        const void *copyAfter = nullptr;
+    };
+    sigreg::Registry<int> registry;
+    std::atomic<int> sum{0};
+    auto guard = registry.addGuarded([&](int v) { sum.fetch_add(v); });
+    registry.notify(1); // Sigreg's key exists before the test's: its destructor runs first in a round
+    LastRound state;
+    state.registry = &registry;
+    QCOMPARE(pthread_key_create(&state.key, [](void *p) {
+                 auto *s = static_cast<LastRound *>(p);
+                 if (++s->rounds < PTHREAD_DESTRUCTOR_ITERATIONS) {
+                     pthread_setspecific(s->key, s); // once more, in the next round
+                     return;
+                 }
+                 s->registry->notify(1);
+                 s->recordTaken = !sigreg::detail::tl_record->isPlaceholder();
+                 s->copyAfter = sigreg::detail::moduleRecord();
+             }),
+             0);
+    const void *slot = nullptr;
+    bool attachedBefore = false;
+    std::thread th([&] {
+        registry.notify(1);
+        registry.notify(1); // attaches this executable's copy
+        slot = &sigreg::detail::tl_moduleRecord;
+        attachedBefore = sigreg::detail::moduleRecord() == sigreg::detail::tl_record;
+        pthread_setspecific(state.key, &state);
+    });
+    th.join();
+    QVERIFY(attachedBefore);
+    pthread_key_delete(state.key);
+    QCOMPARE(state.rounds, PTHREAD_DESTRUCTOR_ITERATIONS);
+    QCOMPARE(sum.load(), 4); // the last round's read ran
+    QVERIFY(state.recordTaken);
+    QVERIFY(state.copyAfter == &sigreg::detail::g_placeholderRecord);
+    for (auto *r = sigreg::detail::ThreadRecord::first(); r; r = r->next.load(std::memory_order_acquire))
+        QVERIFY2(!sigreg_test::listsModuleCopy(r, slot), "a record lists the dead thread's module copy");
     QVERIFY(guard.reset());
 #endif
 }
