@@ -107,6 +107,8 @@ bool QtBusReceiverBase::event(QEvent *e)
         drain();
         return true;
     }
+    if (e->type() == QEvent::ThreadChange)
+        m_moved.store(true, std::memory_order_relaxed);
     return QObject::event(e);
 }
 
@@ -127,6 +129,7 @@ void QtBusReceiverBase::drain()
     } catch (...) {
     }
     ++t_drains;
+    m_moved.store(false, std::memory_order_relaxed);
     // While aboutToQuit delivers, a turn takes all the ring can hold (and a
     // little more): what is pending, but not a flood that never ends.
     int budget = t_deliverAllNow
@@ -151,7 +154,7 @@ void QtBusReceiverBase::drain()
         }
         if (!self)
             return; // deleted by a callback or slot
-        if (SIGREG_UNLIKELY(thread() != QThread::currentThread())) {
+        if (SIGREG_UNLIKELY(m_moved.load(std::memory_order_relaxed))) {
             // Moved to another thread by a callback or slot: the rest is
             // delivered there (the wake-up follows the object), or, out of
             // memory, from the next event on. The hook stays disarmed.

@@ -138,6 +138,11 @@ private:
     detail::RingBase *m_ring = nullptr;
     std::atomic<QEvent *> m_wake{nullptr};
     bool m_closedEmitted = false;
+    /// Set by the QEvent::ThreadChange that moveToThread() sends (on this
+    /// object's thread, before the move), cleared when a drain starts: a
+    /// drain whose callback moved the receiver stops there. Atomic only so
+    /// that ThreadSanitizer need not see Qt's hand-over of the object.
+    std::atomic<bool> m_moved{false};
 };
 
 /// A bus receiver of events of type E that delivers in its thread (see the
@@ -220,6 +225,10 @@ private:
                     continue;
                 try {
                     c.fn(*r);
+#if defined(__GLIBCXX__)
+                } catch (abi::__forced_unwind &) {
+                    throw; // the thread is being cancelled: not a failure to hold back
+#endif
                 } catch (...) {
                     if (!error)
                         error = detail::currentException();
@@ -230,6 +239,10 @@ private:
             if (variant && self) {
                 try {
                     Q_EMIT eventReceived(QVariant::fromValue(*r));
+#if defined(__GLIBCXX__)
+                } catch (abi::__forced_unwind &) {
+                    throw;
+#endif
                 } catch (...) {
                     if (!error)
                         error = detail::currentException();
