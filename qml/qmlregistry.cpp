@@ -396,8 +396,11 @@ QJSValue JsJoin::join(const AsyncCollector &collected, const QFuture<void> &cppD
         // when another thread finishes the future).
         const QJSValue deferred = m_support->deferredFunction().call();
         cpp = deferred.property(QStringLiteral("promise"));
-        auto *watcher = new QFutureWatcher<void>(this);
-        connect(watcher, &QFutureWatcherBase::finished, this,
+        // The watcher belongs to the engine's support object, not to this
+        // join (a child of the Registry): the promise must settle even if the
+        // Registry is destroyed meanwhile (a Loader unloading it).
+        auto *watcher = new QFutureWatcher<void>(m_support.data());
+        connect(watcher, &QFutureWatcherBase::finished, watcher,
                 [watcher, resolve = deferred.property(QStringLiteral("resolve"))]() mutable {
                     resolve.call();
                     watcher->deleteLater();

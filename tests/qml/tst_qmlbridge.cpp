@@ -4,6 +4,7 @@
 #include <sigreg/qml/qmlregistry.h>
 #include <sigreg/qt/qtregistry.h>
 
+#include <QtCore/QPromise>
 #include <QtCore/QThread>
 #include <QtQml/QQmlComponent>
 #include <QtQml/QQmlContext>
@@ -322,6 +323,37 @@ private Q_SLOTS:
         stop = true;
         producer.join();
         QCOMPARE(delivered.load(), after);
+    }
+
+    // notifyAsync() with a C++ async handler still running when its Registry
+    // is destroyed (a Loader unloads it): the returned promise still settles
+    // once the handler's future finishes.
+    void notifyAsyncSettlesAfterItsRegistryIsDestroyed()
+    {
+        QQmlEngine engine;
+        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        auto root = load(engine, R"(
+            import QtQml
+            import Sigreg
+            QtObject {
+                property Registry events: Registry {}
+                property int settled: 0
+                function go() { events.notifyAsync({ n: 1 }).then(() => ++settled, () => settled += 100) }
+            })", {});
+        QVERIFY(root);
+        auto *events = qvariant_cast<sigreg::QmlRegistry *>(root->property("events"));
+        QVERIFY(events);
+        auto promise = std::make_shared<QPromise<void>>();
+        events->add([promise](const QVariant &) {
+            promise->start();
+            return promise->future();
+        });
+        QVERIFY(QMetaObject::invokeMethod(root.get(), "go"));
+        QTest::qWait(0);
+        QCOMPARE(root->property("settled").toInt(), 0); // still waiting for the C++ handler
+        delete events;
+        promise->finish();
+        QTRY_COMPARE(root->property("settled").toInt(), 1);
     }
 
     void sourceDestroyedFirst()
