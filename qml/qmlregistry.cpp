@@ -124,8 +124,10 @@ QJSValue QmlRegistry::scriptValue(const QmlEvent &event, QJSEngine *engine)
 
 void QmlRegistry::notify()
 {
-    qmlWarning(this) << "Registry.notify() needs an event argument, e.g. notify({ kind: \"saved\" }); nothing was "
-                        "notified";
+    qmldetail::ownWarning([&] {
+        qmlWarning(this) << "Registry.notify() needs an event argument, e.g. notify({ kind: \"saved\" }); nothing was "
+                            "notified";
+    });
 }
 
 void QmlRegistry::notify(const QJSValue &event)
@@ -140,8 +142,10 @@ void QmlRegistry::notify(const QJSValue &event)
 
 QJSValue QmlRegistry::notifyAsync()
 {
-    qmlWarning(this) << "Registry.notifyAsync() needs an event argument, e.g. notifyAsync({ kind: \"saved\" }); "
-                        "nothing was notified";
+    qmldetail::ownWarning([&] {
+        qmlWarning(this) << "Registry.notifyAsync() needs an event argument, e.g. notifyAsync({ kind: \"saved\" }); "
+                            "nothing was notified";
+    });
     QJSEngine *js = engine();
     if (!js)
         return {};
@@ -153,7 +157,9 @@ QJSValue QmlRegistry::notifyAsync(const QJSValue &event)
 {
     QJSEngine *js = engine();
     if (!js) {
-        qmlWarning(this) << "Registry.notifyAsync() is for QML; this registry has no QML engine";
+        qmldetail::ownWarning([&] {
+            qmlWarning(this) << "Registry.notifyAsync() is for QML; this registry has no QML engine";
+        });
         return {};
     }
     const QmlEvent walkEvent(&event, js);

@@ -92,6 +92,17 @@ private:
     WarningCapture *m_outer;
 };
 
+/// Runs `warn` (one qmlWarning() of Sigreg's own, about the call that raised
+/// it) past any capture: it is never taken for a failure of an onNotified
+/// handler that made that call (Registry.notify() without an argument, a
+/// RegistryHandler given a wrong property, ...).
+template <class F>
+void ownWarning(F &&warn)
+{
+    const WarningCapture notTheHandlers;
+    warn();
+}
+
 /// The thenables returned by `handler` functions during one notifyAsync():
 /// only those of calls with that notifyAsync()'s own event object (not of a
 /// notify() another registry's handler makes meanwhile, nor of queued calls

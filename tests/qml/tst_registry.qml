@@ -151,6 +151,27 @@ TestCase {
         added.destroy()
     }
 
+    Component {
+        id: warningRaiser
+        RegistryHandler {
+            registry: other
+            onNotified: (event) => { root.log.push("ran:" + event.n); events.notify() }
+        }
+    }
+
+    function test_sigregWarningInsideOnNotifiedIsNotItsFailure() {
+        // The handler runs fine and makes a call Sigreg warns about: the
+        // warning is the call's, not a failure of the handler.
+        var h = createTemporaryObject(warningRaiser, root)
+        failedSpy.clear()
+        var before = other.failureCount
+        ignoreWarning(/Registry\.notify\(\) needs an event argument/)
+        other.notify({ n: 6 })
+        compare(log, ["signal:6", "sibling:6", "ran:6"])
+        compare(failedSpy.count, 0)
+        compare(other.failureCount, before)
+    }
+
     function test_returnedErrorIsNotAFailure() {
         var before = events.failureCount
         var returned = 0
