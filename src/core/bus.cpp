@@ -469,8 +469,11 @@ Bus::~Bus()
         detail::ChannelBase *c = t->entries()[i].exchange(nullptr, std::memory_order_relaxed);
         if (!c)
             continue;
+        // The registry's mirror from here on. It must outlive the channel's
+        // destruction: a guard removal running on another thread meanwhile
+        // (which the registry's destructor waits for) still publishes to it.
+        std::atomic<std::uintptr_t> detached{0};
         if (c->direct) {
-            std::atomic<std::uintptr_t> detached{0};
             c->handlersCore->setMirror(&detached);
             c->direct->store(detail::RegistryCore::emptyMirror(), std::memory_order_relaxed);
         }

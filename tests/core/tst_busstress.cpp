@@ -43,6 +43,7 @@ constexpr int scaled(int normal, int sanitized) { return sigreg_test::kUnderSani
 
 using Clock = std::chrono::steady_clock;
 using sigreg::Bus;
+using sigreg::Guard;
 using sigreg::ReceiveResult;
 using sigreg::ReceiveStatus;
 using sigreg::Receiver;
@@ -152,6 +153,7 @@ private Q_SLOTS:
     void channelCreationRacesWithEmit();
     void busDestroyedWhileConsumersWait();
     void receiversDroppedWhileBusDestroyed();
+    void handlerGuardsDroppedWhileBusDestroyed();
     void pingPongWakeUps_data();
     void pingPongWakeUps();
 };
@@ -798,6 +800,60 @@ void tst_BusStress::receiversDroppedWhileBusDestroyed()
         }
     }
     QCOMPARE(failures, std::uint64_t(0));
+}
+
+void tst_BusStress::handlerGuardsDroppedWhileBusDestroyed()
+{
+    // The same for push handlers of a type with a direct slot: guard removals
+    // on other threads race with the bus's destructor, which waits for them.
+    // Each handler object is destroyed exactly once, whoever removes it.
+    // (Before the fix, a removal that ran while the destructor waited wrote
+    // to a mirror word that had gone out of scope: ASan's
+    // stack-use-after-scope.)
+    struct Counted {
+        std::atomic<int> *destroyed;
+        explicit Counted(std::atomic<int> *d) : destroyed(d) {}
+        Counted(Counted &&o) noexcept : destroyed(std::exchange(o.destroyed, nullptr)) {}
+        ~Counted()
+        {
+            if (destroyed)
+                destroyed->fetch_add(1);
+        }
+    };
+    const int kRounds = scaled(400, 300);
+    constexpr int kThreads = 2;
+    constexpr int kPerThread = 32;
+    std::atomic<int> destroyed{0};
+    for (int round = 0; round < kRounds; ++round) {
+        auto bus = std::make_unique<Bus>();
+        std::vector<std::vector<Guard>> guards(kThreads);
+        for (auto &g : guards) {
+            for (int i = 0; i < kPerThread; ++i)
+                g.push_back(bus->onGuarded<StressEvent>([c = Counted(&destroyed)](const StressEvent &) {}));
+        }
+        bus->emit(StressEvent{0, 0});
+        std::atomic<int> ready{0};
+        std::atomic<bool> go{false};
+        std::vector<std::thread> threads;
+        for (int t = 0; t < kThreads; ++t) {
+            threads.emplace_back([&, t] {
+                ready.fetch_add(1);
+                while (!go.load())
+                    std::this_thread::yield();
+                for (Guard &g : guards[std::size_t(t)])
+                    g.reset();
+            });
+        }
+        while (ready.load() < kThreads)
+            std::this_thread::yield();
+        go.store(true);
+        for (int spin = 0; spin < (round % 16) * 200; ++spin) // vary where the destructor meets the removals
+            std::atomic_signal_fence(std::memory_order_seq_cst);
+        bus.reset();
+        for (std::thread &t : threads)
+            t.join();
+        QCOMPARE(destroyed.load(), (round + 1) * kThreads * kPerThread);
+    }
 }
 
 // ===========================================================================
