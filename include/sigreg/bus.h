@@ -42,7 +42,11 @@
 // GCC marks such names; for clang, which does not, the name itself is read
 // (a local class of a `static` function, clang's unnamed "$_0" types), and
 // CI builds a two-file test of that with clang. A local class of a function
-// with external linkage is one type program-wide and keeps its name as key.
+// with external linkage is one type program-wide, but the compilers' names
+// may still mark it local (GCC does; clang does for one inside a lambda):
+// it is then keyed by its std::type_info, safe but not shared between a
+// plugin and the application. Use namespace-scope types for events that
+// cross shared objects.
 //
 // Channels are never reclaimed
 // ----------------------------
