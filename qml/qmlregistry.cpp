@@ -108,10 +108,31 @@ QJSEngine *QmlRegistry::engine() const
     return qjsEngine(this);
 }
 
+void QmlRegistry::notify(const QmlEvent &event) const noexcept
+{
+    if (QThread::currentThread() != thread()) {
+        m_registry.notify(event); // JS handlers get queued copies
+        return;
+    }
+    Frame frame{&event, nullptr, {}, m_frames};
+    m_frames = &frame;
+    m_registry.notify(event);
+    m_frames = frame.outer;
+}
+
 QJSValue QmlRegistry::scriptValue(const QmlEvent &event, QJSEngine *engine)
 {
     if (event.m_serial == 0 || QThread::currentThread() != thread())
-        return event.toScriptValue(engine);
+        return event.toScriptValue(engine); // from JS: the original value
+    for (Frame *f = m_frames; f; f = f->outer) {
+        if (f->event == &event) {
+            if (f->engine != engine) {
+                f->value = event.toScriptValue(engine);
+                f->engine = engine;
+            }
+            return f->value;
+        }
+    }
     for (const Converted &c : m_converted) {
         if (c.serial == event.m_serial && c.engine == engine)
             return c.value;

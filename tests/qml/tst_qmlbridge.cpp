@@ -356,6 +356,67 @@ private Q_SLOTS:
         QTRY_COMPARE(root->property("settled").toInt(), 1);
     }
 
+    // The JS handlers of one C++ notify share one JS value, however many
+    // notifies a handler between them makes (a cache of the last few
+    // conversions lost it beyond four).
+    void oneJsValuePerNotifyAcrossNestedNotifies()
+    {
+        QQmlEngine engine;
+        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        auto root = load(engine, R"(
+            import QtQml
+            import Sigreg
+            QtObject {
+                id: top
+                property Registry events: Registry {}
+                property var first: null
+                property int compared: 0
+                property bool same: false
+                property RegistryHandler a: RegistryHandler { registry: events; priority: 10
+                    handler: (e) => { if (e.outer) top.first = e } }
+                property RegistryHandler b: RegistryHandler { registry: events; priority: 0
+                    handler: (e) => { if (e.outer) { top.same = (e === top.first); ++top.compared } } }
+            })", {});
+        QVERIFY(root);
+        auto *events = qvariant_cast<sigreg::QmlRegistry *>(root->property("events"));
+        QVERIFY(events);
+        int innerNotifies = 0;
+        events->add(5, [&](const QVariant &v) {
+            if (!v.toMap().value(QStringLiteral("outer")).toBool())
+                return;
+            for (int i = 0; i < 8; ++i, ++innerNotifies)
+                events->notify(QVariant(QVariantMap{{QStringLiteral("inner"), i}}));
+        });
+        events->notify(QVariant(QVariantMap{{QStringLiteral("outer"), true}}));
+        QCOMPARE(innerNotifies, 8);
+        QCOMPARE(root->property("compared").toInt(), 1);
+        QVERIFY2(root->property("same").toBool(), "the two JS handlers of one notify saw different JS values");
+    }
+
+    // Each notify of one QmlEvent gives its JS handlers a fresh JS value:
+    // what a handler changed on the last one is not seen by the next notify.
+    void sameQmlEventNotifiedTwiceGetsFreshJsValues()
+    {
+        QQmlEngine engine;
+        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        auto root = load(engine, R"(
+            import QtQml
+            import Sigreg
+            QtObject {
+                property Registry events: Registry {}
+                property var log: []
+                property RegistryHandler h: RegistryHandler { registry: events
+                    handler: (e) => { log.push(e.n + (e.marked ? " marked" : " fresh")); e.marked = true } }
+            })", {});
+        QVERIFY(root);
+        auto *events = qvariant_cast<sigreg::QmlRegistry *>(root->property("events"));
+        QVERIFY(events);
+        const sigreg::QmlEvent event(QVariant(QVariantMap{{QStringLiteral("n"), 1}}));
+        events->notify(event);
+        events->notify(event);
+        QCOMPARE(root->property("log").toStringList(), QStringList({QStringLiteral("1 fresh"), QStringLiteral("1 fresh")}));
+    }
+
     void sourceDestroyedFirst()
     {
         auto readings = std::make_unique<sigreg::QtRegistry<Reading>>();

@@ -15,7 +15,12 @@
 //   order kept), exactly as the Qt facade does for any context object.
 // * All JS handlers of one notify share one JS value: for notify() from JS
 //   the very value it was given (no conversion), for an event from C++ one
-//   conversion in the engine's thread (also when the calls were queued).
+//   conversion in the engine's thread, made per notify (a QmlEvent notified
+//   twice gives two values), however deeply notifies nest. For calls queued
+//   from another thread the value is found again by the event copy's
+//   serial among the last four conversions: handlers of one notify whose
+//   calls are separated by more than three other notifies' calls get a
+//   conversion each.
 //   C++ handlers and handlers in other threads see an event from JS
 //   converted once to a QVariant (objects become QVariantMap, arrays
 //   QVariantList).
@@ -180,8 +185,8 @@ public:
     /// C++: notifies from any thread. JS handlers run in the engine's thread
     /// (queued when this is another thread).
     /// @{
-    void notify(const QVariant &event) const noexcept { m_registry.notify(QmlEvent(event)); }
-    void notify(const QmlEvent &event) const noexcept { m_registry.notify(event); }
+    void notify(const QVariant &event) const noexcept { notify(QmlEvent(event)); }
+    void notify(const QmlEvent &event) const noexcept;
     /// @}
 
     /// C++: the add() overloads of QtRegistry<QmlEvent> (handlers callable
@@ -258,9 +263,21 @@ private:
     std::vector<Guard> m_forwards;
     qmldetail::JsJoin *m_join = nullptr; // the last used (joinFor())
     qmldetail::JsJoin *joinFor(QJSEngine *js);
-    // The last conversions of events from C++, by serial: the JS handlers of
-    // one notify share one JS value (also across a few nested notifies or
-    // interleaved queued deliveries). This object's thread only.
+    // The C++ notifies running inline on this object's thread, innermost
+    // first, each with the JS value its JS handlers share (converted on first
+    // use): however deeply notifies nest, and however often one QmlEvent is
+    // notified, each notify's JS handlers see one value of their own.
+    struct Frame {
+        const QmlEvent *event;
+        QJSEngine *engine = nullptr;
+        QJSValue value;
+        Frame *outer;
+    };
+    mutable Frame *m_frames = nullptr;
+    // The last conversions of events delivered by queued calls (a copy of
+    // the event per notify, with its own serial), by serial: the JS handlers
+    // of one notify share one JS value also when their calls interleave with
+    // a few other notifies' calls. This object's thread only.
     struct Converted {
         quint64 serial = 0;
         QJSEngine *engine = nullptr;
