@@ -243,7 +243,11 @@ void RegistryHandler::deliver(const QmlEvent &event)
         const quint64 id = m_id; // the call may unregister this handler (enabled = false)
         const QJSValue result = m_support->call(m_handler, value); // throws what the handler threw
         if (auto *collector = qmldetail::AsyncCollector::current(); collector && collector->covers(&event)) {
-            if (result.isObject() && result.property(QStringLiteral("then")).isCallable())
+            // Every object goes to the join, whose Promise.resolve() decides:
+            // a thenable is awaited, a plain object resolves at once, and a
+            // `then` getter that throws rejects (reported), which reading
+            // `then` here would swallow.
+            if (result.isObject() || result.isCallable())
                 collector->add(id, result);
         }
         return;

@@ -65,6 +65,21 @@ TestCase {
         compare(events.failureCount, failedBefore + 1)
     }
 
+    function test_thenGetterThatThrowsIsAFailure() {
+        // Awaiting such a value rejects, as Promise.resolve() does; a plain
+        // object returned beside it is no failure.
+        var bad = createTemporaryObject(handlerComponent, root, { priority: 1,
+            handler: (e) => ({ get then() { throw new Error("then getter " + e) } }) })
+        createTemporaryObject(handlerComponent, root, { handler: (e) => ({ plain: e }) })
+        var outcome = ""
+        events.notifyAsync("y").then(() => outcome = "resolved", () => outcome = "rejected")
+        tryVerify(() => outcome !== "")
+        compare(outcome, "resolved")
+        compare(failures.length, 1)
+        compare(failures[0].id, bad.handlerId)
+        compare(failures[0].message, "Error: then getter y")
+    }
+
     function test_rejectedWithNonError() {
         createTemporaryObject(handlerComponent, root, { handler: (e) => Promise.reject("plain reason") })
         var done = false
