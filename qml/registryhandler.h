@@ -50,7 +50,11 @@ class SIGREG_QML_EXPORT RegistryHandler : public QObject, public QQmlParserStatu
     QML_ELEMENT
     /// The Registry to handle events of (another type: a warning, and no registration).
     Q_PROPERTY(QObject *registry READ registry WRITE setRegistry NOTIFY registryChanged)
-    /// Higher runs first; equal priorities run in registration order.
+    /// Higher runs first; equal priorities run in registration order. A
+    /// handler registers when it is complete, and QML completes the objects
+    /// of one component last-declared first: equal-priority handlers declared
+    /// together run in reverse declaration order. Give distinct priorities
+    /// where their order matters.
     Q_PROPERTY(int priority READ priority WRITE setPriority NOTIFY priorityChanged)
     /// false: not registered.
     Q_PROPERTY(bool enabled READ isEnabled WRITE setEnabled NOTIFY enabledChanged)

@@ -22,6 +22,26 @@ TestCase {
 
     function init() { log = [] }
 
+    Component {
+        id: staticTies
+        Item {
+            RegistryHandler { registry: first; priority: 7; handler: (e) => root.log.push("first") }
+            RegistryHandler { registry: first; priority: 7; handler: (e) => root.log.push("second") }
+            RegistryHandler { registry: first; priority: 7; handler: (e) => root.log.push("third") }
+            RegistryHandler { registry: first; priority: 8; handler: (e) => root.log.push("higher") }
+        }
+    }
+
+    function test_equalPrioritiesDeclaredTogetherRunInReverse() {
+        // As documented on `priority`: registration order, and QML completes
+        // the objects of one component last-declared first. If a Qt version
+        // changes that order, this test and the documentation must change.
+        var item = createTemporaryObject(staticTies, root)
+        root.log = []
+        first.notify(1)
+        compare(root.log, ["higher", "third", "second", "first"])
+    }
+
     function test_enabledUnregistersAndRegistersAgain() {
         var h = createTemporaryObject(handlerComponent, root, { registry: first, handler: (e) => root.log.push(e) })
         verify(h.registered)
