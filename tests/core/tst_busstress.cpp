@@ -55,6 +55,30 @@ constexpr auto kWatchdog = 30s;
 
 constexpr int kProducers = 4;
 
+/// Runs body(t) on `threads` new threads, released all at once, and
+/// meanwhile() on this thread as they start; returns once all have finished.
+template <class Body, class Meanwhile>
+void releaseTogether(int threads, Body body, Meanwhile meanwhile)
+{
+    std::atomic<int> ready{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+            ready.fetch_add(1);
+            while (!go.load())
+                std::this_thread::yield();
+            body(t);
+        });
+    }
+    while (ready.load() < threads)
+        std::this_thread::yield();
+    go.store(true);
+    meanwhile();
+    for (std::thread &th : pool)
+        th.join();
+}
+
 struct StressEvent {
     int producer = 0; // -1: the sentinel
     std::uint64_t seq = 0;
@@ -768,15 +792,10 @@ void tst_BusStress::receiversDroppedWhileBusDestroyed()
         for (auto &r : receivers)
             r.emplace(bus->subscribe<StressEvent>(4));
         bus->emit(StressEvent{0, 0});
-        std::atomic<bool> go{false};
-        std::atomic<int> ready{0};
         std::vector<int> closedSeen(kThreads, 0);
-        std::vector<std::thread> threads;
-        for (int t = 0; t < kThreads; ++t) {
-            threads.emplace_back([&, t] {
-                ready.fetch_add(1);
-                while (!go.load())
-                    std::this_thread::yield();
+        releaseTogether(
+            kThreads,
+            [&](int t) {
                 std::optional<Receiver<StressEvent>> &rx = receivers[std::size_t(t)];
                 if ((round + t) % 2) {
                     rx->unsubscribe();
@@ -786,14 +805,8 @@ void tst_BusStress::receiversDroppedWhileBusDestroyed()
                 } else {
                     rx.reset(); // destroyed: nothing to observe; ASan checks it
                 }
-            });
-        }
-        while (ready.load() < kThreads)
-            std::this_thread::yield();
-        go.store(true);
-        bus.reset();
-        for (std::thread &t : threads)
-            t.join();
+            },
+            [&] { bus.reset(); });
         for (int t = 0; t < kThreads; ++t) {
             if ((round + t) % 2 && !closedSeen[std::size_t(t)]) // the unsubscribing ones
                 ++failures;
@@ -832,26 +845,17 @@ void tst_BusStress::handlerGuardsDroppedWhileBusDestroyed()
                 g.push_back(bus->onGuarded<StressEvent>([c = Counted(&destroyed)](const StressEvent &) {}));
         }
         bus->emit(StressEvent{0, 0});
-        std::atomic<int> ready{0};
-        std::atomic<bool> go{false};
-        std::vector<std::thread> threads;
-        for (int t = 0; t < kThreads; ++t) {
-            threads.emplace_back([&, t] {
-                ready.fetch_add(1);
-                while (!go.load())
-                    std::this_thread::yield();
+        releaseTogether(
+            kThreads,
+            [&](int t) {
                 for (Guard &g : guards[std::size_t(t)])
                     g.reset();
+            },
+            [&] {
+                for (int spin = 0; spin < (round % 16) * 200; ++spin) // vary where the destructor meets the removals
+                    std::atomic_signal_fence(std::memory_order_seq_cst);
+                bus.reset();
             });
-        }
-        while (ready.load() < kThreads)
-            std::this_thread::yield();
-        go.store(true);
-        for (int spin = 0; spin < (round % 16) * 200; ++spin) // vary where the destructor meets the removals
-            std::atomic_signal_fence(std::memory_order_seq_cst);
-        bus.reset();
-        for (std::thread &t : threads)
-            t.join();
         QCOMPARE(destroyed.load(), (round + 1) * kThreads * kPerThread);
     }
 }
