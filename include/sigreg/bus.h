@@ -406,38 +406,7 @@ public:
     /// next receive continues with the oldest event still held; Empty:
     /// nothing now; Closed: unsubscribed and drained.
     /// Throws what E's move constructor throws (the event stays for the next call).
-    ReceiveResult<E> tryReceive()
-    {
-        if (!m_ring)
-            return ReceiveResult<E>::of(ReceiveStatus::Closed);
-        for (;;) {
-            switch (m_ring->peek()) {
-            case detail::RingBase::Peek::Ready: {
-                typename detail::Ring<E>::Head head(*m_ring);
-                if (!head.claimed())
-                    continue; // overwritten meanwhile
-                if (head.missed()) {
-                    head.release();
-                    return ReceiveResult<E>::lagged(1);
-                }
-                // Moved once, straight into the caller's result; the slot is
-                // freed only then (if the move throws, the event stays).
-                return ReceiveResult<E>(head);
-            }
-            case detail::RingBase::Peek::Overwritten:
-                if (const std::uint64_t skipped = m_ring->skipOverwritten())
-                    return ReceiveResult<E>::lagged(skipped);
-                continue;
-            case detail::RingBase::Peek::NotReady:
-                if (!m_ring->isClosed())
-                    return ReceiveResult<E>::of(ReceiveStatus::Empty);
-                // Closed: every event was written before the closure; look once more.
-                if (m_ring->peek() != detail::RingBase::Peek::NotReady)
-                    continue;
-                return ReceiveResult<E>::of(ReceiveStatus::Closed);
-            }
-        }
-    }
+    ReceiveResult<E> tryReceive() { return tryReceiveImpl(nullptr); }
 
     /// Waits for the next event, a lag report or the closure (never Empty or TimedOut).
     ReceiveResult<E> receive() { return receiveImpl(nullptr); }
@@ -519,6 +488,51 @@ private:
     Receiver(std::shared_ptr<detail::Ring<E>> ring, Guard guard) noexcept
         : m_ring(std::move(ring)), m_guard(std::move(guard))
     {
+    }
+
+    /// tryReceive(). With `moveError`, an event whose move throws is dropped
+    /// instead of left for the next call: reported as one missed event
+    /// (Lagged), its exception stored there (for QtBusReceiver, which would
+    /// otherwise retry it on every turn of its event loop).
+    ReceiveResult<E> tryReceiveImpl(std::exception_ptr *moveError)
+    {
+        if (!m_ring)
+            return ReceiveResult<E>::of(ReceiveStatus::Closed);
+        for (;;) {
+            switch (m_ring->peek()) {
+            case detail::RingBase::Peek::Ready: {
+                typename detail::Ring<E>::Head head(*m_ring);
+                if (!head.claimed())
+                    continue; // overwritten meanwhile
+                if (head.missed()) {
+                    head.release();
+                    return ReceiveResult<E>::lagged(1);
+                }
+                // Moved once, straight into the caller's result; the slot is
+                // freed only then (if the move throws, the event stays).
+                if (!moveError)
+                    return ReceiveResult<E>(head);
+                try {
+                    return ReceiveResult<E>(head);
+                } catch (...) {
+                    *moveError = detail::currentException();
+                    head.discard();
+                    return ReceiveResult<E>::lagged(1);
+                }
+            }
+            case detail::RingBase::Peek::Overwritten:
+                if (const std::uint64_t skipped = m_ring->skipOverwritten())
+                    return ReceiveResult<E>::lagged(skipped);
+                continue;
+            case detail::RingBase::Peek::NotReady:
+                if (!m_ring->isClosed())
+                    return ReceiveResult<E>::of(ReceiveStatus::Empty);
+                // Closed: every event was written before the closure; look once more.
+                if (m_ring->peek() != detail::RingBase::Peek::NotReady)
+                    continue;
+                return ReceiveResult<E>::of(ReceiveStatus::Closed);
+            }
+        }
     }
 
     ReceiveResult<E> receiveImpl(const std::chrono::steady_clock::time_point *deadline)

@@ -62,6 +62,7 @@ private Q_SLOTS:
     void deletedFromItsOwnCallback();
     void keepsDeliveringAfterACallbackThrew_data();
     void keepsDeliveringAfterACallbackThrew();
+    void anEventWhoseMoveThrowsIsDroppedNotRetried();
     void aWakeupThatCannotBePostedIsRetriedByTheNextEvent_data();
     void aWakeupThatCannotBePostedIsRetriedByTheNextEvent();
     void aBurstDrainsOnWhenItsNextTurnCannotBePosted();
@@ -606,6 +607,52 @@ void tst_QtBus::keepsDeliveringAfterACallbackThrew()
     QCOMPARE(seen, (std::vector<int>{1, 2, 3, 4, 5}));
     bus.publish(Numbered{6}); // and it is woken again as before
     QTRY_COMPARE(seen.size(), std::size_t(6));
+}
+
+namespace {
+/// Copies fine (into the ring); moving value 2 out always throws.
+struct StubbornMove {
+    int v = 0;
+    static inline int moveAttempts = 0;
+    explicit StubbornMove(int x) : v(x) {}
+    StubbornMove(const StubbornMove &) = default;
+    StubbornMove(StubbornMove &&o) : v(o.v)
+    {
+        if (v == 2) {
+            ++moveAttempts;
+            throw std::runtime_error("cannot move 2");
+        }
+    }
+};
+} // namespace
+
+void tst_QtBus::anEventWhoseMoveThrowsIsDroppedNotRetried()
+{
+    // Retried, it would throw again on every turn of the event loop (a busy
+    // loop) and hold back every later event until the ring overwrote it.
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<StubbornMove> rx(bus);
+    QSignalSpy lagged(&rx, &sigreg::QtBusReceiverBase::lagged);
+    std::vector<int> got;
+    rx.onEvent([&](const StubbornMove &e) { got.push_back(e.v); });
+    StubbornMove::moveAttempts = 0;
+    for (int i = 1; i <= 3; ++i)
+        bus.emit(StubbornMove{i});
+    bool threw = false;
+    try {
+        QCoreApplication::sendPostedEvents(&rx);
+    } catch (const std::runtime_error &e) {
+        threw = QByteArray(e.what()) == "cannot move 2";
+    }
+    QVERIFY(threw);
+    QCOMPARE(got, std::vector<int>{1});
+    QCOMPARE(lagged.count(), 1);
+    QCOMPARE(lagged.at(0).at(0).toULongLong(), quint64(1));
+    QVERIFY(spinUntil([&] { return got.size() == 2; }));
+    QCOMPARE(got, (std::vector<int>{1, 3}));
+    QCOMPARE(StubbornMove::moveAttempts, 1);
+    QCOMPARE(rx.missedCount(), quint64(1));
+    QCOMPARE(rx.receivedCount(), quint64(2));
 }
 
 void tst_QtBus::aWakeupThatCannotBePostedIsRetriedByTheNextEvent_data()

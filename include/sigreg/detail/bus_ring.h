@@ -304,6 +304,19 @@ public:
             m_slot = nullptr;
         }
 
+        /// Drops the event instead of moving it out (its move threw, and the
+        /// consumer will not retry): destroys it, counts it missed, frees
+        /// the slot and advances the head. Only when claimed().
+        void discard() noexcept
+        {
+            if (!missed())
+                m_slot->value()->~E();
+            ++m_ring.m_missedTotal;
+            m_slot->seq.store((m_ring.m_head + m_ring.m_capacity) << kStateBits | Free, std::memory_order_release);
+            ++m_ring.m_head;
+            m_slot = nullptr;
+        }
+
     private:
         Ring &m_ring;
         Slot *m_slot = nullptr;

@@ -93,7 +93,9 @@ Q_SIGNALS:
     /// connected to it (the conversion to QVariant is skipped otherwise).
     void eventReceived(const QVariant &event);
     /// `missed` events were lost before the next one (the receiver fell
-    /// more than capacity() behind, or copying an event threw).
+    /// more than capacity() behind, copying an event in threw, or moving
+    /// one out threw: that exception then goes on to the event loop, and
+    /// the event is not retried).
     void lagged(quint64 missed);
     /// No more events will come: unsubscribed, or the bus is gone. Once.
     void closed();
@@ -206,7 +208,11 @@ private:
 
     Step deliverNext() override
     {
-        ReceiveResult<E> r = m_receiver.tryReceive();
+        // An event whose move out of the ring throws is dropped and reported
+        // by lagged(1), then its exception goes on (retried, it would throw
+        // again on every turn of the loop).
+        std::exception_ptr moveError;
+        ReceiveResult<E> r = m_receiver.tryReceiveImpl(&moveError);
         switch (r.status()) {
         case ReceiveStatus::Received: {
             ++m_received;
@@ -255,6 +261,8 @@ private:
         case ReceiveStatus::Lagged:
             m_missed += r.lagged();
             Q_EMIT lagged(r.lagged());
+            if (moveError)
+                std::rethrow_exception(moveError);
             return Step::Lagged;
         case ReceiveStatus::Closed:
             return Step::Closed;
