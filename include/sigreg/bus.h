@@ -510,11 +510,11 @@ private:
                 }
                 // Moved once, straight into the caller's result; the slot is
                 // freed only then (if the move throws, the event stays).
-                if (!moveError)
-                    return ReceiveResult<E>(head);
                 try {
                     return ReceiveResult<E>(head);
                 } catch (...) {
+                    if (!moveError)
+                        throw; // `head` puts the event back
                     *moveError = detail::currentException();
                     head.discard();
                     return ReceiveResult<E>::lagged(1);

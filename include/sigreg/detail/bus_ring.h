@@ -293,31 +293,25 @@ public:
         [[nodiscard]] E &value() noexcept { return *m_slot->value(); }
         /// The event was moved out (or the position was missed): frees the
         /// slot and advances the head. Only when claimed().
-        void release() noexcept
-        {
-            if (missed())
-                ++m_ring.m_missedTotal;
-            else
-                m_slot->value()->~E();
-            m_slot->seq.store((m_ring.m_head + m_ring.m_capacity) << kStateBits | Free, std::memory_order_release);
-            ++m_ring.m_head;
-            m_slot = nullptr;
-        }
+        void release() noexcept { free(missed()); }
 
         /// Drops the event instead of moving it out (its move threw, and the
         /// consumer will not retry): destroys it, counts it missed, frees
         /// the slot and advances the head. Only when claimed().
-        void discard() noexcept
+        void discard() noexcept { free(true); }
+
+    private:
+        void free(bool countMissed) noexcept
         {
             if (!missed())
                 m_slot->value()->~E();
-            ++m_ring.m_missedTotal;
+            if (countMissed)
+                ++m_ring.m_missedTotal;
             m_slot->seq.store((m_ring.m_head + m_ring.m_capacity) << kStateBits | Free, std::memory_order_release);
             ++m_ring.m_head;
             m_slot = nullptr;
         }
 
-    private:
         Ring &m_ring;
         Slot *m_slot = nullptr;
         std::uint64_t m_seq = 0;
