@@ -145,10 +145,8 @@ QJSValue QmlRegistry::scriptValue(const QmlEvent &event, QJSEngine *engine)
 
 void QmlRegistry::notify()
 {
-    qmldetail::ownWarning([&] {
-        qmlWarning(this) << "Registry.notify() needs an event argument, e.g. notify({ kind: \"saved\" }); nothing was "
-                            "notified";
-    });
+    qmldetail::ownWarning(this) << "Registry.notify() needs an event argument, e.g. notify({ kind: \"saved\" }); nothing was "
+                                   "notified";
 }
 
 void QmlRegistry::notify(const QJSValue &event)
@@ -163,10 +161,8 @@ void QmlRegistry::notify(const QJSValue &event)
 
 QJSValue QmlRegistry::notifyAsync()
 {
-    qmldetail::ownWarning([&] {
-        qmlWarning(this) << "Registry.notifyAsync() needs an event argument, e.g. notifyAsync({ kind: \"saved\" }); "
-                            "nothing was notified";
-    });
+    qmldetail::ownWarning(this) << "Registry.notifyAsync() needs an event argument, e.g. notifyAsync({ kind: \"saved\" }); "
+                                   "nothing was notified";
     QJSEngine *js = engine();
     if (!js)
         return {};
@@ -178,9 +174,7 @@ QJSValue QmlRegistry::notifyAsync(const QJSValue &event)
 {
     QJSEngine *js = engine();
     if (!js) {
-        qmldetail::ownWarning([&] {
-            qmlWarning(this) << "Registry.notifyAsync() is for QML; this registry has no QML engine";
-        });
+        qmldetail::ownWarning(this) << "Registry.notifyAsync() is for QML; this registry has no QML engine";
         return {};
     }
     const QmlEvent walkEvent(&event, js);

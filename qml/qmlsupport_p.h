@@ -11,6 +11,7 @@
 #include <QtCore/QString>
 #include <QtQml/QJSValue>
 #include <QtQml/QQmlError>
+#include <QtQml/QQmlInfo>
 
 #include <stdexcept>
 #include <utility>
@@ -92,15 +93,29 @@ private:
     WarningCapture *m_outer;
 };
 
-/// Runs `warn` (one qmlWarning() of Sigreg's own, about the call that raised
-/// it) past any capture: it is never taken for a failure of an onNotified
-/// handler that made that call (Registry.notify() without an argument, a
-/// RegistryHandler given a wrong property, ...).
-template <class F>
-void ownWarning(F &&warn)
+/// qmlWarning(object) for Sigreg's own warnings, about the call that raised
+/// them (Registry.notify() without an argument, a RegistryHandler given a
+/// wrong property, ...): written as `ownWarning(this) << ...`, it is issued
+/// past any capture, so it is never taken for a failure of an onNotified
+/// handler that made that call.
+class OwnWarning
 {
-    const WarningCapture notTheHandlers;
-    warn();
+public:
+    explicit OwnWarning(const QObject *object) : m_info(qmlWarning(object)) {}
+    template <class T>
+    OwnWarning &operator<<(const T &value)
+    {
+        m_info << value;
+        return *this;
+    }
+
+private:
+    WarningCapture m_notTheHandlers; // declared first: outlives m_info, which issues the warning when destroyed
+    QQmlInfo m_info;
+};
+inline OwnWarning ownWarning(const QObject *object)
+{
+    return OwnWarning(object);
 }
 
 /// The thenables returned by `handler` functions during one notifyAsync():

@@ -62,10 +62,8 @@ void RegistryHandler::setRegistry(QObject *registry)
     m_assigned = registry;
     m_registry = qobject_cast<QmlRegistry *>(registry);
     if (registry && !m_registry) {
-        qmldetail::ownWarning([&] {
-            qmlWarning(this) << "RegistryHandler.registry must be a Registry (import Sigreg), not a "
-                             << registry->metaObject()->className() << "; the handler is not registered";
-        });
+        qmldetail::ownWarning(this) << "RegistryHandler.registry must be a Registry (import Sigreg), not a "
+                                    << registry->metaObject()->className() << "; the handler is not registered";
     }
     if (m_registry) {
         m_registryDestroyed =
@@ -97,10 +95,8 @@ void RegistryHandler::setEnabled(bool enabled)
 void RegistryHandler::setHandler(const QJSValue &handler)
 {
     if (!handler.isCallable() && !handler.isUndefined() && !handler.isNull()) {
-        qmldetail::ownWarning([&] {
-            qmlWarning(this) << "RegistryHandler.handler must be a function, not " << handler.toString()
-                             << "; it is ignored";
-        });
+        qmldetail::ownWarning(this) << "RegistryHandler.handler must be a function, not " << handler.toString()
+                                    << "; it is ignored";
         return;
     }
     m_handler = handler;
@@ -148,27 +144,21 @@ void RegistryHandler::sync()
 
     QJSEngine *engine = qjsEngine(this);
     if (!engine) {
-        qmldetail::ownWarning([&] {
-            qmlWarning(this) << "RegistryHandler needs a QML engine; it is not registered";
-        });
+        qmldetail::ownWarning(this) << "RegistryHandler needs a QML engine; it is not registered";
         return;
     }
     if (QJSEngine *registryEngine = m_registry->engine(); registryEngine && registryEngine != engine) {
         // JS events are values of one engine: those notified from the
         // registry's engine cannot be passed to this handler's functions.
-        qmldetail::ownWarning([&] {
-            qmlWarning(this) << "its Registry is used by another QML engine; a Registry serves one "
-                                "engine at a time, so JS events notified there may not reach this handler";
-        });
+        qmldetail::ownWarning(this) << "its Registry is used by another QML engine; a Registry serves one "
+                                       "engine at a time, so JS events notified there may not reach this handler";
     }
     m_support = qmldetail::EngineSupport::of(engine);
     if (!m_warnedNoHandler && !m_handler.isCallable()
         && !isSignalConnected(QMetaMethod::fromSignal(&RegistryHandler::notified))) {
         m_warnedNoHandler = true;
-        qmldetail::ownWarning([&] {
-            qmlWarning(this) << "RegistryHandler has no onNotified handler and no handler function: the events it "
-                                "receives go nowhere";
-        });
+        qmldetail::ownWarning(this) << "RegistryHandler has no onNotified handler and no handler function: the events it "
+                                       "receives go nowhere";
     }
     try {
         // Context `this`: calls run in this object's (the engine's) thread,
@@ -185,9 +175,7 @@ void RegistryHandler::sync()
     } catch (const std::exception &e) {
         if (m_id != 0)
             m_registry->typed().remove(HandlerId(std::exchange(m_id, 0)));
-        qmldetail::ownWarning([&] {
-            qmlWarning(this) << "RegistryHandler could not register: " << e.what();
-        });
+        qmldetail::ownWarning(this) << "RegistryHandler could not register: " << e.what();
         return;
     }
     Q_EMIT registeredChanged();
@@ -215,11 +203,9 @@ void RegistryHandler::registryDestroyed()
     // engine) is not: the handler's context is invalid by then.
     const QQmlContext *context = qmlContext(this);
     if (m_complete && m_enabled && context && context->isValid()) {
-        qmldetail::ownWarning([&] {
-            qmlWarning(this) << "its Registry was destroyed while the handler was "
-                             << (wasRegistered ? "registered" : "waiting for it")
-                             << "; it is unregistered and gets no events until `registry` is set again";
-        });
+        qmldetail::ownWarning(this) << "its Registry was destroyed while the handler was "
+                                    << (wasRegistered ? "registered" : "waiting for it")
+                                    << "; it is unregistered and gets no events until `registry` is set again";
     }
     m_id = 0;
     m_registry.clear();
