@@ -33,6 +33,19 @@ struct Text {
     std::string text;
 };
 
+/// Delivers the events posted to `receiver`; returns what() of the
+/// std::runtime_error that went on to the caller (as it would to an event
+/// loop), or an empty string if none did.
+QByteArray sendPostedEventsCatching(QObject *receiver)
+{
+    try {
+        QCoreApplication::sendPostedEvents(receiver);
+    } catch (const std::runtime_error &e) {
+        return QByteArray(e.what());
+    }
+    return {};
+}
+
 /// Drives the event loop until `pred` holds (QTRY_ for use outside test functions).
 template <class Pred>
 bool spinUntil(Pred pred, int timeoutMs = 10000)
@@ -481,13 +494,7 @@ void tst_QtBus::throwingCallbackDoesNotKeepTheEventFromTheOthers()
     rx.onEvent([&](const Tick &t) { second.push_back(t.value); });
     for (int i = 1; i <= 3; ++i)
         bus.emit(Tick{i});
-    bool threw = false;
-    try {
-        QCoreApplication::sendPostedEvents(&rx);
-    } catch (const std::runtime_error &e) {
-        threw = QByteArray(e.what()) == "first callback failed";
-    }
-    QVERIFY(threw);
+    QCOMPARE(sendPostedEventsCatching(&rx), QByteArray("first callback failed"));
     QCOMPARE(second, std::vector<int>{1}); // before the exception went on
     QCOMPARE(received.count(), 1);
     QVERIFY(spinUntil([&] { return second.size() == 3; }));
@@ -586,13 +593,7 @@ void tst_QtBus::keepsDeliveringAfterACallbackThrew()
         bus.publish(Numbered{i});
     if (wakeupFails)
         (void)sigreg::qtdetail::failWakeupsForTesting(1);
-    bool threw = false;
-    try {
-        QCoreApplication::sendPostedEvents(&receiver);
-    } catch (const std::runtime_error &) {
-        threw = true;
-    }
-    QVERIFY(threw);
+    QCOMPARE(sendPostedEventsCatching(&receiver), QByteArray("callback failed once"));
     QCOMPARE(seen, std::vector<int>{1});
     if (wakeupFails) {
         QCOMPARE(sigreg::qtdetail::failWakeupsForTesting(0), 0); // the re-post after the throw failed
@@ -638,13 +639,7 @@ void tst_QtBus::anEventWhoseMoveThrowsIsDroppedNotRetried()
     StubbornMove::moveAttempts = 0;
     for (int i = 1; i <= 3; ++i)
         bus.emit(StubbornMove{i});
-    bool threw = false;
-    try {
-        QCoreApplication::sendPostedEvents(&rx);
-    } catch (const std::runtime_error &e) {
-        threw = QByteArray(e.what()) == "cannot move 2";
-    }
-    QVERIFY(threw);
+    QCOMPARE(sendPostedEventsCatching(&rx), QByteArray("cannot move 2"));
     QCOMPARE(got, std::vector<int>{1});
     QCOMPARE(lagged.count(), 1);
     QCOMPARE(lagged.at(0).at(0).toULongLong(), quint64(1));
