@@ -541,6 +541,32 @@ void bindContext(HandlerState *state, QObject *context, Qt::ConnectionType type,
 // ====================================================================== mailboxes
 namespace {
 
+/// The wake-up event, from the block pool: a burst costs no allocation.
+struct DrainEvent final : QEvent {
+    explicit DrainEvent(Mailbox *b) : QEvent(Mailbox::kDrainEvent), box(b) {}
+    // Qt hands the event to the draining thread under its own mutex, which
+    // ThreadSanitizer cannot see; this release/acquire pair restates that
+    // edge where it can (the block returns to the pool on that thread).
+    //
+    // Qt may also delete a posted event it never delivers: all of a thread's
+    // at QCoreApplication's destruction (so that another one can be made),
+    // or those removePostedEvents() takes away. Its mailbox would then wait
+    // for a drain that never comes, and post no wake-up again. So a lost
+    // one tells its mailbox (alive: its receiver, whose deletion is the
+    // other way a posted event goes, is deleted in close()).
+    ~DrainEvent() override
+    {
+        (void)posted.load(std::memory_order_acquire);
+        if (!delivered)
+            box->drainEventLost();
+    }
+    static void *operator new(std::size_t n) { return poolAllocate(n); }
+    static void operator delete(void *p, std::size_t n) noexcept { poolFree(p, n); }
+    Mailbox *box;
+    bool delivered = false; // on the consumer thread, before Qt deletes it there
+    std::atomic<bool> posted{false};
+};
+
 class Receiver final : public QObject {
 public:
     // Atomic only to make the hand-over visible to ThreadSanitizer: the
@@ -549,6 +575,7 @@ public:
     bool event(QEvent *e) override
     {
         if (e->type() == Mailbox::kDrainEvent) {
+            static_cast<DrainEvent *>(e)->delivered = true;
             m_box.load(std::memory_order_acquire)->drain(this);
             return true;
         }
@@ -738,20 +765,6 @@ Mailbox::~Mailbox()
     close();
 }
 
-namespace {
-/// The wake-up event, from the block pool: a burst costs no allocation.
-struct DrainEvent final : QEvent {
-    DrainEvent() : QEvent(Mailbox::kDrainEvent) {}
-    // Qt hands the event to the draining thread under its own mutex, which
-    // ThreadSanitizer cannot see; this release/acquire pair restates that
-    // edge where it can (the block returns to the pool on that thread).
-    ~DrainEvent() override { (void)posted.load(std::memory_order_acquire); }
-    static void *operator new(std::size_t n) { return poolAllocate(n); }
-    static void operator delete(void *p, std::size_t n) noexcept { poolFree(p, n); }
-    std::atomic<bool> posted{false};
-};
-} // namespace
-
 std::uint64_t wakeupsPosted(QThread *thread) noexcept
 {
     Directory &d = directory();
@@ -763,6 +776,11 @@ std::uint64_t wakeupsPosted(QThread *thread) noexcept
 namespace {
 std::atomic<int> g_wakeupFailures{0};
 } // namespace
+
+int wakeupEventTypeForTesting() noexcept
+{
+    return Mailbox::kDrainEvent;
+}
 
 int failWakeupsForTesting(int count) noexcept
 {
@@ -804,9 +822,20 @@ bool Mailbox::postWakeup() noexcept
 
 void Mailbox::postDrainEvent()
 {
-    auto *e = new DrainEvent; // from the pool; the heap when the pool is empty
+    auto *e = new DrainEvent(this); // from the pool; the heap when the pool is empty
     e->posted.store(true, std::memory_order_release);
     QCoreApplication::postEvent(m_receiver, e); // deletes `e` if it throws
+}
+
+void Mailbox::drainEventLost() noexcept
+{
+    if (isClosed())
+        return; // close() deleting the receiver, and its posted events with it
+    // No Qt call here: Qt may be deleting the event under its own lock. The
+    // tasks wait for the next push's wake-up, or for the consumer's next
+    // event-loop iteration (settleOwed()), whichever comes first.
+    m_state.fetch_and(~kScheduled, std::memory_order_acq_rel);
+    m_owed.store(true, std::memory_order_release);
 }
 
 bool Mailbox::isEmpty() const noexcept
@@ -926,6 +955,9 @@ void Mailbox::watchNestedLoops(QObject *receiver) noexcept
     // in close(), before the mailbox does.
     QObject::connect(dispatcher, &QAbstractEventDispatcher::awake, receiver, iteration, Qt::DirectConnection);
     QObject::connect(dispatcher, &QAbstractEventDispatcher::aboutToBlock, receiver, iteration, Qt::DirectConnection);
+    // The main thread's dispatcher goes with its QCoreApplication; a later
+    // application's is watched from the next drain on.
+    QObject::connect(dispatcher, &QObject::destroyed, receiver, [this] { m_watching = false; }, Qt::DirectConnection);
 }
 
 void Mailbox::loopIteration(QObject *receiver) noexcept

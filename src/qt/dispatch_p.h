@@ -167,6 +167,11 @@ public:
     /// shared: its run connects loopIteration() on the consumer thread, so
     /// that a wake-up lost before that (out of memory) is made up for by it.
     void postDrainEvent();
+    /// Any thread: a drain event posted by this mailbox was deleted without
+    /// being delivered (see DrainEvent). Gives `scheduled` up, so that the
+    /// next push posts a wake-up, and owes the consumer a look for the tasks
+    /// already queued (see settleOwed()). Nothing once closed.
+    void drainEventLost() noexcept;
     /// After the thread finished (or from it, as it finishes): drops queued
     /// tasks; later pushes drop theirs at once.
     void close() noexcept;

@@ -61,6 +61,7 @@ private Q_SLOTS:
     void blockingQueuedHandlerRemovesItself();
     void blockingQueuedToFinishedThreadReturns();
     void eventCopiedOncePerNotify();
+    void aWakeupQtDeletesUndeliveredIsNotWaitedForForever();
     void perProducerOrderPreserved();
     void burstSharesOneWakeup();
     void longDrainYieldsToTheEventLoop();
@@ -357,6 +358,31 @@ void tst_QtRegistry::longDrainYieldsToTheEventLoop()
     QCOMPARE(sigreg::qtdetail::wakeupsPosted(QThread::currentThread()) - before, std::uint64_t(2));
     for (int i = 0; i < kEvents; ++i)
         QCOMPARE(seen[static_cast<std::size_t>(i)], i); // and nothing reordered across the split
+}
+
+void tst_QtRegistry::aWakeupQtDeletesUndeliveredIsNotWaitedForForever()
+{
+    // Qt deletes posted events it never delivers: all of the main thread's
+    // when its QCoreApplication is destroyed (so that a new one can be made),
+    // and those removePostedEvents() removes. A mailbox whose wake-up went
+    // that way must neither strand the calls it holds nor count the lost
+    // wake-up as pending forever (then no push would post one again, and
+    // nothing queued to this thread would run: a BlockingQueued notify from
+    // another thread would wait for good).
+    QtRegistry<int> reg;
+    QObject ctx; // this thread's
+    std::vector<int> seen;
+    reg.add(&ctx, [&](int v) { seen.push_back(v); }, Qt::QueuedConnection);
+    QCoreApplication::sendPostedEvents(); // a new mailbox's first drain
+
+    reg.notify(1);
+    QCoreApplication::removePostedEvents(nullptr, sigreg::qtdetail::wakeupEventTypeForTesting());
+    QTRY_COMPARE(seen, std::vector<int>{1}); // the next turn of the event loop takes it
+
+    reg.notify(2); // a wake-up of its own again
+    reg.notify(3);
+    QCoreApplication::sendPostedEvents(); // delivers the posted wake-up only
+    QCOMPARE(seen, (std::vector<int>{1, 2, 3}));
 }
 
 void tst_QtRegistry::perProducerOrderPreserved()

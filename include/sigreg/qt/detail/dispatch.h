@@ -57,6 +57,12 @@ SIGREG_QT_EXPORT void setContextReadHookForTesting(void (*hook)(QObject *context
 /// call were still to come (0: all happened). Not for production use.
 SIGREG_QT_EXPORT int failWakeupsForTesting(int count) noexcept;
 
+/// For tests only: the QEvent type of the wake-ups mailboxes post, so that a
+/// test can have Qt delete one undelivered (removePostedEvents()), as Qt
+/// does with a thread's posted events when its QCoreApplication is
+/// destroyed. Not for production use.
+SIGREG_QT_EXPORT int wakeupEventTypeForTesting() noexcept;
+
 // ---------------------------------------------------------------- pooling
 /// Fixed-size blocks (size classes of 64 bytes up to 1 KiB, 64-byte aligned)
 /// recycled across threads: marshalled events and their tasks allocate
