@@ -44,12 +44,47 @@ public:
 
 } // namespace
 
+/// The wake-up event. Qt may delete a posted event without delivering it:
+/// all of a thread's when its QCoreApplication is destroyed (so that a new
+/// one can be made), and those removePostedEvents() removes. The hook,
+/// disarmed by the producer that posted it, would then never be armed again,
+/// and the receiver would get nothing more. So a lost one arms it again: the
+/// next event (or the closure) posts a new wake-up, and the drain it starts
+/// takes what the ring held already.
+class QtBusReceiverBase::WakeEvent final : public QEvent {
+public:
+    explicit WakeEvent(QtBusReceiverBase *o) : QEvent(wakeEventType()), owner(o) {}
+    ~WakeEvent() override
+    {
+        if (!settled)
+            owner->wakeLost();
+    }
+    QtBusReceiverBase *owner;
+    /// Delivered, or deleted by Sigreg itself: not lost.
+    bool settled = false;
+};
+
 QtBusReceiverBase::QtBusReceiverBase(QObject *parent) : QObject(parent) {}
 
 // The subclass has stopped the hook and unsubscribed already.
 QtBusReceiverBase::~QtBusReceiverBase()
 {
-    delete m_wake.exchange(nullptr, std::memory_order_acquire); // never posted
+    // A wake-up still posted goes now, while this object is whole (~QObject
+    // would delete it after, where its wakeLost() must not run).
+    QCoreApplication::removePostedEvents(this, wakeEventType());
+    if (auto *e = static_cast<WakeEvent *>(m_wake.exchange(nullptr, std::memory_order_acquire))) {
+        e->settled = true; // never posted
+        delete e;
+    }
+}
+
+void QtBusReceiverBase::wakeLost() noexcept
+{
+    // Any thread (Qt may be deleting the event under its own lock: no Qt
+    // call here). The ring is alive until stop(), which the subclass calls
+    // before it unsubscribes and the ring goes.
+    if (!m_stopped.load(std::memory_order_acquire))
+        m_ring->armHookForNextEvent();
 }
 
 bool QtBusReceiverBase::isSubscribed() const noexcept
@@ -82,12 +117,13 @@ void QtBusReceiverBase::start(detail::RingBase &ring)
 void QtBusReceiverBase::prepareWake()
 {
     if (!m_wake.load(std::memory_order_relaxed))
-        m_wake.store(new QEvent(wakeEventType()), std::memory_order_release);
+        m_wake.store(new WakeEvent(this), std::memory_order_release);
 }
 
 void QtBusReceiverBase::stop() noexcept
 {
     // Under the ring's mutex: once this returns, no producer posts to us.
+    m_stopped.store(true, std::memory_order_release);
     if (m_ring)
         m_ring->clearHook();
 }
@@ -104,6 +140,7 @@ bool QtBusReceiverBase::wake(void *self) noexcept
 bool QtBusReceiverBase::event(QEvent *e)
 {
     if (e->type() == wakeEventType()) {
+        static_cast<WakeEvent *>(e)->settled = true;
         drain();
         return true;
     }
@@ -194,15 +231,16 @@ void QtBusReceiverBase::drain()
 
 bool QtBusReceiverBase::postWake() noexcept
 {
-    QEvent *e = m_wake.exchange(nullptr, std::memory_order_acq_rel);
+    auto *e = static_cast<WakeEvent *>(m_wake.exchange(nullptr, std::memory_order_acq_rel));
     try {
         if (!e)
-            e = new QEvent(wakeEventType()); // not prepared (out of memory then): try now
+            e = new WakeEvent(this); // not prepared (out of memory then): try now
         if (qtdetail::injectedWakeupFailure()) {
+            e->settled = true; // the caller arms the hook for the next event
             delete e; // as postEvent() does when it throws
             return false;
         }
-        QCoreApplication::postEvent(this, e); // deletes `e` if it throws
+        QCoreApplication::postEvent(this, e); // deletes `e` if it throws (lost: arms the hook, as the caller does)
     } catch (...) {
         return false;
     }

@@ -79,6 +79,7 @@ private Q_SLOTS:
     void aWakeupThatCannotBePostedIsRetriedByTheNextEvent_data();
     void aWakeupThatCannotBePostedIsRetriedByTheNextEvent();
     void aBurstDrainsOnWhenItsNextTurnCannotBePosted();
+    void aWakeupQtDeletesUndeliveredIsMadeUpByTheNextEvent();
     void nextEventGetsTheNextOneOnly();
     void nextEventFromAnotherThread();
     void nextEventCancelledWhenTheBusGoes();
@@ -648,6 +649,38 @@ void tst_QtBus::anEventWhoseMoveThrowsIsDroppedNotRetried()
     QCOMPARE(StubbornMove::moveAttempts, 1);
     QCOMPARE(rx.missedCount(), quint64(1));
     QCOMPARE(rx.receivedCount(), quint64(2));
+}
+
+void tst_QtBus::aWakeupQtDeletesUndeliveredIsMadeUpByTheNextEvent()
+{
+    // Qt deletes posted events it never delivers: all of the main thread's
+    // when its QCoreApplication is destroyed (so that a new one can be made),
+    // and those removePostedEvents() removes. A receiver whose wake-up went
+    // that way must not wait for it forever: the next event posts another,
+    // and its drain takes both, in order.
+    sigreg::Bus bus;
+    sigreg::QtBusReceiver<Tick> rx(bus);
+    std::vector<int> got;
+    rx.onEvent([&](const Tick &t) { got.push_back(t.value); });
+    QCoreApplication::sendPostedEvents(&rx);
+
+    bus.emit(Tick{1}); // posts the wake-up
+    QCoreApplication::removePostedEvents(&rx);
+    QCoreApplication::sendPostedEvents(&rx);
+    QVERIFY(got.empty()); // it is gone with its event
+
+    bus.emit(Tick{2});
+    QVERIFY(spinUntil([&] { return got.size() == 2; }));
+    QCOMPARE(got, (std::vector<int>{1, 2}));
+    QCOMPARE(rx.missedCount(), quint64(0));
+
+    // The closure too: a lost wake-up before unsubscribe() does not keep closed() back.
+    QSignalSpy closed(&rx, &sigreg::QtBusReceiverBase::closed);
+    bus.emit(Tick{3});
+    QCoreApplication::removePostedEvents(&rx);
+    rx.unsubscribe();
+    QVERIFY(spinUntil([&] { return closed.count() == 1; }));
+    QCOMPARE(got, (std::vector<int>{1, 2, 3}));
 }
 
 void tst_QtBus::aWakeupThatCannotBePostedIsRetriedByTheNextEvent_data()

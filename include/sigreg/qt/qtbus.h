@@ -125,6 +125,7 @@ protected:
     /// @endcond
 
 private:
+    class WakeEvent;
     static bool wake(void *self) noexcept;
     void drain();
     /// Consumer thread, before the hook is armed: the wake-up event a
@@ -137,8 +138,14 @@ private:
     /// could not (out of memory).
     bool postWake() noexcept;
 
+    /// A posted wake-up that Qt deleted without delivering it (see
+    /// WakeEvent): the hook is armed again, unless stop() was called.
+    void wakeLost() noexcept;
+
     detail::RingBase *m_ring = nullptr;
     std::atomic<QEvent *> m_wake{nullptr};
+    /// Set by stop(): the hook is cleared, and m_ring may go.
+    std::atomic<bool> m_stopped{false};
     bool m_closedEmitted = false;
     /// Set by the QEvent::ThreadChange that moveToThread() sends (on this
     /// object's thread, before the move), cleared when a drain starts: a
