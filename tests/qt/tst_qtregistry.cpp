@@ -8,6 +8,7 @@
 #include <QtCore/QCoreApplication>
 #include <QtCore/QDeadlineTimer>
 #include <QtCore/QEventLoop>
+#include <QtCore/QPromise>
 #include <QtCore/QScopeGuard>
 #include <QtCore/QSemaphore>
 #include <QtCore/QThread>
@@ -17,6 +18,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -42,6 +44,16 @@ struct MoveOnlyEvent {
     std::unique_ptr<int> p;
 };
 
+/// Aligned beyond the 64 bytes of the facade's pooled blocks.
+struct alignas(256) OverAligned {
+    int value = 0;
+};
+
+bool isAligned(const OverAligned &e)
+{
+    return reinterpret_cast<std::uintptr_t>(&e) % alignof(OverAligned) == 0;
+}
+
 } // namespace
 
 class tst_QtRegistry : public QObject {
@@ -52,6 +64,7 @@ private Q_SLOTS:
     void countPropertyAndSignal();
     void invalidArguments();
     void nonCopyableEventInline();
+    void overAlignedEvent();
     void autoRunsInlineOnContextThread();
     void autoIsMarshalledFromOtherThread();
     void directRunsOnNotifyingThread();
@@ -154,6 +167,40 @@ void tst_QtRegistry::nonCopyableEventInline()
     reg.add([&](const MoveOnlyEvent &e) { seen = *e.p; });
     reg.notify(MoveOnlyEvent{std::make_unique<int>(7)});
     QCOMPARE(seen, 7);
+}
+
+void tst_QtRegistry::overAlignedEvent()
+{
+    // An over-aligned event is valid for every kind of handler; its queued
+    // copy must be aligned as the type asks (it once did not compile at all,
+    // not even for a registry of inline handlers).
+    Worker w;
+    QtRegistry<OverAligned> reg;
+    std::atomic<int> sum{0};
+    std::atomic<int> misaligned{0};
+    const auto check = [&](const OverAligned &e) {
+        if (!isAligned(e))
+            ++misaligned;
+        sum += e.value;
+    };
+    reg.add(check);
+    reg.add(w.context, check, Qt::BlockingQueuedConnection);
+    reg.add(w.context, check, Qt::QueuedConnection);
+    reg.add([&](const OverAligned &e) {
+        check(e);
+        QPromise<void> done;
+        done.start();
+        done.finish();
+        return done.future();
+    });
+    reg.notify(OverAligned{1});
+    w.sync();
+    QCOMPARE(sum.load(), 4);
+    reg.notifyAsync(OverAligned{10}).waitForFinished();
+    w.sync();
+    QCOMPARE(sum.load(), 44);
+    QCOMPARE(misaligned.load(), 0);
+    QCOMPARE(reg.failureCount(), quint64(0));
 }
 
 void tst_QtRegistry::autoRunsInlineOnContextThread()

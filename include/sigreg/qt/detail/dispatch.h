@@ -90,8 +90,6 @@ using MakeParcelFn = Parcel *(*)(const void *event);
 
 template <class E>
 struct ParcelOf final : Parcel {
-    static_assert(alignof(E) <= kPoolAlign,
-                  "sigreg::QtRegistry<E>: events aligned to more than 64 bytes cannot be queued");
     E value;
 
     explicit ParcelOf(const E &e) : value(e)
@@ -101,11 +99,11 @@ struct ParcelOf final : Parcel {
     }
     static Parcel *make(const void *e)
     {
-        void *mem = poolAllocate(sizeof(ParcelOf));
+        void *mem = allocate();
         try {
             return new (mem) ParcelOf(*static_cast<const E *>(e));
         } catch (...) {
-            poolFree(mem, sizeof(ParcelOf));
+            deallocate(mem);
             throw;
         }
     }
@@ -113,7 +111,26 @@ struct ParcelOf final : Parcel {
     {
         auto *self = static_cast<ParcelOf *>(p);
         self->~ParcelOf();
-        poolFree(self, sizeof(ParcelOf));
+        deallocate(self);
+    }
+
+private:
+    // The pool's blocks are aligned to kPoolAlign; an event aligned to more
+    // (alignas(128), say) gets a block of its own, aligned as it needs.
+    static constexpr bool kPooled = alignof(ParcelOf) <= kPoolAlign;
+    static void *allocate()
+    {
+        if constexpr (kPooled)
+            return poolAllocate(sizeof(ParcelOf));
+        else
+            return ::operator new(sizeof(ParcelOf), std::align_val_t(alignof(ParcelOf)));
+    }
+    static void deallocate(void *block) noexcept
+    {
+        if constexpr (kPooled)
+            poolFree(block, sizeof(ParcelOf));
+        else
+            ::operator delete(block, std::align_val_t(alignof(ParcelOf)));
     }
 };
 
