@@ -347,6 +347,8 @@ SIGREG_MEMBER_CALL_ARG(noexcept)
 SIGREG_MEMBER_CALL_ARG(const noexcept)
 SIGREG_MEMBER_CALL_ARG(&)
 SIGREG_MEMBER_CALL_ARG(const &)
+SIGREG_MEMBER_CALL_ARG(& noexcept)
+SIGREG_MEMBER_CALL_ARG(const & noexcept)
 #undef SIGREG_MEMBER_CALL_ARG
 
 template <class F, class = void>

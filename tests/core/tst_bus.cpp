@@ -184,6 +184,24 @@ static_assert(std::is_same_v<Deduced<decltype([](const Ping &) mutable {})>, Pin
 static_assert(std::is_same_v<Deduced<decltype([](const Ping &) noexcept {})>, Ping>);
 static_assert(std::is_same_v<Deduced<decltype(&freePingHandler)>, Ping>);
 static_assert(std::is_same_v<Deduced<std::function<void(const Pong &)>>, Pong>);
+// Ref-qualified call operators, with and without noexcept: every one a
+// handler can be called through (the registry calls an lvalue).
+struct PingRefFunctor {
+    void operator()(const Ping &) & {}
+};
+struct PingConstRefFunctor {
+    void operator()(const Ping &) const & {}
+};
+struct PingRefNoexceptFunctor {
+    void operator()(const Ping &) & noexcept {}
+};
+struct PingConstRefNoexceptFunctor {
+    void operator()(const Ping &) const & noexcept {}
+};
+static_assert(std::is_same_v<Deduced<PingRefFunctor>, Ping>);
+static_assert(std::is_same_v<Deduced<PingConstRefFunctor>, Ping>);
+static_assert(std::is_same_v<Deduced<PingRefNoexceptFunctor>, Ping>);
+static_assert(std::is_same_v<Deduced<PingConstRefNoexceptFunctor>, Ping>);
 
 // QCOMPARE cannot print ReceiveStatus itself (ADL finds sigreg::toString,
 // which returns a string_view): compare the names, which also reads well.
