@@ -77,6 +77,9 @@
 // reach Base's subscribers). A channel runs code of the module that created
 // it (the first to call on<E>() or subscribe<E>(), or to register a
 // QtBusReceiver<E>): such a module must stay loaded while the bus exists.
+// So must a module that registered handlers or receivers, even once they are
+// removed: a removed handler may be destroyed later (see Registry::remove()),
+// and that runs the module's code.
 // The interning needs one copy of Sigreg per process: modules in separate
 // shared objects must share one shared sigreg_core (the default when the
 // QML module is built, or with BUILD_SHARED_LIBS), not each link a static one.

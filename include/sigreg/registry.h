@@ -276,7 +276,11 @@ public:
     /// from inside a call of that handler, see the header's essay). A call
     /// running on this thread (a handler removing itself) completes normally.
     /// The handler object is destroyed once no snapshot can reach it —
-    /// possibly before this returns, possibly later.
+    /// possibly before this returns, possibly later (when another thread
+    /// was walking a snapshot that lists it: then at a later write to the
+    /// registry, or at its destruction). So a shared object that registered
+    /// handlers must stay loaded while the registry exists, even after it
+    /// removed them: their destruction runs its code.
     /// Warning: waits for running calls of the handler on other threads; if
     /// such a call is blocked on something the caller holds, this deadlocks.
     /// Use removeNoWait() there.
