@@ -27,7 +27,11 @@ class Anchor;
 ///
 /// Safety: a guard object is not itself synchronised (like any value type),
 /// but guards of one registry may be used from different threads at once,
-/// and concurrently with the registry's destruction.
+/// and concurrently with the registry's destruction. The registry's
+/// destructor waits for a guard's removal on another thread only while that
+/// removal uses the registry, not while it destroys the handler it removed:
+/// that destructor may run while (or after) the registry is destroyed, and
+/// may reach the registry through guards only.
 ///
 /// Memory: a removal builds the registry's next snapshot, which can need an
 /// allocation. If that allocation fails inside the destructor, the move

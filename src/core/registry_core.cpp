@@ -406,6 +406,21 @@ void RegistryCore::finishRemoval(std::span<const Node *const> removed, bool wait
 bool RegistryCore::remove(HandlerId id, bool wait)
 {
     Garbage garbage;
+    return removeInto(id, wait, garbage);
+}
+
+bool RegistryCore::removeForAnchor(HandlerId id, bool wait, Anchor &anchor)
+{
+    Garbage garbage; // destroyed last, after the registry may have gone
+    const bool removed = removeInto(id, wait, garbage);
+    // Nothing below touches the registry: its destructor may run from here
+    // on, on another thread or in a destructor `garbage` runs on this one.
+    anchor.endRemoval();
+    return removed;
+}
+
+bool RegistryCore::removeInto(HandlerId id, bool wait, Garbage &garbage)
+{
     Node *node = nullptr;
     const Node *removed[1] = {};
     {
@@ -679,25 +694,35 @@ bool Anchor::remove(HandlerId id, bool wait) noexcept
     const AnchorRemoval frame{this, tl_anchorRemovals};
     tl_anchorRemovals = &frame;
     // Allocation failure while removing cannot be reported from a destructor:
-    // std::terminate (noexcept) is the honest outcome. If the registry is
-    // destroyed inside (by the handler's destructor), m_core dangles from here
-    // on; this object is kept alive by the guard's reference.
-    const bool removed = m_core->remove(id, wait);
-    tl_anchorRemovals = frame.outer;
+    // std::terminate (noexcept) is the honest outcome. The removal ends the
+    // count (endRemoval()) before it destroys the handler, whose destructor
+    // may destroy the registry: m_core may dangle once it returns; this
+    // object is kept alive by the caller's reference.
+    return m_core->removeForAnchor(id, wait, *this);
+}
+
+void Anchor::endRemoval() noexcept
+{
+    // The innermost frame is this removal's: the frames of removals nested
+    // in it (from the observer) have ended.
+    tl_anchorRemovals = tl_anchorRemovals->outer;
     // Once the registry is dying, every end is announced: its destructor may
     // be waiting for a count other than 0 (its own thread's removals).
     if (m_state.fetch_sub(1, std::memory_order_acq_rel) & kDead)
         m_state.notify_all();
-    return removed;
 }
 
 void Anchor::kill() noexcept
 {
-    // Waits for the removals in progress on other threads. Those of this
-    // thread are further up its stack (the registry is being destroyed from
-    // inside one of them): waiting for them would never end, and they touch
-    // nothing of the registry once it is destroyed (RegistryCore::remove()
-    // destroys the handler last).
+    // Waits for the removals in progress on other threads, until they are
+    // done with the registry (a removal ends its count before it destroys the
+    // handler it removed, so a handler's destructor is never waited for: it
+    // may be destroying another registry whose destructor waits for this
+    // thread). Those of this thread are further up its stack (the registry is
+    // destroyed from inside one of them, by the observer, which a layer may
+    // let run user code: the Qt facade's countChanged()): waiting for them
+    // would never end, and the observer is the last thing a removal calls
+    // before it ends its count.
     std::uint32_t own = 0;
     for (const AnchorRemoval *f = tl_anchorRemovals; f; f = f->outer)
         own += f->anchor == this ? 1u : 0u;

@@ -126,6 +126,7 @@ private Q_SLOTS:
     void guardRacesWithRegistryDestruction_data();
     void guardRacesWithRegistryDestruction();
     void registryDestroyedByItsGuardWhileAnotherThreadRemoves();
+    void twoRegistriesDestroyedByEachOthersGuardedHandlers();
     void notifyDuringThreadExit_data();
     void notifyDuringThreadExit();
     void moduleCopyFollowsTheRecord();
@@ -1344,6 +1345,68 @@ void tst_RegistryConcurrency::registryDestroyedByItsGuardWhileAnotherThreadRemov
     // certain: report it rather than assert it.
     qInfo("guard removals by the other thread that found the registry alive: %d of %d", removedByOthers,
           4 * kRounds);
+}
+
+// Two registries, each destroyed by the destructor of a guarded handler of
+// the other, on two threads at once: handler H1 of R1 holds the last
+// reference to R2's owner, H2 of R2 the last reference to R1's owner, and two
+// threads reset the two guards together. Each registry's destructor runs on
+// one thread while the other thread's guard removal of that registry is
+// destroying its handler. That removal is done with the registry before it
+// destroys the handler, so neither destructor may wait for it (before the
+// fix, each waited for the other's removal to end: a deadlock).
+void tst_RegistryConcurrency::twoRegistriesDestroyedByEachOthersGuardedHandlers()
+{
+    struct Owner {
+        Reg events;
+        std::atomic<int> *destroyed;
+        explicit Owner(std::atomic<int> *d) : destroyed(d) {}
+        ~Owner() { destroyed->fetch_add(1); }
+    };
+    /// Holds an owner; its destructor waits until both handlers are being
+    /// destroyed (both guard removals in progress), then lets the owner go.
+    struct Keep {
+        std::shared_ptr<Owner> owner;
+        std::latch *bothDying;
+        Keep(std::shared_ptr<Owner> o, std::latch *l) : owner(std::move(o)), bothDying(l) {}
+        Keep(Keep &&o) noexcept : owner(std::move(o.owner)), bothDying(std::exchange(o.bothDying, nullptr)) {}
+        Keep(const Keep &) = delete;
+        ~Keep()
+        {
+            if (bothDying)
+                bothDying->arrive_and_wait();
+        }
+        void operator()(const Event &) const {}
+    };
+    constexpr int kRounds = 20;
+    std::atomic<int> destroyed{0};
+    for (int round = 0; round < kRounds; ++round) {
+        std::latch bothDying(2);
+        auto o1 = std::make_shared<Owner>(&destroyed);
+        auto o2 = std::make_shared<Owner>(&destroyed);
+        Guard g1 = o1->events.addGuarded(Keep(o2, &bothDying));
+        Guard g2 = o2->events.addGuarded(Keep(o1, &bothDying));
+        o1->events.notify(Event{});
+        o2->events.notify(Event{});
+        o1.reset();
+        o2.reset(); // each handler holds the last reference to the other owner
+        std::atomic<int> finished{0};
+        std::atomic<int> removed{0};
+        std::thread a([&] {
+            removed.fetch_add(g1.reset() ? 1 : 0);
+            finished.fetch_add(1);
+        });
+        std::thread b([&] {
+            removed.fetch_add(g2.reset() ? 1 : 0);
+            finished.fetch_add(1);
+        });
+        if (!waitFor([&] { return finished.load() == 2; }))
+            deadlocked("two registries destroyed by each other's guarded handlers");
+        a.join();
+        b.join();
+        QCOMPARE(removed.load(), 2);
+        QCOMPARE(destroyed.load(), 2 * (round + 1));
+    }
 }
 
 void tst_RegistryConcurrency::notifyDuringThreadExit_data()

@@ -137,12 +137,18 @@ public:
     /// Removes `id` if the registry still exists.
     bool remove(HandlerId id, bool wait) noexcept;
     /// Called by the registry's destructor: no guard can reach it afterwards.
-    /// Waits for guard removals in progress on other threads; one in progress
-    /// on the calling thread (destroying the handler destroyed the registry)
-    /// is not waited for.
+    /// Waits for guard removals on other threads that are still using the
+    /// registry (not for the destruction of the handlers they removed, which
+    /// comes after); one in progress on the calling thread (the registry is
+    /// destroyed from inside it) is not waited for.
     void kill() noexcept;
 
 private:
+    friend class RegistryCore;
+    /// Called by RegistryCore::removeForAnchor() once the removal is done
+    /// with the registry, before it destroys what it removed.
+    void endRemoval() noexcept;
+
     static constexpr std::uint32_t kDead = 0x80000000u;
     std::atomic<std::uint32_t> m_state{0};
     class RegistryCore *m_core;
@@ -359,6 +365,14 @@ private:
     void finishRemoval(std::span<const Node *const> removed, bool wait, Garbage &garbage,
                        std::span<const Node *const> earlier = {});
     Node *findLive(HandlerId id) const noexcept;
+    /// remove(), leaving the destruction of what it reclaimed to the caller.
+    bool removeInto(HandlerId id, bool wait, Garbage &garbage);
+    /// remove() for Anchor::remove(): ends the anchor's count of removals in
+    /// progress (anchor.endRemoval()) before the removed handler is destroyed,
+    /// so that the registry's destructor, on another thread, never waits for
+    /// a handler's destructor (which may itself wait for that thread).
+    friend class Anchor;
+    bool removeForAnchor(HandlerId id, bool wait, Anchor &anchor);
     /// True if the calling thread is inside a call of `node`.
     static bool runningOnThisThread(const Node *node) noexcept;
     /// A node removed earlier and not yet reclaimed, by id (linear: rare).
