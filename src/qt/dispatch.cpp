@@ -1125,7 +1125,7 @@ struct SequentialRun : std::enable_shared_from_this<SequentialRun> {
     std::size_t next = 0;
     bool busy = false;     // a step is being started or is pending
     bool walkDone = false; // notify's walk over the handlers has ended
-    bool canceled = false; // steps were skipped: the context or its thread went
+    bool canceled = false; // steps were skipped: the context or its thread went, or the caller cancelled
     bool ended = false;    // abandon()ed: no step starts any more
     // With a step context: the mailbox of its thread (steps travel through
     // it), and the context, to see it go. Set before the run is shared.
@@ -1649,9 +1649,10 @@ void SequentialRun::advance() noexcept
         bool hop = false;
         {
             std::lock_guard lock(mutex);
-            if (next < steps.size() && (ended || (stepBox && !stepContext))) {
-                // Abandoned, or the context is gone: start nothing more (as
-                // QFuture::then() with a context cancels).
+            if (next < steps.size() && (ended || (stepBox && !stepContext) || promise.isCanceled())) {
+                // Abandoned, the context is gone (as QFuture::then() with a
+                // context cancels), or the caller cancelled the returned
+                // future: start nothing more.
                 canceled = true;
                 for (; next < steps.size(); ++next)
                     steps[next]->deref();

@@ -128,6 +128,9 @@ private Q_SLOTS:
     void sequentialCanceledWhenContextDiesWithHopQueued();
     void sequentialCanceledWhenStepThreadEnds();
     void sequentialNullContextThrows();
+    void sequentialStoppedByTheCallersCancel_data();
+    void sequentialStoppedByTheCallersCancel();
+    void asyncCallersCancelLeavesTheHandlersAlone();
     void oneShotRemovedFromAStepAndAnInlineCall();
     void syncThrowBeforeFutureIsIsolated();
     void removalDoesNotWaitForTheErrorHandlerOfASyncThrow();
@@ -364,6 +367,56 @@ void tst_QtAsync::sequentialCanceledWhenContextDestroyed()
     QCOMPARE(steps.secondCalls.load(), 0);
     QTRY_COMPARE(finishedSpy.count(), 1);
     QCOMPARE(canceledSpy.count(), 1);
+}
+
+void tst_QtAsync::sequentialStoppedByTheCallersCancel_data()
+{
+    QTest::addColumn<bool>("withContext");
+    QTest::newRow("completion thread") << false;
+    QTest::newRow("context's thread") << true;
+}
+
+void tst_QtAsync::sequentialStoppedByTheCallersCancel()
+{
+    // The caller cancels the returned future while the first step is
+    // pending: the second never starts; the first runs on, its outcome is
+    // still reported, and the returned future finishes after it.
+    QFETCH(bool, withContext);
+    QtRegistry<int> reg;
+    QObject ctx;
+    PendingThenCounted steps(reg);
+    QSignalSpy failed(&reg, &sigreg::QtRegistryBase::handlerFailed);
+    QFuture<void> f = withContext ? reg.notifySequential(0, &ctx) : reg.notifySequential(0);
+    QVERIFY(steps.firstStarted.load());
+    f.cancel();
+    QVERIFY(!f.isFinished()); // the first step is still running
+    QVERIFY(!steps.first.promise->future().isCanceled()); // and was not cancelled for the caller
+    steps.first.promise->setException(std::make_exception_ptr(std::runtime_error("first")));
+    steps.first.finish();
+    QVERIFY(QTest::qWaitFor([&] { return f.isFinished(); }, 20000));
+    QVERIFY(f.isCanceled());
+    QCOMPARE(steps.secondCalls.load(), 0);
+    QTRY_COMPARE(failed.count(), 1); // the first's failure is reported all the same
+}
+
+void tst_QtAsync::asyncCallersCancelLeavesTheHandlersAlone()
+{
+    // notifyAsync() has started every handler when it returns: the caller's
+    // cancel stops nothing, cancels no handler future, and the returned
+    // future still finishes when they have.
+    QtRegistry<int> reg;
+    Pending a, b;
+    reg.add(2, [&](int) { return a.start(); });
+    reg.add(1, [&](int) { return b.start(); });
+    QFuture<void> f = reg.notifyAsync(0);
+    f.cancel();
+    QVERIFY(!a.promise->future().isCanceled());
+    QVERIFY(!b.promise->future().isCanceled());
+    QVERIFY(!f.isFinished());
+    a.finish();
+    b.finish();
+    QVERIFY(QTest::qWaitFor([&] { return f.isFinished(); }, 20000));
+    QCOMPARE(reg.failureCount(), quint64(0));
 }
 
 void tst_QtAsync::sequentialCanceledWhenContextDiesWithHopQueued()

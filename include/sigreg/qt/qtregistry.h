@@ -54,7 +54,8 @@
 // a context whose QThread object was destroyed, or for a context with no
 // thread (moveToThread(nullptr)) are dropped (a BlockingQueued notify
 // returns at once); notifySequential(event, context) with such a context
-// returns a cancelled future. BlockingQueuedConnection from the context's
+// starts no async handler, and its future is cancelled if there was one to
+// start. BlockingQueuedConnection from the context's
 // own thread runs the handler directly (Qt would deadlock).
 //
 // A marshalled handler may spin a nested event loop (QDialog::exec(), a
@@ -342,6 +343,9 @@ public:
     /// and cancellations are reported, not propagated). Async handlers get a
     /// shared copy of the event that lives until the returned future
     /// finishes. The future never fails and is never cancelled by Sigreg.
+    /// Cancelling it (QFuture::cancel()) changes nothing for the handlers:
+    /// they have all started, and their futures are not cancelled; it still
+    /// finishes once they have.
     /// A handler returning a default-constructed QFuture (which Qt treats as
     /// cancelled) is reported as cancelled (sigreg::HandlerCanceled).
     /// Failures of handler futures that finished before the walk over the
@@ -361,6 +365,12 @@ public:
     /// finished (or inline, if it finished before it was returned). Inline
     /// handlers run during the walk. Returns a future finished after the
     /// last async handler's future.
+    ///
+    /// Cancelling the returned future (QFuture::cancel()) stops the run: no
+    /// async handler not started yet is started. The one pending keeps
+    /// running (its future is not cancelled) and is still reported; the
+    /// returned future, cancelled at once, finishes after it. The same holds
+    /// for notifySequential(event, context).
     QFuture<void> notifySequential(const E &event)
     {
         qtdetail::Frame frame(std::addressof(event), parcelMaker(), &typeid(E), qtdetail::Mode::Sequential);
