@@ -742,8 +742,12 @@ Mailbox *rebindMailbox(HandlerState *state, QThread *seen, Mailbox *box)
             && (!box->isClosed() || !thread || (!box->threadGone() && thread->isFinished())))
             return box;
         fresh = mailboxForLocked(d, thread);
-        detail::reserveFor(state->mailboxes, 1);
-        state->mailboxes.push_back(fresh);
+        // Kept once: a context moving back and forth between two threads
+        // keeps two, not one more per move.
+        if (std::find(state->mailboxes.begin(), state->mailboxes.end(), fresh) == state->mailboxes.end()) {
+            detail::reserveFor(state->mailboxes, 1);
+            state->mailboxes.push_back(fresh);
+        }
     }
     state->mailbox.store(fresh.get(), std::memory_order_release);
     return fresh.get();

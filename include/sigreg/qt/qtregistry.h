@@ -72,6 +72,10 @@
 // caller's own, so it never waits for the old thread (which may be waiting
 // for the caller). An old thread that ends before it saw the move forwards
 // nothing: the next notify reads the context's thread again and follows it.
+// Known limit: each restart of a context's QThread (start() after it
+// finished) costs every handler bound to that context a few hundred bytes,
+// kept until the handler is removed (the thread's new mailbox; see
+// docs/ARCHITECTURE.md). Moves between running threads cost nothing that stays.
 // Known limit: events that one producer queued through the old thread before
 // the move was seen may run after events it queued later straight to the new
 // thread (Qt moves an object's posted events in one step; Sigreg forwards
