@@ -310,7 +310,7 @@ public:
     /// Effect: calls every handler with `event`, in priority order, on the
     /// calling thread. Exceptions thrown by handlers are caught and reported
     /// (see setErrorHandler()); nothing escapes. A thread cancelled inside a
-    /// handler (pthread_cancel(), pthread_exit()) cannot unwind through this
+    /// handler or the error handler (pthread_cancel(), pthread_exit()) cannot unwind through this
     /// noexcept function: the process ends (std::terminate()).
     /// Safety: lock-free; may run concurrently with any other member and be
     /// nested in handlers. Handlers added during the call are called from the
@@ -373,6 +373,10 @@ struct CoreAccess {
 /// the handler array and one fence instead of one per operation. Ids are
 /// assigned at add(); the handlers are registered at commit(). A batch
 /// dropped without commit() changes nothing (its handlers are destroyed).
+/// Until commit(), an id this batch added is the batch's alone: the
+/// registry does not know it yet (Registry::remove() and contains() answer
+/// false, and the handler is still registered by commit()); take it out
+/// with the batch's own remove().
 ///
 /// Safety: a batch is used by one thread; the registry stays fully usable
 /// meanwhile.

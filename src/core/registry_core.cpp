@@ -667,6 +667,10 @@ void RegistryCore::reportFailure(const Node *node, const char *what) const noexc
     scope.announce(nullptr);
     try {
         sink->call(sink, failure);
+#if defined(__GLIBCXX__)
+    } catch (abi::__forced_unwind &) {
+        std::terminate(); // a cancellation in the error handler: as in the notify loop
+#endif
     } catch (...) {
         m_unhandled.fetch_add(1, std::memory_order_relaxed);
     }

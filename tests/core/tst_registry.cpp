@@ -187,6 +187,7 @@ private Q_SLOTS:
     void batchOrdering_data();
     void batchOrdering();
     void uncommittedBatchChangesNothing();
+    void batchIdIsTheBatchsUntilCommit();
     void batchCommitCounts();
     void movedBatchCommits();
     // scale and reclamation
@@ -1396,6 +1397,24 @@ void tst_Registry::batchOrdering()
             i = offset + (i - int(existing.size()));
     reg.notify(Event{});
     QCOMPARE(log, order);
+}
+
+void tst_Registry::batchIdIsTheBatchsUntilCommit()
+{
+    // As documented on Batch: before commit(), the registry does not know an
+    // id the batch added; a Registry::remove() of it is not remembered, and
+    // commit() registers the handler all the same.
+    Reg reg;
+    int calls = 0;
+    auto batch = reg.batch();
+    const HandlerId id = batch.add([&](const Event &) { ++calls; });
+    QVERIFY(!reg.contains(id));
+    QVERIFY(!reg.remove(id));
+    QCOMPARE(batch.commit().added, std::size_t(1));
+    QVERIFY(reg.contains(id));
+    reg.notify(Event{});
+    QCOMPARE(calls, 1);
+    QVERIFY(reg.remove(id)); // the registry's from now on
 }
 
 void tst_Registry::uncommittedBatchChangesNothing()
