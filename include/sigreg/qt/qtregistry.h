@@ -183,6 +183,12 @@ Q_SIGNALS:
     /// A handler failed. Emitted on the thread where the failure was seen.
     void handlerFailed(quint64 id, const QString &message);
     /// The number of handlers changed. Emitted on the thread that changed it.
+    /// That may be a guard's removal on another thread while this registry
+    /// is being destroyed (the destructor waits for it): a slot connected
+    /// directly, running there, must not use the registry. Connect with a
+    /// context object living in the registry's thread instead (the registry
+    /// itself will do): the call is then queued there, and dropped if the
+    /// context is gone first.
     void countChanged();
 
     /// @cond SIGREG_INTERNAL
