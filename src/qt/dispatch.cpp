@@ -837,10 +837,47 @@ void Mailbox::drainEventLost() noexcept
         return; // close() deleting the receiver, and its posted events with it
     // No Qt call here: Qt may be deleting the event under its own lock. The
     // tasks wait for the next push's wake-up, or for the consumer's next
-    // event-loop iteration (settleOwed()), whichever comes first.
+    // event-loop iteration (settleOwed()), whichever comes first. Where the
+    // loss came with the application's destruction, that dispatcher (and
+    // its watch) went first: the next application's construction posts the
+    // wake-up again (applicationMade()).
     m_state.fetch_and(~kScheduled, std::memory_order_acq_rel);
     m_owed.store(true, std::memory_order_release);
 }
+
+void Mailbox::applicationMade() noexcept
+{
+    if (!m_owed.load(std::memory_order_acquire))
+        return;
+    // As settleOwed(), but through a wake-up: no handler runs inside the
+    // application's constructor, and the drain watches the new dispatcher.
+    m_owed.store(false, std::memory_order_relaxed);
+    if (!isEmpty() && !(m_state.fetch_or(kScheduled, std::memory_order_acq_rel) & kScheduled))
+        postWakeup(); // out of memory: owed again, for the next push
+}
+
+namespace {
+
+/// Each QCoreApplication's construction (a pre-routine, called again for an
+/// application made after another was destroyed): its thread's mailbox takes
+/// up a wake-up that the previous application deleted undelivered.
+void applicationMade() noexcept
+{
+    std::shared_ptr<Mailbox> box;
+    {
+        Directory &d = directory();
+        std::lock_guard lock(d.mutex);
+        const auto it = d.threads.constFind(QThread::currentThread());
+        if (it != d.threads.constEnd())
+            box = it->box;
+    }
+    if (box && !box->isClosed())
+        box->applicationMade();
+}
+
+} // namespace
+
+Q_COREAPP_STARTUP_FUNCTION(applicationMade)
 
 bool Mailbox::isEmpty() const noexcept
 {

@@ -172,6 +172,13 @@ public:
     /// next push posts a wake-up, and owes the consumer a look for the tasks
     /// already queued (see settleOwed()). Nothing once closed.
     void drainEventLost() noexcept;
+    /// Consumer thread, as a QCoreApplication is made in it: a wake-up lost
+    /// with the previous application (which deletes its thread's posted
+    /// events after its event dispatcher, so that no loop iteration settles
+    /// what is owed: see drainEventLost()) is posted again for the tasks
+    /// queued, so that the new application's event loop runs them without
+    /// waiting for another push.
+    void applicationMade() noexcept;
     /// After the thread finished (or from it, as it finishes): drops queued
     /// tasks; later pushes drop theirs at once.
     void close() noexcept;

@@ -77,6 +77,7 @@ private Q_SLOTS:
     void blockingQueuedToFinishedThreadReturns();
     void eventCopiedOncePerNotify();
     void aWakeupQtDeletesUndeliveredIsNotWaitedForForever();
+    void aWakeupLostWithTheApplicationIsMadeUpByTheNextOne();
     void perProducerOrderPreserved();
     void burstSharesOneWakeup();
     void longDrainYieldsToTheEventLoop();
@@ -433,6 +434,35 @@ void tst_QtRegistry::aWakeupQtDeletesUndeliveredIsNotWaitedForForever()
     reg.notify(3);
     QCoreApplication::sendPostedEvents(); // delivers the posted wake-up only
     QCOMPARE(seen, (std::vector<int>{1, 2, 3}));
+}
+
+void tst_QtRegistry::aWakeupLostWithTheApplicationIsMadeUpByTheNextOne()
+{
+    // The QCoreApplication's destruction deletes the main thread's posted
+    // events after its event dispatcher, so the mailbox is owed a look but
+    // watches no dispatcher any more. The calls queued then must run in the
+    // next application's event loop, with no other notify to post a wake-up
+    // (a BlockingQueued caller on another thread would wait for one).
+    auto *app = QCoreApplication::instance();
+    QVERIFY(app && QCoreApplication::instance()->metaObject() == &QCoreApplication::staticMetaObject);
+    QtRegistry<int> reg;
+    QObject ctx; // this thread's
+    std::vector<int> seen;
+    reg.add(&ctx, [&](int v) { seen.push_back(v); }, Qt::QueuedConnection);
+    QCoreApplication::sendPostedEvents(); // the mailbox's first drain: it watches the dispatcher
+
+    reg.notify(1); // posts the wake-up
+    {
+        // The application goes, and another is made (in the same place: the
+        // test's main() destroys it at the end).
+        static int argc = 1;
+        static char name[] = "tst_qtregistry";
+        static char *argv[] = {name, nullptr};
+        app->~QCoreApplication();
+        new (app) QCoreApplication(argc, argv);
+    }
+    QVERIFY(seen.empty());
+    QTRY_COMPARE(seen, std::vector<int>{1}); // this application's event loop takes it
 }
 
 void tst_QtRegistry::perProducerOrderPreserved()
