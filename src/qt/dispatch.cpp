@@ -562,6 +562,14 @@ struct DrainEvent final : QEvent {
     }
     static void *operator new(std::size_t n) { return poolAllocate(n); }
     static void operator delete(void *p, std::size_t n) noexcept { poolFree(p, n); }
+    /// Consumer thread, as the event is delivered: after the acquire that
+    /// restates Qt's hand-over, as `delivered` was written (initialised) on
+    /// the posting thread.
+    void markDelivered() noexcept
+    {
+        (void)posted.load(std::memory_order_acquire);
+        delivered = true;
+    }
     Mailbox *box;
     bool delivered = false; // on the consumer thread, before Qt deletes it there
     std::atomic<bool> posted{false};
@@ -575,7 +583,7 @@ public:
     bool event(QEvent *e) override
     {
         if (e->type() == Mailbox::kDrainEvent) {
-            static_cast<DrainEvent *>(e)->delivered = true;
+            static_cast<DrainEvent *>(e)->markDelivered();
             m_box.load(std::memory_order_acquire)->drain(this);
             return true;
         }
