@@ -56,12 +56,23 @@ public:
     explicit WakeEvent(QtBusReceiverBase *o) : QEvent(wakeEventType()), owner(o) {}
     ~WakeEvent() override
     {
+        (void)posted.load(std::memory_order_acquire);
         if (!settled)
             owner->wakeLost();
+    }
+    /// As the event is delivered. The event may have been made by another
+    /// thread (a producer, when none was prepared) and handed over by Qt
+    /// under its own mutex, which ThreadSanitizer cannot see: `posted`
+    /// (released before postEvent()) restates that edge before the write.
+    void markDelivered() noexcept
+    {
+        (void)posted.load(std::memory_order_acquire);
+        settled = true;
     }
     QtBusReceiverBase *owner;
     /// Delivered, or deleted by Sigreg itself: not lost.
     bool settled = false;
+    std::atomic<bool> posted{false};
 };
 
 QtBusReceiverBase::QtBusReceiverBase(QObject *parent) : QObject(parent) {}
@@ -140,7 +151,7 @@ bool QtBusReceiverBase::wake(void *self) noexcept
 bool QtBusReceiverBase::event(QEvent *e)
 {
     if (e->type() == wakeEventType()) {
-        static_cast<WakeEvent *>(e)->settled = true;
+        static_cast<WakeEvent *>(e)->markDelivered();
         drain();
         return true;
     }
@@ -240,6 +251,7 @@ bool QtBusReceiverBase::postWake() noexcept
             delete e; // as postEvent() does when it throws
             return false;
         }
+        e->posted.store(true, std::memory_order_release);
         QCoreApplication::postEvent(this, e); // deletes `e` if it throws (lost: arms the hook, as the caller does)
     } catch (...) {
         return false;
