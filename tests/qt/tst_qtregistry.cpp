@@ -435,6 +435,29 @@ void tst_QtRegistry::aWakeupQtDeletesUndeliveredIsNotWaitedForForever()
     reg.notify(3);
     QCoreApplication::sendPostedEvents(); // delivers the posted wake-up only
     QCOMPARE(seen, (std::vector<int>{1, 2, 3}));
+
+    // An application-wide event filter that eats the wake-up: Qt deletes it
+    // undelivered too.
+    struct EatOneWakeup : QObject {
+        int eaten = 0;
+        bool eventFilter(QObject *, QEvent *e) override
+        {
+            if (eaten == 0 && e->type() == sigreg::qtdetail::wakeupEventTypeForTesting()) {
+                ++eaten;
+                return true;
+            }
+            return false;
+        }
+    } filter;
+    QCoreApplication::instance()->installEventFilter(&filter);
+    reg.notify(4);
+    QCoreApplication::sendPostedEvents();
+    QCOMPARE(filter.eaten, 1);
+    QTRY_COMPARE(seen, (std::vector<int>{1, 2, 3, 4})); // the next turn of the event loop
+    reg.notify(5);
+    QCoreApplication::sendPostedEvents();
+    QCOMPARE(seen, (std::vector<int>{1, 2, 3, 4, 5}));
+    QCoreApplication::instance()->removeEventFilter(&filter);
 }
 
 void tst_QtRegistry::aWakeupLostWithTheApplicationIsMadeUpByTheNextOne()
