@@ -3,6 +3,7 @@
 #include "qmlsupport_p.h"
 #include "registryhandler.h"
 
+#include <QtCore/QEvent>
 #include <QtCore/QFutureWatcher>
 #include <QtCore/QThread>
 #include <QtQml/QJSEngine>
@@ -114,6 +115,7 @@ void QmlRegistry::notify(const QmlEvent &event) const noexcept
         m_registry.notify(event); // JS handlers get queued copies
         return;
     }
+    const Running running(this);
     Frame frame{&event, nullptr, {}, m_frames};
     m_frames = &frame;
     m_registry.notify(event);
@@ -151,6 +153,7 @@ void QmlRegistry::notify()
 
 void QmlRegistry::notify(const QJSValue &event)
 {
+    const Running running(this);
     QJSEngine *js = engine();
     if (!js) { // not reachable from JS without an engine; a C++ caller with a QJSValue
         m_registry.notify(QmlEvent(event.toVariant()));
@@ -177,12 +180,24 @@ QJSValue QmlRegistry::notifyAsync(const QJSValue &event)
         qmldetail::ownWarning(this) << "Registry.notifyAsync() is for QML; this registry has no QML engine";
         return {};
     }
+    const Running running(this);
     const QmlEvent walkEvent(&event, js);
     qmldetail::AsyncCollector collector(&walkEvent);
     const QFuture<void> cppDone = m_registry.notifyAsync(walkEvent);
     if (!m_join || m_join->engine() != js)
         m_join = joinFor(js);
     return m_join->join(collector, cppDone);
+}
+
+bool QmlRegistry::event(QEvent *event)
+{
+    if (event->type() == QEvent::DeferredDelete && m_running > 0) {
+        // A handler of this registry spins a nested event loop: deleting now
+        // would free the registry under the walk that called it.
+        m_deleteWhenIdle = true;
+        return true;
+    }
+    return QObject::event(event);
 }
 
 qmldetail::JsJoin *QmlRegistry::joinFor(QJSEngine *js)

@@ -9,6 +9,7 @@
 #include <QtCore/QObject>
 #include <QtCore/QPointer>
 #include <QtCore/QString>
+#include <QtCore/QThread>
 #include <QtQml/QJSValue>
 #include <QtQml/QQmlError>
 #include <QtQml/QQmlInfo>
@@ -19,6 +20,37 @@
 QT_BEGIN_NAMESPACE
 class QQmlEngine;
 QT_END_NAMESPACE
+
+namespace sigreg {
+
+/// Marks a handler call of `registry` running on the calling thread, when
+/// that is the registry's thread: its destruction by a deferred deletion
+/// (delivered in a nested event loop that a handler spins) waits for the
+/// outermost one to end, instead of freeing the registry under the walk.
+class QmlRegistry::Running
+{
+public:
+    explicit Running(const QmlRegistry *registry) noexcept
+        : m_registry(registry && QThread::currentThread() == registry->thread() ? registry : nullptr)
+    {
+        if (m_registry)
+            ++m_registry->m_running;
+    }
+    ~Running()
+    {
+        if (m_registry && --m_registry->m_running == 0 && m_registry->m_deleteWhenIdle) {
+            m_registry->m_deleteWhenIdle = false;
+            const_cast<QmlRegistry *>(m_registry)->deleteLater();
+        }
+    }
+    Running(const Running &) = delete;
+    Running &operator=(const Running &) = delete;
+
+private:
+    const QmlRegistry *m_registry;
+};
+
+} // namespace sigreg
 
 namespace sigreg::qmldetail {
 

@@ -191,6 +191,37 @@ TestCase {
         verify(h.registered, "usable again with another registry")
     }
 
+    function test_registryDestroyedWhileItsHandlerSpinsAnEventLoop() {
+        // wait() runs deferred deletions, as a nested event loop may: the
+        // registry's destruction waits until its notify returned.
+        var reg = registryComponent.createObject(root)
+        var a = createTemporaryObject(handlerComponent, root, { registry: reg, priority: 2,
+            handler: (e) => { root.log.push("a" + e); reg.destroy(); wait(0); root.log.push("after wait") } })
+        var b = createTemporaryObject(handlerComponent, root, { registry: reg, priority: 1,
+            handler: (e) => root.log.push("b" + e) })
+        ignoreWarning(new RegExp("tst_handler\\.qml:\\d+:\\d+: QML RegistryHandler: its Registry was destroyed"))
+        ignoreWarning(new RegExp("tst_handler\\.qml:\\d+:\\d+: QML RegistryHandler: its Registry was destroyed"))
+        ignoreWarning(new RegExp("tst_handler\\.qml:\\d+:\\d+: QML RegistryHandler: its Registry was destroyed"))
+        ignoreWarning(new RegExp("tst_handler\\.qml:\\d+:\\d+: QML RegistryHandler: its Registry was destroyed"))
+        reg.notify(1)
+        compare(log, ["a1", "after wait", "b1"], "the walk went on with the registry alive")
+        tryCompare(a, "registry", null)
+        compare(b.registry, null, "destroyed once the notify was over")
+        verify(!a.registered && !b.registered)
+
+        // The same in notifyAsync().
+        log = []
+        var reg2 = registryComponent.createObject(root)
+        a.registry = reg2
+        a.handler = (e) => { root.log.push("a" + e); reg2.destroy(); wait(0); root.log.push("after wait") }
+        b.registry = reg2
+        var settled = false
+        reg2.notifyAsync(2).then(() => settled = true)
+        compare(log, ["a2", "after wait", "b2"])
+        tryVerify(() => settled)
+        tryCompare(a, "registry", null)
+    }
+
     Component {
         id: togetherComponent
         Item {

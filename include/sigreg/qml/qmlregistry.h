@@ -232,6 +232,12 @@ public:
         m_forwards.push_back(std::move(guard));
     }
 
+protected:
+    /// A deferred deletion (deleteLater(), QML's destroy()) that arrives
+    /// while handlers run on this object's thread (a handler spinning a
+    /// nested event loop) waits until they returned.
+    bool event(QEvent *event) override;
+
 Q_SIGNALS:
     /// The number of handlers changed. Emitted on the thread that changed it.
     void countChanged();
@@ -285,6 +291,13 @@ private:
     };
     std::array<Converted, 4> m_converted;
     std::size_t m_convertedNext = 0;
+    // Walks of this registry (notify(), notifyAsync()) running on this
+    // object's thread: a DeferredDelete that comes meanwhile (a handler
+    // spinning a nested event loop) is postponed until the outermost one
+    // returned (see event()).
+    class Running;
+    mutable int m_running = 0;
+    mutable bool m_deleteWhenIdle = false;
 };
 
 /// C++ → QML bridge: a new QML Registry (owned by `parent`) fed with the
