@@ -200,6 +200,17 @@ bool QmlRegistry::event(QEvent *event)
     return QObject::event(event);
 }
 
+void QmlRegistry::watchRejection(quint64 id, const QJSValue &result, QJSEngine *js)
+{
+    // The join is a child of this object: made and used in its thread only
+    // (a handler in another engine's thread cannot be watched from here).
+    if (QThread::currentThread() != thread())
+        return;
+    if (!m_join || m_join->engine() != js)
+        m_join = joinFor(js);
+    m_join->watch(id, result);
+}
+
 qmldetail::JsJoin *QmlRegistry::joinFor(QJSEngine *js)
 {
     // One join per engine: a registry owned by C++ may outlive the engine
@@ -444,6 +455,18 @@ QJSValue JsJoin::join(const AsyncCollector &collected, const QFuture<void> &cppD
         watcher->setFuture(cppDone);
     }
     return m_support->joinFunction().call({list, cpp, m_self});
+}
+
+void JsJoin::watch(quint64 id, const QJSValue &result)
+{
+    QJSEngine *engine = m_support->engine();
+    QJSValue entry = engine->newObject();
+    entry.setProperty(QStringLiteral("id"), double(id));
+    entry.setProperty(QStringLiteral("promise"), result);
+    QJSValue list = engine->newArray(1);
+    list.setProperty(0, entry);
+    // The joined promise itself is dropped: nobody waits for it.
+    m_support->joinFunction().call({list, QJSValue(QJSValue::NullValue), m_self});
 }
 
 void JsJoin::reject(double id, const QJSValue &reason)

@@ -183,6 +183,9 @@ class JsJoin : public QObject
 public:
     JsJoin(QmlRegistry *registry, QJSEngine *engine);
     QJSValue join(const AsyncCollector &collected, const QFuture<void> &cppDone);
+    /// Reports a rejection of `result` (a handler's return value that no
+    /// join awaits), as join() does, without waiting for it.
+    void watch(quint64 id, const QJSValue &result);
     /// The engine this join works in; null once it is destroyed.
     QJSEngine *engine() const noexcept { return m_support ? m_support->engine() : nullptr; }
 

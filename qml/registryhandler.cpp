@@ -227,15 +227,20 @@ void RegistryHandler::deliver(const QmlEvent &event)
     const QJSValue value = m_registry->scriptValue(event, engine);
     if (m_handler.isCallable()) {
         const quint64 id = m_id; // the call may unregister this handler (enabled = false)
+        // ... or move it to another registry, or destroy it: what follows the
+        // call uses neither `this` nor m_registry.
+        const QPointer<QmlRegistry> registry = m_registry;
         const QJSValue result = m_support->call(m_handler, value); // throws what the handler threw
-        if (auto *collector = qmldetail::AsyncCollector::current(); collector && collector->covers(&event)) {
-            // Every object goes to the join, whose Promise.resolve() decides:
-            // a thenable is awaited, a plain object resolves at once, and a
-            // `then` getter that throws rejects (reported), which reading
-            // `then` here would swallow.
-            if (result.isObject() || result.isCallable())
-                collector->add(id, result);
-        }
+        // Every object goes to Promise.resolve(), which decides: a thenable
+        // is awaited, a plain object resolves at once, and a `then` getter
+        // that throws rejects (reported), which reading `then` here would
+        // swallow.
+        if (!result.isObject() && !result.isCallable())
+            return;
+        if (auto *collector = qmldetail::AsyncCollector::current(); collector && collector->covers(&event))
+            collector->add(id, result); // joined by this notifyAsync()
+        else if (registry)
+            registry->watchRejection(id, result, engine); // a plain notify(): not awaited, failures still reported
         return;
     }
     qmldetail::WarningCapture capture;

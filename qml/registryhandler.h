@@ -41,8 +41,10 @@ class EngineSupport;
 ///
 /// The handler is `onNotified`, or a `handler` function; the function is
 /// preferred when both are given, and only its return value is seen: a
-/// returned Promise is awaited by Registry.notifyAsync(). Either may throw:
-/// the registry reports it with handlerFailed() and the other handlers run.
+/// returned Promise is awaited by Registry.notifyAsync(), and its rejection
+/// reported like a throw (under notify() too, without waiting). Either may
+/// throw: the registry reports it with handlerFailed() and the other
+/// handlers run.
 class SIGREG_QML_EXPORT RegistryHandler : public QObject, public QQmlParserStatus
 {
     Q_OBJECT

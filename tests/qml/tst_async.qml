@@ -189,6 +189,30 @@ TestCase {
         compare(failures[0].id, id)
     }
 
+    function test_rejectionUnderPlainNotifyIsReported() {
+        // notify() awaits no promise, but a handler's rejection is still a
+        // failure (events from C++ only ever come through notify()).
+        var late = createTemporaryObject(handlerComponent, root, { priority: 1,
+            handler: (e) => later(() => { throw new Error("late " + e) }) })
+        var atOnce = createTemporaryObject(handlerComponent, root, {
+            handler: (e) => Promise.reject("at once " + e) })
+        createTemporaryObject(handlerComponent, root, { priority: -1,
+            handler: (e) => later(() => root.log.push("fulfilled " + e)) })
+        createTemporaryObject(handlerComponent, root, { priority: -2, handler: (e) => ({ plain: e }) })
+        var failedBefore = events.failureCount
+        events.notify("n")
+        tryVerify(() => root.failures.length === 2 && root.log.length === 1)
+        compare(failures[0].id, atOnce.handlerId)
+        compare(failures[0].message, "at once n")
+        compare(failures[1].id, late.handlerId)
+        compare(failures[1].message, "Error: late n")
+        verify(/tst_async\.qml:\d+$/.test(failures[1].location), failures[1].location)
+        compare(events.failureCount, failedBefore + 2)
+        compare(log, ["fulfilled n"])
+        wait(10)
+        compare(failures.length, 2, "a fulfilled promise or a plain object is no failure")
+    }
+
     function test_notifyAsyncWithoutArgumentWarns() {
         ignoreWarning(new RegExp("tst_async\\.qml:\\d+:\\d+: QML Registry: Registry\\.notifyAsync\\(\\) needs an event argument"))
         var done = false

@@ -287,6 +287,36 @@ private Q_SLOTS:
         worker.wait();
     }
 
+    // Events from C++ come through notify() only: a JS handler's rejected
+    // promise is reported (inline and queued), not lost.
+    void rejectionOfAJsHandlerOfACppEventIsReported()
+    {
+        sigreg::QtRegistry<Reading> readings;
+        QQmlEngine engine;
+        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        std::unique_ptr<sigreg::QmlRegistry> bridge(sigreg::exposeToQml(readings, &toMap));
+        QSignalSpy spy(bridge.get(), &sigreg::QmlRegistry::handlerFailed);
+        auto root = load(engine, R"(
+            import QtQml
+            import Sigreg
+            QtObject {
+                required property var events
+                property RegistryHandler handler: RegistryHandler {
+                    registry: events
+                    handler: (e) => Promise.reject(new Error("rejected " + e.seq))
+                }
+            })",
+                         {{QStringLiteral("events"), QVariant::fromValue(bridge.get())}});
+        QVERIFY(root);
+        readings.notify(Reading{QStringLiteral("s"), 1.0, 0, 1}); // inline: this is the engine's thread
+        std::thread([&readings] { readings.notify(Reading{QStringLiteral("s"), 2.0, 1, 2}); }).join();
+        QTRY_COMPARE(spy.count(), 2);
+        QCOMPARE(spy.at(0).at(1).toString(), QStringLiteral("Error: rejected 1"));
+        QCOMPARE(spy.at(1).at(1).toString(), QStringLiteral("Error: rejected 2"));
+        QVERIFY(spy.at(0).at(2).toString().startsWith(QStringLiteral("file:///bridge.qml:")));
+        QCOMPARE(bridge->failureCount(), 2.0);
+    }
+
     void cppFailureReachesTheQmlSignal()
     {
         sigreg::QmlRegistry events;

@@ -27,6 +27,8 @@
 // * A handler that throws (a JS error or a C++ exception) never stops its
 //   siblings: handlerFailed(id, message, location) reports it, location being
 //   "url:line" of a JS error.
+//   A promise a `handler` function returns is a failure when it rejects,
+//   also under notify() (from JS or C++), which does not wait for it.
 //
 // Asynchrony in QML
 // -----------------
@@ -251,6 +253,10 @@ private:
     friend class qmldetail::JsJoin;
     QtRegistry<QmlEvent> &typed() noexcept { return m_registry; }
     void reportRejection(quint64 id, const QJSValue &reason);
+    // A thenable a JS handler returned outside a notifyAsync() of its event
+    // (notify() from JS or C++, queued calls): not awaited, but its
+    // rejection is reported as notifyAsync() reports it.
+    void watchRejection(quint64 id, const QJSValue &result, QJSEngine *engine);
     QJSEngine *engine() const;
     QJSValue scriptValue(const QmlEvent &event, QJSEngine *engine);
 
