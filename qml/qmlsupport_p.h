@@ -33,14 +33,31 @@ public:
     explicit Running(const QmlRegistry *registry) noexcept
         : m_registry(registry && QThread::currentThread() == registry->thread() ? registry : nullptr)
     {
-        if (m_registry)
-            ++m_registry->m_running;
+        if (m_registry && m_registry->m_running++ == 0) {
+            // The parent's destruction deletes its children outright (an
+            // Item holding the Registry, deleted later): it emits destroyed()
+            // first, when the registry can still leave it and follow later.
+            auto *self = const_cast<QmlRegistry *>(m_registry);
+            if (QObject *parent = self->parent()) {
+                self->m_parentWatch = QObject::connect(
+                    parent, &QObject::destroyed, self,
+                    [self] {
+                        self->setParent(nullptr);
+                        self->m_deleteWhenIdle = true;
+                    },
+                    Qt::DirectConnection);
+            }
+        }
     }
     ~Running()
     {
-        if (m_registry && --m_registry->m_running == 0 && m_registry->m_deleteWhenIdle) {
-            m_registry->m_deleteWhenIdle = false;
-            const_cast<QmlRegistry *>(m_registry)->deleteLater();
+        if (!m_registry || --m_registry->m_running != 0)
+            return;
+        auto *registry = const_cast<QmlRegistry *>(m_registry);
+        QObject::disconnect(registry->m_parentWatch);
+        if (registry->m_deleteWhenIdle) {
+            registry->m_deleteWhenIdle = false;
+            registry->deleteLater();
         }
     }
     Running(const Running &) = delete;

@@ -205,8 +205,8 @@ TestCase {
         ignoreWarning(new RegExp("tst_handler\\.qml:\\d+:\\d+: QML RegistryHandler: its Registry was destroyed"))
         reg.notify(1)
         compare(log, ["a1", "after wait", "b1"], "the walk went on with the registry alive")
-        tryCompare(a, "registry", null)
-        compare(b.registry, null, "destroyed once the notify was over")
+        tryCompare(a, "registered", false)
+        verify(!b.registered, "destroyed once the notify was over")
         verify(!a.registered && !b.registered)
 
         // The same in notifyAsync().
@@ -219,8 +219,22 @@ TestCase {
         reg2.notifyAsync(2).then(() => settled = true)
         compare(log, ["a2", "after wait", "b2"])
         tryVerify(() => settled)
-        tryCompare(a, "registry", null)
+        tryCompare(a, "registered", false)
+
+        // The same when the registry's QObject parent is destroyed.
+        log = []
+        var host = registryHostComponent.createObject(root)
+        a.registry = host.registry
+        a.handler = (e) => { root.log.push("a" + e); host.destroy(); wait(0); root.log.push("after wait") }
+        b.registry = host.registry
+        ignoreWarning(new RegExp("tst_handler\\.qml:\\d+:\\d+: QML RegistryHandler: its Registry was destroyed"))
+        ignoreWarning(new RegExp("tst_handler\\.qml:\\d+:\\d+: QML RegistryHandler: its Registry was destroyed"))
+        a.registry.notify(3)
+        compare(log, ["a3", "after wait", "b3"])
+        tryCompare(a, "registered", false)
+        verify(!b.registered)
     }
+    Component { id: registryHostComponent; Item { property alias registry: hosted; Registry { id: hosted } } }
 
     Component {
         id: togetherComponent

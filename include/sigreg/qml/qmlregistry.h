@@ -300,10 +300,12 @@ private:
     // Walks of this registry (notify(), notifyAsync()) running on this
     // object's thread: a DeferredDelete that comes meanwhile (a handler
     // spinning a nested event loop) is postponed until the outermost one
-    // returned (see event()).
+    // returned (see event()), and so is the destruction of the QObject
+    // parent (the registry leaves it, then follows it).
     class Running;
     mutable int m_running = 0;
     mutable bool m_deleteWhenIdle = false;
+    QMetaObject::Connection m_parentWatch;
 };
 
 /// C++ → QML bridge: a new QML Registry (owned by `parent`) fed with the
