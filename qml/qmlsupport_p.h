@@ -37,15 +37,22 @@ public:
             // The parent's destruction deletes its children outright (an
             // Item holding the Registry, deleted later): it emits destroyed()
             // first, when the registry can still leave it and follow later.
+            // Connected once per parent, not per walk (a connection
+            // allocates): the slot acts only while a walk runs.
             auto *self = const_cast<QmlRegistry *>(m_registry);
-            if (QObject *parent = self->parent()) {
+            QObject *parent = self->parent();
+            if (parent && parent != self->m_watchedParent) {
+                QObject::disconnect(self->m_parentWatch);
                 self->m_parentWatch = QObject::connect(
                     parent, &QObject::destroyed, self,
-                    [self] {
-                        self->setParent(nullptr);
-                        self->m_deleteWhenIdle = true;
+                    [self, parent] {
+                        if (self->m_running > 0 && self->parent() == parent) {
+                            self->setParent(nullptr);
+                            self->m_deleteWhenIdle = true;
+                        }
                     },
                     Qt::DirectConnection);
+                self->m_watchedParent = parent;
             }
         }
     }
@@ -54,7 +61,6 @@ public:
         if (!m_registry || --m_registry->m_running != 0)
             return;
         auto *registry = const_cast<QmlRegistry *>(m_registry);
-        QObject::disconnect(registry->m_parentWatch);
         if (registry->m_deleteWhenIdle) {
             registry->m_deleteWhenIdle = false;
             registry->deleteLater();

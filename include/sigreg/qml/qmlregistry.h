@@ -306,6 +306,7 @@ private:
     mutable int m_running = 0;
     mutable bool m_deleteWhenIdle = false;
     QMetaObject::Connection m_parentWatch;
+    QPointer<QObject> m_watchedParent; // the parent m_parentWatch watches (null once it is gone)
 };
 
 /// C++ → QML bridge: a new QML Registry (owned by `parent`) fed with the
