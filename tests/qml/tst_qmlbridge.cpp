@@ -59,6 +59,11 @@ public:
 
 } // namespace
 
+/// A QML engine that finds the in-tree `Sigreg` module.
+struct SigregEngine : QQmlEngine {
+    SigregEngine() { addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH)); }
+};
+
 class tst_QmlBridge : public QObject
 {
     Q_OBJECT
@@ -79,8 +84,7 @@ private Q_SLOTS:
     void typedEventsReachQmlHandlersInPriorityOrder()
     {
         sigreg::QtRegistry<Reading> readings;
-        QQmlEngine engine;
-        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        SigregEngine engine;
         std::unique_ptr<sigreg::QmlRegistry> bridge(sigreg::exposeToQml(readings, &toMap));
         QCOMPARE(readings.size(), std::size_t(1));
         auto root = load(engine, R"(
@@ -110,8 +114,7 @@ private Q_SLOTS:
         sigreg::QtRegistry<Reading> readings;
         std::unique_ptr<sigreg::QmlRegistry> bridge(sigreg::exposeToQml(readings, &toMap));
         for (int round = 0; round < 2; ++round) {
-            QQmlEngine engine;
-            engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+            SigregEngine engine;
             auto root = load(engine, R"(
                 import QtQml
                 import Sigreg
@@ -136,8 +139,7 @@ private Q_SLOTS:
     void crossThreadEventsRunInTheEngineThreadExactlyOnceInOrder()
     {
         sigreg::QtRegistry<Reading> readings;
-        QQmlEngine engine;
-        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        SigregEngine engine;
         Probe probe;
         std::unique_ptr<sigreg::QmlRegistry> bridge(sigreg::exposeToQml(readings, &toMap));
         auto root = load(engine, R"(
@@ -181,8 +183,7 @@ private Q_SLOTS:
     void handlersOfOneNotifyShareOneJsValue()
     {
         sigreg::QtRegistry<Reading> readings;
-        QQmlEngine engine;
-        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        SigregEngine engine;
         std::unique_ptr<sigreg::QmlRegistry> bridge(sigreg::exposeToQml(readings, &toMap));
         auto root = load(engine, R"(
             import QtQml
@@ -216,8 +217,7 @@ private Q_SLOTS:
     void gadgetEvents()
     {
         sigreg::QtRegistry<Point> points;
-        QQmlEngine engine;
-        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        SigregEngine engine;
         std::unique_ptr<sigreg::QmlRegistry> bridge(sigreg::exposeToQml(points, [](const Point &p) { return p; }));
         auto root = load(engine, R"(
             import QtQml
@@ -235,8 +235,7 @@ private Q_SLOTS:
 
     void qmlRegistryUsedFromCpp()
     {
-        QQmlEngine engine;
-        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        SigregEngine engine;
         auto root = load(engine, R"(
             import QtQml
             import Sigreg
@@ -292,8 +291,7 @@ private Q_SLOTS:
     void rejectionOfAJsHandlerOfACppEventIsReported()
     {
         sigreg::QtRegistry<Reading> readings;
-        QQmlEngine engine;
-        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        SigregEngine engine;
         std::unique_ptr<sigreg::QmlRegistry> bridge(sigreg::exposeToQml(readings, &toMap));
         QSignalSpy spy(bridge.get(), &sigreg::QmlRegistry::handlerFailed);
         auto root = load(engine, R"(
@@ -360,8 +358,7 @@ private Q_SLOTS:
     // once the handler's future finishes.
     void notifyAsyncSettlesAfterItsRegistryIsDestroyed()
     {
-        QQmlEngine engine;
-        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        SigregEngine engine;
         auto root = load(engine, R"(
             import QtQml
             import Sigreg
@@ -391,8 +388,7 @@ private Q_SLOTS:
     // conversions lost it beyond four).
     void oneJsValuePerNotifyAcrossNestedNotifies()
     {
-        QQmlEngine engine;
-        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        SigregEngine engine;
         auto root = load(engine, R"(
             import QtQml
             import Sigreg
@@ -427,8 +423,7 @@ private Q_SLOTS:
     // what a handler changed on the last one is not seen by the next notify.
     void sameQmlEventNotifiedTwiceGetsFreshJsValues()
     {
-        QQmlEngine engine;
-        engine.addImportPath(QStringLiteral(SIGREG_QML_IMPORT_PATH));
+        SigregEngine engine;
         auto root = load(engine, R"(
             import QtQml
             import Sigreg
