@@ -541,38 +541,21 @@ void bindContext(HandlerState *state, QObject *context, Qt::ConnectionType type,
 // ====================================================================== mailboxes
 namespace {
 
-/// The wake-up event, from the block pool: a burst costs no allocation.
-struct DrainEvent final : QEvent {
-    explicit DrainEvent(Mailbox *b) : QEvent(Mailbox::kDrainEvent), box(b) {}
-    // Qt hands the event to the draining thread under its own mutex, which
-    // ThreadSanitizer cannot see; this release/acquire pair restates that
-    // edge where it can (the block returns to the pool on that thread).
-    //
-    // Qt may also delete a posted event it never delivers: all of a thread's
-    // at QCoreApplication's destruction (so that another one can be made),
-    // or those removePostedEvents() takes away. Its mailbox would then wait
-    // for a drain that never comes, and post no wake-up again. So a lost
-    // one tells its mailbox (alive: its receiver, whose deletion is the
-    // other way a posted event goes, is deleted in close()).
+/// The wake-up event, from the block pool: a burst costs no allocation. A
+/// lost one tells its mailbox, which would otherwise wait for a drain that
+/// never comes, and post no wake-up again. The mailbox is alive then: its
+/// receiver, whose deletion is the other way a posted event goes, is deleted
+/// in close().
+struct DrainEvent final : WakeupEvent {
+    explicit DrainEvent(Mailbox *b) : WakeupEvent(Mailbox::kDrainEvent), box(b) {}
     ~DrainEvent() override
     {
-        (void)posted.load(std::memory_order_acquire);
-        if (!delivered)
+        if (lost())
             box->drainEventLost();
     }
     static void *operator new(std::size_t n) { return poolAllocate(n); }
     static void operator delete(void *p, std::size_t n) noexcept { poolFree(p, n); }
-    /// Consumer thread, as the event is delivered: after the acquire that
-    /// restates Qt's hand-over, as `delivered` was written (initialised) on
-    /// the posting thread.
-    void markDelivered() noexcept
-    {
-        (void)posted.load(std::memory_order_acquire);
-        delivered = true;
-    }
     Mailbox *box;
-    bool delivered = false; // on the consumer thread, before Qt deletes it there
-    std::atomic<bool> posted{false};
 };
 
 class Receiver final : public QObject {
@@ -583,7 +566,7 @@ public:
     bool event(QEvent *e) override
     {
         if (e->type() == Mailbox::kDrainEvent) {
-            static_cast<DrainEvent *>(e)->markDelivered();
+            static_cast<DrainEvent *>(e)->settle();
             m_box.load(std::memory_order_acquire)->drain(this);
             return true;
         }
@@ -835,7 +818,7 @@ bool Mailbox::postWakeup() noexcept
 void Mailbox::postDrainEvent()
 {
     auto *e = new DrainEvent(this); // from the pool; the heap when the pool is empty
-    e->posted.store(true, std::memory_order_release);
+    e->markPosted();
     QCoreApplication::postEvent(m_receiver, e); // deletes `e` if it throws
 }
 
@@ -853,6 +836,11 @@ void Mailbox::drainEventLost() noexcept
     m_owed.store(true, std::memory_order_release);
 }
 
+bool Mailbox::takeDrainIfWaiting() noexcept
+{
+    return !isEmpty() && !(m_state.fetch_or(kScheduled, std::memory_order_acq_rel) & kScheduled);
+}
+
 void Mailbox::applicationMade() noexcept
 {
     if (!m_owed.load(std::memory_order_acquire))
@@ -860,7 +848,7 @@ void Mailbox::applicationMade() noexcept
     // As settleOwed(), but through a wake-up: no handler runs inside the
     // application's constructor, and the drain watches the new dispatcher.
     m_owed.store(false, std::memory_order_relaxed);
-    if (!isEmpty() && !(m_state.fetch_or(kScheduled, std::memory_order_acq_rel) & kScheduled))
+    if (takeDrainIfWaiting())
         postWakeup(); // out of memory: owed again, for the next push
 }
 
@@ -1016,7 +1004,7 @@ void Mailbox::loopIteration(QObject *receiver) noexcept
     if (SIGREG_UNLIKELY(m_calls > m_handedOff)) {
         m_handedOff = m_calls;
         m_state.fetch_and(~kScheduled, std::memory_order_acq_rel);
-        if (!isEmpty() && !(m_state.fetch_or(kScheduled, std::memory_order_acq_rel) & kScheduled))
+        if (takeDrainIfWaiting())
             postWakeup();
     }
     if (SIGREG_UNLIKELY(m_owed.load(std::memory_order_acquire)))
@@ -1029,7 +1017,7 @@ void Mailbox::settleOwed(QObject *receiver) noexcept
     // As a wake-up would: if no drain is scheduled (a producer's wake-up that
     // did get posted, or an outer drain of this thread), this loop iteration
     // drains, and the tasks run in order, before anything posted after them.
-    if (!isEmpty() && !(m_state.fetch_or(kScheduled, std::memory_order_acq_rel) & kScheduled))
+    if (takeDrainIfWaiting())
         drain(receiver);
 }
 

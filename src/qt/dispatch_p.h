@@ -140,6 +140,38 @@ struct Task {
 /// A callback task for the mailbox of a thread (see Task::callback).
 Task *newCallbackTask(void (*callback)(void *, bool) noexcept, void *arg);
 
+/// A posted wake-up that can tell, in its destructor, whether Qt delivered it.
+/// Qt may delete a posted event it never delivers: all of a thread's when its
+/// QCoreApplication is destroyed (so that another one can be made), those
+/// removePostedEvents() removes, one an event filter eats. Whoever waits for
+/// the wake-up must then hear of it (see lost()). Qt hands the event to the
+/// receiving thread under its own mutex, which ThreadSanitizer cannot see;
+/// the release/acquire pair on `posted` restates that edge where it can.
+class WakeupEvent : public QEvent {
+public:
+    explicit WakeupEvent(QEvent::Type type) : QEvent(type) {}
+    /// Posting thread, just before postEvent().
+    void markPosted() noexcept { m_posted.store(true, std::memory_order_release); }
+    /// Receiving thread, as it is delivered; or its owner, deleting it unposted.
+    void settle() noexcept
+    {
+        (void)m_posted.load(std::memory_order_acquire);
+        m_settled = true;
+    }
+
+protected:
+    /// For the subclass's destructor: true if Qt deleted it undelivered.
+    bool lost() const noexcept
+    {
+        (void)m_posted.load(std::memory_order_acquire);
+        return !m_settled;
+    }
+
+private:
+    bool m_settled = false;
+    std::atomic<bool> m_posted{false};
+};
+
 /// Tasks for one thread: a lock-free multi-producer, single-consumer queue
 /// (intrusive, with a stub node) drained by one posted event per batch.
 class Mailbox {
@@ -200,6 +232,9 @@ private:
 
     Task *pop() noexcept;
     bool isEmpty() const noexcept;
+    /// True if tasks wait and no drain is scheduled: the caller now holds
+    /// `scheduled`, and must drain or post a wake-up.
+    bool takeDrainIfWaiting() noexcept;
     /// Posts a wake-up (the caller holds `scheduled`). False if it could
     /// not (out of memory): then `scheduled` is given up and the consumer is
     /// owed a look (see settleOwed()).

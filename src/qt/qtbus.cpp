@@ -44,35 +44,19 @@ public:
 
 } // namespace
 
-/// The wake-up event. Qt may delete a posted event without delivering it:
-/// all of a thread's when its QCoreApplication is destroyed (so that a new
-/// one can be made), and those removePostedEvents() removes. The hook,
-/// disarmed by the producer that posted it, would then never be armed again,
-/// and the receiver would get nothing more. So a lost one arms it again: the
-/// next event (or the closure) posts a new wake-up, and the drain it starts
-/// takes what the ring held already.
-class QtBusReceiverBase::WakeEvent final : public QEvent {
+/// The wake-up event. A lost one (see qtdetail::WakeupEvent) arms the hook
+/// again, which the producer that posted it disarmed: the next event (or the
+/// closure) posts a new wake-up, and the drain it starts takes what the ring
+/// held already. Otherwise the receiver would get nothing more.
+class QtBusReceiverBase::WakeEvent final : public qtdetail::WakeupEvent {
 public:
-    explicit WakeEvent(QtBusReceiverBase *o) : QEvent(wakeEventType()), owner(o) {}
+    explicit WakeEvent(QtBusReceiverBase *o) : WakeupEvent(wakeEventType()), owner(o) {}
     ~WakeEvent() override
     {
-        (void)posted.load(std::memory_order_acquire);
-        if (!settled)
+        if (lost())
             owner->wakeLost();
     }
-    /// As the event is delivered. The event may have been made by another
-    /// thread (a producer, when none was prepared) and handed over by Qt
-    /// under its own mutex, which ThreadSanitizer cannot see: `posted`
-    /// (released before postEvent()) restates that edge before the write.
-    void markDelivered() noexcept
-    {
-        (void)posted.load(std::memory_order_acquire);
-        settled = true;
-    }
     QtBusReceiverBase *owner;
-    /// Delivered, or deleted by Sigreg itself: not lost.
-    bool settled = false;
-    std::atomic<bool> posted{false};
 };
 
 QtBusReceiverBase::QtBusReceiverBase(QObject *parent) : QObject(parent) {}
@@ -84,7 +68,7 @@ QtBusReceiverBase::~QtBusReceiverBase()
     // would delete it after, where its wakeLost() must not run).
     QCoreApplication::removePostedEvents(this, wakeEventType());
     if (auto *e = static_cast<WakeEvent *>(m_wake.exchange(nullptr, std::memory_order_acquire))) {
-        e->settled = true; // never posted
+        e->settle(); // never posted
         delete e;
     }
 }
@@ -151,7 +135,7 @@ bool QtBusReceiverBase::wake(void *self) noexcept
 bool QtBusReceiverBase::event(QEvent *e)
 {
     if (e->type() == wakeEventType()) {
-        static_cast<WakeEvent *>(e)->markDelivered();
+        static_cast<WakeEvent *>(e)->settle();
         drain();
         return true;
     }
@@ -247,11 +231,11 @@ bool QtBusReceiverBase::postWake() noexcept
         if (!e)
             e = new WakeEvent(this); // not prepared (out of memory then): try now
         if (qtdetail::injectedWakeupFailure()) {
-            e->settled = true; // the caller arms the hook for the next event
+            e->settle(); // the caller arms the hook for the next event
             delete e; // as postEvent() does when it throws
             return false;
         }
-        e->posted.store(true, std::memory_order_release);
+        e->markPosted();
         QCoreApplication::postEvent(this, e); // deletes `e` if it throws (lost: arms the hook, as the caller does)
     } catch (...) {
         return false;
