@@ -115,7 +115,7 @@ void QmlRegistry::notify(const QmlEvent &event) const noexcept
         m_registry.notify(event); // JS handlers get queued copies
         return;
     }
-    const Running running(this);
+    const Running running(this, true); // on its thread: checked above
     Frame frame{&event, nullptr, {}, m_frames};
     m_frames = &frame;
     m_registry.notify(event);
@@ -153,7 +153,7 @@ void QmlRegistry::notify()
 
 void QmlRegistry::notify(const QJSValue &event)
 {
-    const Running running(this);
+    const Running running(this, QThread::currentThread() == thread());
     QJSEngine *js = engine();
     if (!js) { // not reachable from JS without an engine; a C++ caller with a QJSValue
         m_registry.notify(QmlEvent(event.toVariant()));
@@ -180,7 +180,7 @@ QJSValue QmlRegistry::notifyAsync(const QJSValue &event)
         qmldetail::ownWarning(this) << "Registry.notifyAsync() is for QML; this registry has no QML engine";
         return {};
     }
-    const Running running(this);
+    const Running running(this, QThread::currentThread() == thread());
     const QmlEvent walkEvent(&event, js);
     qmldetail::AsyncCollector collector(&walkEvent);
     const QFuture<void> cppDone = m_registry.notifyAsync(walkEvent);

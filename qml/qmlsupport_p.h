@@ -9,7 +9,6 @@
 #include <QtCore/QObject>
 #include <QtCore/QPointer>
 #include <QtCore/QString>
-#include <QtCore/QThread>
 #include <QtQml/QJSValue>
 #include <QtQml/QQmlError>
 #include <QtQml/QQmlInfo>
@@ -30,8 +29,10 @@ namespace sigreg {
 class QmlRegistry::Running
 {
 public:
-    explicit Running(const QmlRegistry *registry) noexcept
-        : m_registry(registry && QThread::currentThread() == registry->thread() ? registry : nullptr)
+    /// `onItsThread`: the caller runs on the registry's thread (else this
+    /// marks nothing).
+    Running(const QmlRegistry *registry, bool onItsThread) noexcept
+        : m_registry(onItsThread ? registry : nullptr)
     {
         if (m_registry && m_registry->m_running++ == 0) {
             // The parent's destruction deletes its children outright (an
