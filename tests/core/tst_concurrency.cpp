@@ -1291,6 +1291,17 @@ thread_local NotifyAtExit t_notifyAtExit;
 
 } // namespace
 
+namespace {
+/// A registry's owner, counting its destructions: the object a guarded
+/// handler keeps alive in the two registry-destroyed-by-its-guard tests.
+struct Owner {
+    Reg events;
+    std::atomic<int> *destroyed;
+    explicit Owner(std::atomic<int> *d) : destroyed(d) {}
+    ~Owner() { destroyed->fetch_add(1); }
+};
+} // namespace
+
 // A registry destroyed inside the removal of its own guarded handler (the
 // handler holds, through a guard it owns, the handler that keeps the
 // registry's owner alive) while another thread removes other handlers of it
@@ -1299,12 +1310,6 @@ thread_local NotifyAtExit t_notifyAtExit;
 // sanitizer builds check the rest.
 void tst_RegistryConcurrency::registryDestroyedByItsGuardWhileAnotherThreadRemoves()
 {
-    struct Owner {
-        Reg events;
-        std::atomic<int> *destroyed;
-        explicit Owner(std::atomic<int> *d) : destroyed(d) {}
-        ~Owner() { destroyed->fetch_add(1); }
-    };
     constexpr int kRounds = 300;
     std::atomic<int> destroyed{0};
     int removedByOthers = 0;
@@ -1357,12 +1362,6 @@ void tst_RegistryConcurrency::registryDestroyedByItsGuardWhileAnotherThreadRemov
 // fix, each waited for the other's removal to end: a deadlock).
 void tst_RegistryConcurrency::twoRegistriesDestroyedByEachOthersGuardedHandlers()
 {
-    struct Owner {
-        Reg events;
-        std::atomic<int> *destroyed;
-        explicit Owner(std::atomic<int> *d) : destroyed(d) {}
-        ~Owner() { destroyed->fetch_add(1); }
-    };
     /// Holds an owner; its destructor waits until both handlers are being
     /// destroyed (both guard removals in progress), then lets the owner go.
     struct Keep {
