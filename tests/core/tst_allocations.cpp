@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Qt Test suite: notify() does not allocate.
+// Qt Test suite: notify() does not allocate (and takes no lock: the last
+// test parks a writer inside the registry's mutex through this allocator).
 //
 // This executable replaces every form of the global operator new/delete
 // (plain, array, nothrow, aligned, sized) with versions that count calls, per
@@ -20,6 +21,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <latch>
@@ -44,10 +46,25 @@ void countOne() noexcept
 
 } // namespace
 
+namespace {
+// Set by a thread to have its next allocation block until g_releaseBlocked:
+// a writer that allocates while it holds the registry's mutex stays inside
+// it meanwhile (see notifyProceedsWhileAWriterHoldsTheMutex).
+constinit thread_local bool t_blockNextAllocation = false;
+std::atomic<bool> g_blockedInAllocation{false};
+std::atomic<bool> g_releaseBlocked{false};
+} // namespace
+
 // Every allocation is counted, none fails.
 bool sigreg_test::beforeAllocation() noexcept
 {
     countOne();
+    if (t_blockNextAllocation) {
+        t_blockNextAllocation = false;
+        g_blockedInAllocation.store(true);
+        while (!g_releaseBlocked.load())
+            std::this_thread::yield();
+    }
     return true;
 }
 
@@ -86,6 +103,7 @@ private Q_SLOTS:
     void notifyAllocatesNothing();
     void nestedNotifyAllocatesNothing();
     void throwingHandlerPathWorks();
+    void notifyProceedsWhileAWriterHoldsTheMutex();
 };
 
 void tst_Allocations::counterSeesEveryForm()
@@ -245,6 +263,63 @@ void tst_Allocations::throwingHandlerPathWorks()
              }),
              std::uint64_t(0));
     QCOMPARE(after, 1000 + 10001);
+}
+
+void tst_Allocations::notifyProceedsWhileAWriterHoldsTheMutex()
+{
+    // notify() takes no lock (nor does size()): a writer stopped inside the
+    // registry's mutex must not hold up other threads' notifications. A
+    // remove() allocates nothing before it takes the mutex and allocates its
+    // next snapshot under it, so blocking the writer thread's next
+    // allocation parks it there. If notify() took the writer's mutex, the
+    // notifier would wait for the writer, which waits for this test: the
+    // watchdog below turns that deadlock into a failure.
+    Reg reg;
+    std::atomic<int> calls{0};
+    const sigreg::HandlerId victim = reg.add([&calls](const Event &) { calls.fetch_add(1); });
+    reg.add(-1, [&calls](const Event &) { calls.fetch_add(1); });
+    reg.notify(Event{}); // this thread's record, taken before anything blocks
+    calls.store(0);
+
+    g_blockedInAllocation.store(false);
+    g_releaseBlocked.store(false);
+    std::atomic<bool> removed{false};
+    std::thread writer([&] {
+        t_blockNextAllocation = true;
+        removed.store(reg.remove(victim));
+    });
+    const auto watchdog = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!g_blockedInAllocation.load() && std::chrono::steady_clock::now() < watchdog)
+        std::this_thread::yield();
+    QVERIFY2(g_blockedInAllocation.load(), "the writer never allocated inside remove()");
+
+    constexpr int kNotifies = 1000;
+    std::atomic<bool> notified{false};
+    std::size_t sizeSeen = 0;
+    bool emptySeen = true;
+    std::thread notifier([&] {
+        for (int i = 0; i < kNotifies; ++i)
+            reg.notify(Event{});
+        sizeSeen = reg.size();
+        emptySeen = reg.empty();
+        notified.store(true);
+    });
+    while (!notified.load() && std::chrono::steady_clock::now() < watchdog)
+        std::this_thread::yield();
+    const bool notifiedWhileWriterInside = notified.load();
+    const bool writerStillInside = !removed.load();
+    g_releaseBlocked.store(true); // lets both go on, also on failure
+    notifier.join();
+    writer.join();
+
+    QVERIFY2(writerStillInside, "the writer finished before the notifications: nothing was tested");
+    QVERIFY2(notifiedWhileWriterInside, "notify() waited for a writer holding the registry's mutex");
+    QCOMPARE(calls.load(), 2 * kNotifies); // the removal was not published yet
+    QCOMPARE(sizeSeen, std::size_t(2));
+    QVERIFY(!emptySeen);
+    QVERIFY(removed.load());
+    reg.notify(Event{});
+    QCOMPARE(calls.load(), 2 * kNotifies + 1);
 }
 
 QTEST_GUILESS_MAIN(tst_Allocations)
