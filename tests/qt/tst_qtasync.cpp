@@ -131,6 +131,7 @@ private Q_SLOTS:
     void sequentialStoppedByTheCallersCancel_data();
     void sequentialStoppedByTheCallersCancel();
     void asyncCallersCancelLeavesTheHandlersAlone();
+    void registryDestroyedWhileFuturesPending();
     void oneShotRemovedFromAStepAndAnInlineCall();
     void syncThrowBeforeFutureIsIsolated();
     void removalDoesNotWaitForTheErrorHandlerOfASyncThrow();
@@ -417,6 +418,46 @@ void tst_QtAsync::asyncCallersCancelLeavesTheHandlersAlone()
     b.finish();
     QVERIFY(QTest::qWaitFor([&] { return f.isFinished(); }, 20000));
     QCOMPARE(reg.failureCount(), quint64(0));
+}
+
+void tst_QtAsync::registryDestroyedWhileFuturesPending()
+{
+    // The registry goes while a notifySequential() step and a notifyAsync()
+    // handler are pending: the step after the pending one is never started
+    // (its handler was removed with the registry), both returned futures
+    // still finish once the pending handler futures have, and their late
+    // failures, seen after the registry is gone, do not touch it (ASan and
+    // TSan in CI).
+    Pending seqFirst, asyncOnly;
+    std::atomic<int> secondCalls{0};
+    std::atomic<int> reported{0};
+    QFuture<void> sequential, async;
+    {
+        QtRegistry<int> seqReg;
+        seqReg.setErrorHandler([&](const sigreg::HandlerFailure &) { ++reported; });
+        seqReg.add(2, [&](int) { return seqFirst.start(); });
+        seqReg.add(1, [&](int) {
+            ++secondCalls;
+            return QtFuture::makeReadyFuture();
+        });
+        QtRegistry<int> asyncReg;
+        asyncReg.setErrorHandler([&](const sigreg::HandlerFailure &) { ++reported; });
+        asyncReg.add([&](int) { return asyncOnly.start(); });
+        sequential = seqReg.notifySequential(0);
+        async = asyncReg.notifyAsync(0);
+        QVERIFY(!sequential.isFinished());
+        QVERIFY(!async.isFinished());
+    }
+    // Finished and failed from another thread, as real work would be.
+    std::thread finisher([&] {
+        for (Pending *p : {&seqFirst, &asyncOnly}) {
+            p->promise->setException(std::make_exception_ptr(std::runtime_error("after the registry")));
+            p->finish();
+        }
+    });
+    finisher.join();
+    QVERIFY(QTest::qWaitFor([&] { return sequential.isFinished() && async.isFinished(); }, 20000));
+    QCOMPARE(secondCalls.load(), 0);
 }
 
 void tst_QtAsync::sequentialCanceledWhenContextDiesWithHopQueued()
