@@ -108,6 +108,35 @@ void BM_AddOneByOne_Sigreg(benchmark::State &state)
 }
 BENCHMARK(BM_AddOneByOne_Sigreg)->Arg(10000)->Unit(benchmark::kMillisecond);
 
+/// Priority of the i-th handler in the rows below with mixed priorities: a
+/// fixed pseudo-random sequence (Knuth's multiplicative hash), in [0, 4096).
+int mixedPriority(std::int64_t i)
+{
+    return static_cast<int>((static_cast<std::uint32_t>(i) * 2654435761u) >> 20);
+}
+
+// The same, with each handler's priority above every earlier one's: each add
+// goes first, the worst case for an array kept in priority order (every add
+// copies it).
+void BM_AddOneByOne_SigregAscending(benchmark::State &state)
+{
+    fillBenchmark(state, [](sigreg::Registry<int> &registry, std::int64_t count) {
+        for (std::int64_t i = 0; i < count; ++i)
+            registry.add(static_cast<int>(i), kHandler);
+    });
+}
+BENCHMARK(BM_AddOneByOne_SigregAscending)->Arg(10000)->Unit(benchmark::kMillisecond);
+
+// The same, with pseudo-random priorities: most adds land inside the array.
+void BM_AddOneByOne_SigregRandom(benchmark::State &state)
+{
+    fillBenchmark(state, [](sigreg::Registry<int> &registry, std::int64_t count) {
+        for (std::int64_t i = 0; i < count; ++i)
+            registry.add(mixedPriority(i), kHandler);
+    });
+}
+BENCHMARK(BM_AddOneByOne_SigregRandom)->Arg(10000)->Unit(benchmark::kMillisecond);
+
 void BM_AddBatch_Sigreg(benchmark::State &state)
 {
     fillBenchmark(state, [](sigreg::Registry<int> &registry, std::int64_t count) {
@@ -118,6 +147,17 @@ void BM_AddBatch_Sigreg(benchmark::State &state)
     });
 }
 BENCHMARK(BM_AddBatch_Sigreg)->Arg(10000)->Unit(benchmark::kMillisecond);
+
+void BM_AddBatch_SigregRandom(benchmark::State &state)
+{
+    fillBenchmark(state, [](sigreg::Registry<int> &registry, std::int64_t count) {
+        auto batch = registry.batch();
+        for (std::int64_t i = 0; i < count; ++i)
+            batch.add(mixedPriority(i), kHandler);
+        batch.commit();
+    });
+}
+BENCHMARK(BM_AddBatch_SigregRandom)->Arg(10000)->Unit(benchmark::kMillisecond);
 
 } // namespace
 } // namespace sigreg_bench

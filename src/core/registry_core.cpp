@@ -12,6 +12,17 @@
 #include <stdexcept>
 #include <thread>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SIGREG_CORE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SIGREG_CORE_ASAN 1
+#endif
+#endif
+#ifdef SIGREG_CORE_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace sigreg::detail {
 
 namespace {
@@ -32,10 +43,31 @@ constexpr std::size_t kRetireLimit = 4;
 
 constexpr std::align_val_t kBlockAlign{64};
 
+std::size_t blockBytes(std::uint32_t capacity) noexcept
+{
+    return sizeof(Block) + std::size_t(capacity) * sizeof(Node *); // NOLINT(bugprone-sizeof-expression)
+}
+
 void freeBlock(const Block *b) noexcept
 {
     if (b != &g_emptyBlock)
         ::operator delete(const_cast<Block *>(b), kBlockAlign);
+}
+
+// A spare block is memory no reader may touch: under AddressSanitizer it is
+// poisoned while spare, so that such a read is reported as it would be after
+// free().
+void poisonSpare([[maybe_unused]] Block *b) noexcept
+{
+#ifdef SIGREG_CORE_ASAN
+    ASAN_POISON_MEMORY_REGION(b, blockBytes(b->capacity));
+#endif
+}
+void unpoisonSpare([[maybe_unused]] Block *b, [[maybe_unused]] std::uint32_t capacity) noexcept
+{
+#ifdef SIGREG_CORE_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(b, blockBytes(capacity));
+#endif
 }
 
 std::uint32_t grownCapacity(std::size_t needed)
@@ -133,18 +165,88 @@ RegistryCore::~RegistryCore()
         n->destroy(n);
     for (Node *n : m_removed)
         n->destroy(n);
+    for (std::size_t i = 0; i < m_spareCount; ++i) {
+        unpoisonSpare(m_spare[i], m_spareCapacity[i]);
+        freeBlock(m_spare[i]);
+    }
     if (ErrorSink *s = m_errorSink.load(std::memory_order_relaxed))
         s->destroy(s);
 }
 
-Block *RegistryCore::allocateBlock(std::uint32_t capacity)
+Block *RegistryCore::allocateBlock(std::size_t needed, std::uint32_t wanted)
 {
+    // A spare with room for a quarter more than needed, so that appends
+    // after this copy stay amortised O(1); the smallest such.
+    const std::size_t fits = std::max<std::size_t>(8, needed + needed / 4);
+    std::size_t best = m_spareCount;
+    for (std::size_t i = 0; i < m_spareCount; ++i) {
+        if (m_spareCapacity[i] >= fits && (best == m_spareCount || m_spareCapacity[i] < m_spareCapacity[best]))
+            best = i;
+    }
+    if (best != m_spareCount) {
+        Block *const mem = m_spare[best];
+        const std::uint32_t capacity = m_spareCapacity[best];
+        --m_spareCount;
+        m_spare[best] = m_spare[m_spareCount];
+        m_spareCapacity[best] = m_spareCapacity[m_spareCount];
+        unpoisonSpare(mem, capacity);
+        mem->~Block();
+        Block *b = new (mem) Block;
+        b->capacity = capacity;
+        return b;
+    }
     // Entries are node pointers, stored after the header.
-    void *mem = ::operator new(sizeof(Block) + std::size_t(capacity) * sizeof(Node *), // NOLINT(bugprone-sizeof-expression)
-                               kBlockAlign);
+    void *mem = ::operator new(blockBytes(wanted), kBlockAlign);
     Block *b = new (mem) Block;
-    b->capacity = capacity;
+    b->capacity = wanted;
     return b;
+}
+
+void RegistryCore::recycleBlock(const Block *retired) noexcept
+{
+    if (retired == &g_emptyBlock)
+        return;
+    auto *block = const_cast<Block *>(retired);
+    std::uint32_t capacity = block->capacity;
+    if (m_spareCount == kSpareBlocks) {
+        // Full: keep the larger of the two (a growing registry needs it).
+        const std::size_t smallest = static_cast<std::size_t>(
+            std::min_element(m_spareCapacity.begin(), m_spareCapacity.end()) - m_spareCapacity.begin());
+        if (m_spareCapacity[smallest] >= capacity) {
+            freeBlock(block);
+            return;
+        }
+        std::swap(block, m_spare[smallest]);
+        std::swap(capacity, m_spareCapacity[smallest]);
+        unpoisonSpare(block, capacity);
+        freeBlock(block);
+        poisonSpare(m_spare[smallest]);
+        return;
+    }
+    m_spare[m_spareCount] = block;
+    m_spareCapacity[m_spareCount] = capacity;
+    ++m_spareCount;
+    poisonSpare(block);
+}
+
+void RegistryCore::trimSpares() noexcept
+{
+    // A spare may hold four times the handlers there are now (and 64
+    // entries whatever the count): idle memory stays within a small multiple
+    // of the current snapshot's, also after the registry shrank.
+    const std::size_t limit =
+        4 * std::size_t(m_head.load(std::memory_order_relaxed)->count.load(std::memory_order_relaxed)) + 64;
+    for (std::size_t i = 0; i < m_spareCount;) {
+        if (m_spareCapacity[i] > limit) {
+            unpoisonSpare(m_spare[i], m_spareCapacity[i]);
+            freeBlock(m_spare[i]);
+            --m_spareCount;
+            m_spare[i] = m_spare[m_spareCount];
+            m_spareCapacity[i] = m_spareCapacity[m_spareCount];
+        } else {
+            ++i;
+        }
+    }
 }
 
 // Never throws: every writer reserves room in m_retired before it changes
@@ -201,11 +303,12 @@ void RegistryCore::reclaim(Garbage &garbage) noexcept
             return false;
         }
         if (r.isBlock)
-            freeBlock(static_cast<const Block *>(r.object));
+            recycleBlock(static_cast<const Block *>(r.object));
         else
             garbage.add(const_cast<ErrorSink *>(static_cast<const ErrorSink *>(r.object)));
         return true;
     });
+    trimSpares();
     // A removed node is listed exactly by the blocks of versions in
     // [addedVersion, removedVersion); it is destroyed once none of them is
     // retained. Nodes added after a block some reader holds are not kept for
@@ -329,7 +432,7 @@ HandlerId RegistryCore::add(Node *node, int priority)
             // First position whose priority is lower: ties stay in registration order.
             Node **pos = std::upper_bound(e, e + n, priority,
                                           [](int p, const Node *x) { return p > x->priority; });
-            Block *b = allocateBlock(grownCapacity(std::size_t(n) + 1));
+            Block *b = allocateBlock(std::size_t(n) + 1, grownCapacity(std::size_t(n) + 1));
             Node **out = std::copy(e, pos, b->entries());
             *out++ = node;
             std::copy(pos, e + n, out);
@@ -449,7 +552,7 @@ bool RegistryCore::removeInto(HandlerId id, bool wait, Garbage &garbage)
         const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
         // Keep slack so that the next append does not reallocate. In size_t:
         // n + n / 2 overflows 32 bits from n = 2^32 / 1.5 on.
-        Block *b = allocateBlock(static_cast<std::uint32_t>(std::min<std::size_t>(
+        Block *b = allocateBlock(n - 1, static_cast<std::uint32_t>(std::min<std::size_t>(
             std::numeric_limits<std::uint32_t>::max(), std::max<std::size_t>(8, std::size_t(n) + n / 2))));
         Node *const *e = cur->entries();
         Node **out = std::remove_copy(e, e + n, b->entries(), node);
@@ -524,7 +627,7 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
         const bool publishing = !(ops.adds.empty() && removed.empty());
         // The last allocation, before anything changes the batch: a failed
         // commit leaves its adds in the order Batch::remove() searches (by id).
-        Block *const b = publishing ? allocateBlock(grownCapacity(total)) : nullptr;
+        Block *const b = publishing ? allocateBlock(total, grownCapacity(total)) : nullptr;
         for (Node *a : ops.adds)
             a->owner = this;
         // New handlers arrive in id order (one thread fills a batch); sort them
@@ -632,6 +735,15 @@ std::size_t RegistryCore::pendingReclamation() const
 {
     std::lock_guard lock(m_mutex);
     return m_retired.size() + m_removed.size();
+}
+
+std::size_t RegistryCore::spareCapacity() const
+{
+    std::lock_guard lock(m_mutex);
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < m_spareCount; ++i)
+        total += m_spareCapacity[i];
+    return total;
 }
 
 void RegistryCore::notifyBusy(const void *event) const noexcept

@@ -104,6 +104,8 @@ private Q_SLOTS:
     void nestedNotifyAllocatesNothing();
     void throwingHandlerPathWorks();
     void notifyProceedsWhileAWriterHoldsTheMutex();
+    void outOfOrderWritesReuseReclaimedSnapshots();
+    void spareSnapshotsShrinkWithTheRegistry();
 };
 
 void tst_Allocations::counterSeesEveryForm()
@@ -323,4 +325,55 @@ void tst_Allocations::notifyProceedsWhileAWriterHoldsTheMutex()
 }
 
 QTEST_GUILESS_MAIN(tst_Allocations)
+void tst_Allocations::outOfOrderWritesReuseReclaimedSnapshots()
+{
+    // An add that does not go last, and every removal, copies the handler
+    // array into a new snapshot. The snapshots reclaimed after such writes
+    // are reused for the next copies: in steady state an add allocates its
+    // handler only, and a removal nothing (a run of writes to a large
+    // registry would otherwise return each copy to malloc and fault the next
+    // one in).
+    Reg reg;
+    std::atomic<int> calls{0};
+    const auto handler = [&calls](const Event &) { calls.fetch_add(1, std::memory_order_relaxed); };
+    for (int i = 0; i < 100; ++i)
+        reg.add(handler);
+    const auto round = [&] {
+        const sigreg::HandlerId first = reg.add(1, handler); // before the others: a copy
+        QVERIFY(reg.remove(first));                          // a copy
+    };
+    for (int i = 0; i < 16; ++i)
+        round(); // warm-up: fills the spares and the writer's lists
+    constexpr int kRounds = 1000;
+    const std::uint64_t allocations = allocationsDuring([&] {
+        for (int i = 0; i < kRounds; ++i)
+            round();
+    });
+    QCOMPARE(allocations, std::uint64_t(kRounds)); // the handlers' nodes only
+    reg.notify(Event{1});
+    QCOMPARE(calls.load(), 100);
+    QCOMPARE(reg.size(), std::size_t(100));
+}
+
+void tst_Allocations::spareSnapshotsShrinkWithTheRegistry()
+{
+    // The reused snapshots are bounded by the registry's current size: after
+    // it shrank, the large ones are freed, not kept for good.
+    sigreg::detail::RegistryCore core;
+    const auto add = [&core](int priority) {
+        return core.add(sigreg::detail::makeNode<Event>([](const Event &) {}), priority);
+    };
+    for (int i = 0; i < 2000; ++i)
+        add(i); // ascending: every add copies
+    QVERIFY2(core.spareCapacity() > 2000, "no snapshot was kept for reuse: nothing to check");
+    QVERIFY(core.spareCapacity() <= sigreg::detail::RegistryCore::kSpareBlocks * (4 * 2000 + 64));
+    QCOMPARE(core.clear(true), std::size_t(2000));
+    // The handlers have gone; so have the spares made for them.
+    QVERIFY2(core.spareCapacity() <= sigreg::detail::RegistryCore::kSpareBlocks * 64,
+             qPrintable(QStringLiteral("%1 entries kept after clear()").arg(core.spareCapacity())));
+    for (int i = 0; i < 10; ++i)
+        add(-i); // still works, from small blocks
+    QCOMPARE(core.size(), std::size_t(10));
+}
+
 #include "tst_allocations.moc"

@@ -7,6 +7,7 @@
 #include <sigreg/sigreg_export.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #if defined(__GLIBCXX__)
 #include <cxxabi.h> // abi::__forced_unwind
@@ -280,6 +281,15 @@ public:
     /// Number of retired snapshots and removed handlers not yet reclaimed
     /// (for tests and diagnostics).
     std::size_t pendingReclamation() const;
+    /// Reclaimed snapshots kept for the next copies, at most: as many as one
+    /// reclaim frees when nobody reads, so that a run of writes to a large
+    /// registry reuses warm memory instead of returning each copy to malloc
+    /// and faulting a new one in. Each holds at most 4 entries per current
+    /// handler, plus 64; larger ones are freed when the registry shrinks.
+    static constexpr std::size_t kSpareBlocks = 4;
+    /// Total capacity, in entries, of the snapshots kept for reuse (for tests
+    /// and diagnostics).
+    std::size_t spareCapacity() const;
 
 private:
     /// notify() for a nested read or a thread's first read.
@@ -377,7 +387,13 @@ private:
     static bool runningOnThisThread(const Node *node) noexcept;
     /// A node removed earlier and not yet reclaimed, by id (linear: rare).
     Node *findRemoved(HandlerId id) const noexcept;
-    Block *allocateBlock(std::uint32_t capacity);
+    /// A block for at least `needed` entries, of capacity `wanted` when new:
+    /// a spare one (see m_spare) if one fits, else a new allocation.
+    Block *allocateBlock(std::size_t needed, std::uint32_t wanted);
+    /// A block no reader holds any more: kept as a spare, or freed.
+    void recycleBlock(const Block *block) noexcept;
+    /// Frees spares too large for the current handler count.
+    void trimSpares() noexcept;
 
 public:
     /// Bits a layer above the core may set (rarely) and test on its notify
@@ -402,6 +418,10 @@ private:
     std::vector<Retired> m_retired;
     std::vector<const void *> m_hazards; // reclaim() scratch, kept to avoid reallocation
     std::vector<std::uint64_t> m_keptVersions; // reclaim() scratch: versions of retained blocks
+    /// Reclaimed blocks kept for the next copies (see kSpareBlocks).
+    std::array<Block *, kSpareBlocks> m_spare{};
+    std::array<std::uint32_t, kSpareBlocks> m_spareCapacity{}; // readable while poisoned (ASan)
+    std::size_t m_spareCount = 0;
     std::shared_ptr<Anchor> m_anchor;
     std::atomic<ObserverFn> m_observer{nullptr};
     std::atomic<std::uintptr_t> *m_mirror = nullptr; // see setMirror()
