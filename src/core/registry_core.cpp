@@ -229,13 +229,19 @@ void RegistryCore::recycleBlock(const Block *retired) noexcept
     poisonSpare(block);
 }
 
+std::uint32_t RegistryCore::firstSlot(std::uint32_t capacity, std::size_t count) const noexcept
+{
+    return m_prepends ? static_cast<std::uint32_t>((capacity - count) / 2) : 0;
+}
+
 void RegistryCore::trimSpares() noexcept
 {
     // A spare may hold four times the handlers there are now (and 64
     // entries whatever the count): idle memory stays within a small multiple
     // of the current snapshot's, also after the registry shrank.
     const std::size_t limit =
-        4 * std::size_t(m_head.load(std::memory_order_relaxed)->count.load(std::memory_order_relaxed)) + 64;
+        4 * std::size_t(Block::countOf(m_head.load(std::memory_order_relaxed)->range.load(std::memory_order_relaxed)))
+        + 64;
     for (std::size_t i = 0; i < m_spareCount;) {
         if (m_spareCapacity[i] > limit) {
             unpoisonSpare(m_spare[i], m_spareCapacity[i]);
@@ -420,23 +426,34 @@ HandlerId RegistryCore::add(Node *node, int priority)
         node->owner = this;
 
         Block *cur = m_head.load(std::memory_order_relaxed);
-        const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
-        Node **e = cur->entries();
-        if (n < cur->capacity && (n == 0 || e[n - 1]->priority >= priority)) {
+        const std::uint64_t range = cur->range.load(std::memory_order_relaxed);
+        const std::uint32_t first = Block::firstOf(range);
+        const std::uint32_t n = Block::countOf(range);
+        Node **e = cur->cells() + first;
+        if (first + n < cur->capacity && (n == 0 || e[n - 1]->priority >= priority)) {
             // Append in place: readers of this block loaded a count <= n and never
             // look at slot n; the release store publishes it to later readers.
             e[n] = node;
             node->addedVersion = cur->version;
-            cur->count.store(n + 1, std::memory_order_release);
+            cur->range.store(Block::pack(first, n + 1), std::memory_order_release);
+        } else if (first != 0 && n != 0 && priority > e[0]->priority) {
+            // Prepend in place, likewise: readers of this block began at
+            // `first` or later and never look at the slot before it.
+            e[-1] = node;
+            node->addedVersion = cur->version;
+            cur->range.store(Block::pack(first - 1, n + 1), std::memory_order_release);
         } else {
             // First position whose priority is lower: ties stay in registration order.
             Node **pos = std::upper_bound(e, e + n, priority,
                                           [](int p, const Node *x) { return p > x->priority; });
+            if (pos == e && n != 0)
+                m_prepends = true;
             Block *b = allocateBlock(std::size_t(n) + 1, grownCapacity(std::size_t(n) + 1));
-            Node **out = std::copy(e, pos, b->entries());
+            const std::uint32_t at = firstSlot(b->capacity, std::size_t(n) + 1);
+            Node **out = std::copy(e, pos, b->cells() + at);
             *out++ = node;
             std::copy(pos, e + n, out);
-            b->count.store(n + 1, std::memory_order_relaxed);
+            b->range.store(Block::pack(at, n + 1), std::memory_order_relaxed);
             publish(b, garbage);
             node->addedVersion = b->version;
         }
@@ -549,14 +566,16 @@ bool RegistryCore::removeInto(HandlerId id, bool wait, Garbage &garbage)
         reserveFor(m_removed, 1);
         reserveFor(m_retired, 1);
         const Block *cur = m_head.load(std::memory_order_relaxed);
-        const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
+        const std::uint64_t range = cur->range.load(std::memory_order_relaxed);
+        const std::uint32_t n = Block::countOf(range);
         // Keep slack so that the next append does not reallocate. In size_t:
         // n + n / 2 overflows 32 bits from n = 2^32 / 1.5 on.
         Block *b = allocateBlock(n - 1, static_cast<std::uint32_t>(std::min<std::size_t>(
             std::numeric_limits<std::uint32_t>::max(), std::max<std::size_t>(8, std::size_t(n) + n / 2))));
-        Node *const *e = cur->entries();
-        Node **out = std::remove_copy(e, e + n, b->entries(), node);
-        b->count.store(static_cast<std::uint32_t>(out - b->entries()), std::memory_order_relaxed);
+        const std::uint32_t at = firstSlot(b->capacity, n - 1);
+        Node *const *e = cur->cells() + Block::firstOf(range);
+        Node **out = std::remove_copy(e, e + n, b->cells() + at, node);
+        b->range.store(Block::pack(at, static_cast<std::uint32_t>(out - (b->cells() + at))), std::memory_order_relaxed);
 
         markRemoved(node);
         m_live.erase(std::lower_bound(m_live.begin(), m_live.end(), node, byId));
@@ -622,7 +641,8 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
         std::sort(earlier.begin(), earlier.end()); // both by address, for waitUntilIdle()
 
         const Block *cur = m_head.load(std::memory_order_relaxed);
-        const std::uint32_t n = cur->count.load(std::memory_order_relaxed);
+        const std::uint64_t range = cur->range.load(std::memory_order_relaxed);
+        const std::uint32_t n = Block::countOf(range);
         const std::size_t total = n - removed.size() + ops.adds.size();
         const bool publishing = !(ops.adds.empty() && removed.empty());
         // The last allocation, before anything changes the batch: a failed
@@ -639,8 +659,9 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
             if (earlier.empty())
                 return 0;
         } else {
-            Node **out = b->entries();
-            Node *const *e = cur->entries();
+            const std::uint32_t at = firstSlot(b->capacity, total);
+            Node **out = b->cells() + at;
+            Node *const *e = cur->cells() + Block::firstOf(range);
             auto add = ops.adds.begin();
             for (std::uint32_t i = 0; i < n; ++i) {
                 if (std::binary_search(removed.begin(), removed.end(), e[i]))
@@ -651,7 +672,8 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
                 *out++ = e[i];
             }
             out = std::copy(add, ops.adds.end(), out);
-            b->count.store(static_cast<std::uint32_t>(out - b->entries()), std::memory_order_relaxed);
+            b->range.store(Block::pack(at, static_cast<std::uint32_t>(out - (b->cells() + at))),
+                           std::memory_order_relaxed);
 
             for (const Node *r : removed)
                 markRemoved(const_cast<Node *>(r));

@@ -980,13 +980,20 @@ void tst_Registry::handlerAddsHandler_data()
 {
     QTest::addColumn<int>("existing");
     QTest::addColumn<int>("newPriority");
+    QTest::addColumn<bool>("floor");
     // The equal/lower rows append in place to the snapshot being read; the
     // higher rows need a new snapshot. Existing counts around eight cover
-    // both a snapshot with room and a full one.
-    for (int existing : {1, 3, 7, 8, 9, 16}) {
-        QTest::addRow("%d existing, lower", existing) << existing << -1;
-        QTest::addRow("%d existing, equal", existing) << existing << 0;
-        QTest::addRow("%d existing, higher", existing) << existing << 1;
+    // both a snapshot with room and a full one. With a floor (a handler of a
+    // lower priority registered first), the handlers of priority 0 went in
+    // front of it, so the snapshot keeps free cells before its entries too:
+    // the higher rows prepend in place, the others need a new snapshot.
+    for (bool floor : {false, true}) {
+        for (int existing : {1, 3, 7, 8, 9, 16}) {
+            const char *f = floor ? ", floor" : "";
+            QTest::addRow("%d existing, lower%s", existing, f) << existing << -1 << floor;
+            QTest::addRow("%d existing, equal%s", existing, f) << existing << 0 << floor;
+            QTest::addRow("%d existing, higher%s", existing, f) << existing << 1 << floor;
+        }
     }
 }
 
@@ -994,16 +1001,22 @@ void tst_Registry::handlerAddsHandler()
 {
     QFETCH(int, existing);
     QFETCH(int, newPriority);
+    QFETCH(bool, floor);
     Reg reg;
     QList<int> log;
+    if (floor)
+        reg.add(-10, [&](const Event &) { log << -10; });
     bool added = false;
     HandlerId newId;
+    std::size_t retiredByTheAdd = 0;
     // The first handler adds the newcomer during the first notify.
     reg.add([&](const Event &) {
         log << 0;
         if (!added) {
             added = true;
+            const std::size_t before = reg.pendingReclamation();
             newId = reg.add(newPriority, [&](const Event &) { log << 100; });
+            retiredByTheAdd = reg.pendingReclamation() - before;
         }
     });
     for (int i = 1; i < existing; ++i)
@@ -1012,11 +1025,15 @@ void tst_Registry::handlerAddsHandler()
     QList<int> plain;
     for (int i = 0; i < existing; ++i)
         plain << i;
+    if (floor)
+        plain << -10;
 
     reg.notify(Event{});
     QCOMPARE(log, plain); // not called by the notify that registered it
     QVERIFY(reg.contains(newId));
-    QCOMPARE(reg.size(), std::size_t(existing + 1));
+    QCOMPARE(reg.size(), std::size_t(existing + 1 + (floor ? 1 : 0)));
+    if (floor && newPriority > 0)
+        QCOMPARE(retiredByTheAdd, std::size_t(0)); // prepended in place: no snapshot replaced
 
     log.clear();
     reg.notify(Event{});
@@ -1024,7 +1041,7 @@ void tst_Registry::handlerAddsHandler()
     if (newPriority > 0)
         expected.prepend(100);
     else
-        expected.append(100);
+        expected.insert(existing, 100); // after the 0s, before the floor
     QCOMPARE(log, expected); // called from the next notify on, in its place
 }
 

@@ -79,19 +79,32 @@ struct Node {
     Node(InvokeFn i, DestroyFn d) noexcept : invoke(i), destroy(d) {}
 };
 
-/// An immutable (apart from appends past `count`) snapshot of the handler
-/// list, sorted by priority, highest first, ties in registration order.
+/// An immutable (apart from entries added at either end) snapshot of the
+/// handler list, sorted by priority, highest first, ties in registration
+/// order. The entries are cells()[first, first + count) of `capacity` cells,
+/// so that both a handler of the lowest priority (appended) and one of a
+/// priority above all others (prepended) are added in place.
 struct Block {
-    /// Number of valid entries. Only grows, and only while the block is the
-    /// registry's current one (an append writes the entry, then publishes it
-    /// here with release).
-    std::atomic<std::uint32_t> count{0};
+    /// first | count << 32, read by a notify in one load. Changed only while
+    /// the block is the registry's current one, and only to take in one more
+    /// entry next to the valid ones (written first, then published here with
+    /// release): a reader that loaded the range before never looks at it.
+    std::atomic<std::uint64_t> range{0};
     std::uint32_t capacity = 0;
     /// Registry version at which this block was created.
     std::uint64_t version = 0;
 
-    Node *const *entries() const noexcept { return reinterpret_cast<Node *const *>(this + 1); }
-    Node **entries() noexcept { return reinterpret_cast<Node **>(this + 1); }
+    static constexpr std::uint64_t pack(std::uint32_t first, std::uint32_t count) noexcept
+    {
+        return std::uint64_t(first) | std::uint64_t(count) << 32;
+    }
+    static constexpr std::uint32_t firstOf(std::uint64_t range) noexcept { return static_cast<std::uint32_t>(range); }
+    static constexpr std::uint32_t countOf(std::uint64_t range) noexcept
+    {
+        return static_cast<std::uint32_t>(range >> 32);
+    }
+    Node *const *cells() const noexcept { return reinterpret_cast<Node *const *>(this + 1); }
+    Node **cells() noexcept { return reinterpret_cast<Node **>(this + 1); }
 };
 static_assert(sizeof(Block) % alignof(Node *) == 0);
 static_assert(alignof(Block) > 1, "a mirror word keeps a flag in bit 0 of a block's address");
@@ -304,8 +317,9 @@ private:
     /// Calls the handlers of `block`, which `scope` protects.
     SIGREG_ALWAYS_INLINE static void walk(HazardScope &scope, const Block *block, const void *event) noexcept
     {
-        Node *const *it = block->entries();
-        Node *const *const end = it + block->count.load(std::memory_order_acquire);
+        const std::uint64_t range = block->range.load(std::memory_order_acquire);
+        Node *const *it = block->cells() + Block::firstOf(range);
+        Node *const *const end = it + Block::countOf(range);
         if (SIGREG_UNLIKELY(it == end)) {
             // Nothing to announce, so withdraw what an earlier read on this
             // level left announced (announcements are not cleared when a read
@@ -394,6 +408,10 @@ private:
     void recycleBlock(const Block *block) noexcept;
     /// Frees spares too large for the current handler count.
     void trimSpares() noexcept;
+    /// Where a new block of `capacity` cells puts its first of `count`
+    /// entries: at the start, or, once a handler was added in front of all
+    /// others (see m_prepends), in the middle of the free cells.
+    std::uint32_t firstSlot(std::uint32_t capacity, std::size_t count) const noexcept;
 
 public:
     /// Bits a layer above the core may set (rarely) and test on its notify
@@ -422,6 +440,10 @@ private:
     std::array<Block *, kSpareBlocks> m_spare{};
     std::array<std::uint32_t, kSpareBlocks> m_spareCapacity{}; // readable while poisoned (ASan)
     std::size_t m_spareCount = 0;
+    /// A handler was added in front of all others (priorities rising): new
+    /// blocks keep free cells at both ends, so that the next ones are
+    /// prepended in place.
+    bool m_prepends = false;
     std::shared_ptr<Anchor> m_anchor;
     std::atomic<ObserverFn> m_observer{nullptr};
     std::atomic<std::uintptr_t> *m_mirror = nullptr; // see setMirror()
