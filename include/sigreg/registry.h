@@ -88,8 +88,8 @@
 // When not to use it
 // ------------------
 // Sigreg optimises notify at the expense of writes: each removal (and each
-// out-of-order add) copies the handler array and costs a system call
-// (~0.3 µs). With millions of registrations per second and few notifications,
+// add that lands between two handlers' priorities) copies the handler array,
+// and a removal costs a system call (~0.3 µs). With millions of registrations per second and few notifications,
 // a mutex-protected vector is simpler and faster.
 //
 // See docs/ARCHITECTURE.md for the proof sketch.
@@ -232,7 +232,9 @@ public:
     /// std::function; std::bad_alloc.
     /// Safety: thread-safe; may be called from a handler.
     /// Cost: amortised O(1) when `priority` does not exceed the lowest present
-    /// priority (always true when all priorities are equal), else O(n).
+    /// priority (always true when all priorities are equal) or exceeds the
+    /// highest; else O(n) (a copy of the handler array: for many such adds,
+    /// use a batch).
     template <class F>
     HandlerId add(F &&f)
     {
