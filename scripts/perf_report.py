@@ -798,14 +798,19 @@ def core_targets_table(runs, targets):
         out.append(f"| add + remove at 16 handlers ≤ {fmt_ns_limit(lim)} | {fmt_ns(s16)} | " + " | ".join(blank)
                    + f" | {v} |")
     lim = targets["single_adds_10000_ns"]
-    one = [(a, b) for (base, a, _), b in first.rows.items() if base == "BM_AddOneByOne_Sigreg"]
-    batch = [(a, b) for (base, a, _), b in first.rows.items() if base == "BM_AddBatch_Sigreg"]
-    if one:
-        n, b = one[0]
-        t = ns(b)
-        extra = f" (batch of {batch[0][0]:,}: {fmt_ns(ns(batch[0][1]))})" if batch else ""
-        out.append(f"| {n:,} single adds ≤ {fmt_ns_limit(lim)} | {fmt_ns(t)} | " + " | ".join(blank)
-                   + f" | {verdict([t], lim)}{extra} |")
+    # (single adds, the batch of the same priorities or None, priorities)
+    for single, batched, what in (("BM_AddOneByOne_Sigreg", "BM_AddBatch_Sigreg", "equal priorities"),
+                                  ("BM_AddOneByOne_SigregAscending", None, "rising priorities"),
+                                  ("BM_AddOneByOne_SigregRandom", "BM_AddBatch_SigregRandom",
+                                   "pseudo-random priorities")):
+        one = [(a, b) for (base, a, _), b in first.rows.items() if base == single]
+        batch = [(a, b) for (base, a, _), b in first.rows.items() if batched and base == batched]
+        if one:
+            n, b = one[0]
+            t = ns(b)
+            extra = f" (batch of {batch[0][0]:,}: {fmt_ns(ns(batch[0][1]))})" if batch else ""
+            out.append(f"| {n:,} single adds ≤ {fmt_ns_limit(lim)}, {what} | {fmt_ns(t)} | " + " | ".join(blank)
+                       + f" | {verdict([t], lim)}{extra} |")
     lim = targets["allocs_per_notify"]
     allocs = [max_allocs(r, "BM_Notify_Sigreg") for r in runs]
     threads = sorted({t for r in runs for (b, a, t) in r.rows if b == "BM_Notify_Sigreg"})
@@ -909,6 +914,29 @@ def control_drift(without, with_, rows):
     return max(abs(pooled_quantile(with_, b, 0.5, h) / pooled_quantile(without, b, 0.5, h) - 1) * 100 for b, h in rows)
 
 
+REGMIX_ROWS = (("BM_AddOneByOne_Sigreg", "10,000 single adds, equal priorities"),
+               ("BM_AddOneByOne_SigregAscending", "10,000 single adds, rising priorities"),
+               ("BM_AddOneByOne_SigregRandom", "10,000 single adds, pseudo-random priorities"),
+               ("BM_AddBatch_Sigreg", "one batch of 10,000, equal priorities"),
+               ("BM_AddBatch_SigregRandom", "one batch of 10,000, pseudo-random priorities"))
+
+
+def regmix_table(groups, limit_ns):
+    """Registering 10,000 handlers in three builds (before both changes, spares, spares + range): pooled medians."""
+    builds = [groups["regmix_none"], groups["regmix_spares"], groups["regmix_range"]]
+    lines = ["| row | before | spares | spares + range |", "|---|---:|---:|---:|"]
+    for base, label in REGMIX_ROWS:
+        cells = []
+        for runs in builds:
+            t = pooled_quantile(runs, base, 0.5, 10000)
+            cell = fmt_ns(t) if t is not None else "–"
+            if t is not None and base.startswith("BM_AddOneByOne") and t > limit_ns:
+                cell += " (over)"
+            cells.append(cell)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def typeruns_table(groups):
     """The dropped experiment of calling runs of same-type handlers with one indirect call."""
     rows = [("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h, "1 handler" if h == 1 else f"{h} handlers of one type")
@@ -921,14 +949,14 @@ def typeruns_table(groups):
                     ("Sigreg, handlers", "without runs", "with runs", "loop"))
 
 
-def loopalign_table(groups, prefix="loopalign", with_label="loop aligned"):
+def loopalign_table(groups, prefix="loopalign", with_label="loop aligned", without_label="loops as placed"):
     """An alignment experiment (`prefix`: the walk's loop aligned from the header, or "alignloops": every loop
     aligned by the compiler): the facade's rows against the core's, and the core's against the loop's."""
     rows = [("BM_Notify_SigregQt", "BM_Notify_Sigreg", h, f"facade, {handlers_word(h)} (÷ core)") for h in (1, 4, 16)]
     rows += [("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h, f"core, {handlers_word(h)} (÷ loop)") for h in (1, 4, 16)]
     rows += [("BM_Notify_FunctionLoop", None, h, f"(loop, {handlers_word(h)}: the same source in both)") for h in (1, 4, 16)]
     return ab_table(groups[f"{prefix}_without"], groups[f"{prefix}_with"], rows,
-                    ("row", "loops as placed", with_label, "reference"))
+                    ("row", without_label, with_label, "reference"))
 
 
 ASYNC_ROWS = (("BM_NotifyAsyncPending_Sigreg", "BM_NotifyAsyncPending_HandWritten", "futures pending", (1, 4)),
@@ -1225,6 +1253,32 @@ def compute_values(manifest, perf_dir):
             v[f"{prefix}.rounds"] = word(len(without))
             drift = control_drift(without, with_, [("BM_Notify_FunctionLoop", h) for h in (1, 4, 16)])
             v[f"{prefix}.drift_pct"] = f"{drift:.0f} %"
+    if all(f"regmix_{b}" in groups for b in ("none", "spares", "range")):
+        v["tables.regmix"] = regmix_table(groups, targets["single_adds_10000_ns"])
+        v["regmix.rounds"] = word(len(groups["regmix_none"]))
+        v["regmix.samples"] = str(sum(r.repetitions()[0] for r in groups["regmix_none"]))
+    if "range_without" in groups and "range_with" in groups:
+        without, with_ = groups["range_without"], groups["range_with"]
+        v["tables.range"] = loopalign_table(groups, "range", "with the range", "without")
+        v["range.rounds"] = word(len(without))
+        v["range.samples"] = str(sum(r.repetitions()[0] for r in without))
+        v["range.drift_pct"] = f"{control_drift(without, with_, [('BM_Notify_FunctionLoop', h) for h in (1, 4, 16)]):.0f} %"
+        for tag, build in (("without", without), ("with", with_)):
+            for h in (1, 4):
+                facade = pooled_quantile(build, "BM_Notify_SigregQt", 0.5, h)
+                v[f"range.facade_{h}h_{tag}_ns"] = f"{facade:.2f} ns"
+                v[f"range.facade_{h}h_{tag}_vs_core"] = (
+                    f"{facade / pooled_quantile(build, 'BM_Notify_Sigreg', 0.5, h):.2f}×")
+                v[f"range.core_{h}h_{tag}_vs_loop"] = (
+                    f"{pooled_quantile(build, 'BM_Notify_Sigreg', 0.5, h) / pooled_quantile(build, 'BM_Notify_FunctionLoop', 0.5, h):.2f}×")
+    if "busrange_without" in groups and "busrange_with" in groups:
+        without, with_ = groups["busrange_without"], groups["busrange_with"]
+        v["busrange.rounds"] = word(len(without))
+        v["busrange.samples"] = str(sum(r.repetitions()[0] for r in without))
+        for h in (1, 4, 16):
+            for base, key in (("BM_BusEmit_Handlers", "emit"), ("BM_Notify_Sigreg", "notify")):
+                change = pooled_quantile(with_, base, 0.5, h) / pooled_quantile(without, base, 0.5, h)
+                v[f"busrange.{key}_{h}h_change"] = f"{change:.2f}×"
     if "typeruns_without" in groups and "typeruns_with" in groups:
         v["tables.typeruns"] = typeruns_table(groups)
         v["typeruns.rounds"] = word(len(groups["typeruns_without"]))
