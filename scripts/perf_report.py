@@ -937,6 +937,15 @@ def regmix_table(groups, limit_ns):
     return "\n".join(lines)
 
 
+def ab_counts(v, name, without, with_=None, control=()):
+    """`name`.rounds and `name`.samples of alternating rounds (each build's), and `name`.drift_pct: how far the
+    `control` rows, built from the same source in both builds, moved."""
+    v[f"{name}.rounds"] = word(len(without))
+    v[f"{name}.samples"] = str(sum(r.repetitions()[0] for r in without))
+    if with_ is not None and control:
+        v[f"{name}.drift_pct"] = f"{control_drift(without, with_, list(control)):.0f} %"
+
+
 def typeruns_table(groups):
     """The dropped experiment of calling runs of same-type handlers with one indirect call."""
     rows = [("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h, "1 handler" if h == 1 else f"{h} handlers of one type")
@@ -1255,14 +1264,11 @@ def compute_values(manifest, perf_dir):
             v[f"{prefix}.drift_pct"] = f"{drift:.0f} %"
     if all(f"regmix_{b}" in groups for b in ("none", "spares", "range")):
         v["tables.regmix"] = regmix_table(groups, targets["single_adds_10000_ns"])
-        v["regmix.rounds"] = word(len(groups["regmix_none"]))
-        v["regmix.samples"] = str(sum(r.repetitions()[0] for r in groups["regmix_none"]))
+        ab_counts(v, "regmix", groups["regmix_none"])
     if "range_without" in groups and "range_with" in groups:
         without, with_ = groups["range_without"], groups["range_with"]
         v["tables.range"] = loopalign_table(groups, "range", "with the range", "without")
-        v["range.rounds"] = word(len(without))
-        v["range.samples"] = str(sum(r.repetitions()[0] for r in without))
-        v["range.drift_pct"] = f"{control_drift(without, with_, [('BM_Notify_FunctionLoop', h) for h in (1, 4, 16)]):.0f} %"
+        ab_counts(v, "range", without, with_, [("BM_Notify_FunctionLoop", h) for h in (1, 4, 16)])
         for tag, build in (("without", without), ("with", with_)):
             for h in (1, 4):
                 facade = pooled_quantile(build, "BM_Notify_SigregQt", 0.5, h)
@@ -1273,8 +1279,7 @@ def compute_values(manifest, perf_dir):
                     f"{pooled_quantile(build, 'BM_Notify_Sigreg', 0.5, h) / pooled_quantile(build, 'BM_Notify_FunctionLoop', 0.5, h):.2f}×")
     if "busrange_without" in groups and "busrange_with" in groups:
         without, with_ = groups["busrange_without"], groups["busrange_with"]
-        v["busrange.rounds"] = word(len(without))
-        v["busrange.samples"] = str(sum(r.repetitions()[0] for r in without))
+        ab_counts(v, "busrange", without)
         for h in (1, 4, 16):
             for base, key in (("BM_BusEmit_Handlers", "emit"), ("BM_Notify_Sigreg", "notify")):
                 change = pooled_quantile(with_, base, 0.5, h) / pooled_quantile(without, base, 0.5, h)
@@ -1293,9 +1298,7 @@ def compute_values(manifest, perf_dir):
     if "asyncbatch_before" in groups and "asyncbatch_after" in groups:
         before, after = groups["asyncbatch_before"], groups["asyncbatch_after"]
         v["tables.asyncbatch"] = asyncbatch_table(groups)
-        v["asyncbatch.rounds"] = word(len(before))
-        v["asyncbatch.samples"] = str(sum(r.repetitions()[0] for r in before))
-        v["asyncbatch.drift_pct"] = f"{control_drift(before, after, [(ref, h) for _, ref, _, hs in ASYNC_ROWS for h in hs]):.0f} %"
+        ab_counts(v, "asyncbatch", before, after, [(ref, h) for _, ref, _, hs in ASYNC_ROWS for h in hs])
         for tag, build in (("before", before), ("after", after)):
             for h in (1, 4):
                 sig = pooled_quantile(build, "BM_NotifyAsyncPending_Sigreg", 0.5, h)
@@ -1306,9 +1309,7 @@ def compute_values(manifest, perf_dir):
     if "futalloc_before" in groups and "futalloc_after" in groups:
         before, after = groups["futalloc_before"], groups["futalloc_after"]
         v["tables.futalloc"] = asyncbatch_table(groups, "futalloc")
-        v["futalloc.rounds"] = word(len(before))
-        v["futalloc.samples"] = str(sum(r.repetitions()[0] for r in before))
-        v["futalloc.drift_pct"] = f"{control_drift(before, after, [(ref, h) for _, ref, _, hs in ASYNC_ROWS for h in hs]):.0f} %"
+        ab_counts(v, "futalloc", before, after, [(ref, h) for _, ref, _, hs in ASYNC_ROWS for h in hs])
         for h in (1, 4):
             change = lambda row: pooled_quantile(after, row, 0.5, h) / pooled_quantile(before, row, 0.5, h)
             v[f"futalloc.pending_{h}h_change"] = f"{change('BM_NotifyAsyncPending_Sigreg'):.2f}×"
