@@ -1161,6 +1161,9 @@ def compute_values(manifest, perf_dir):
 
     v["core.loop_threads_1h"] = join_and(fx(x) for x in loop_threads(1))
     v["core.loop_threads_4h"] = join_and(fx(x) for x in loop_threads(4))
+    # How much each run's 1-handler rows spread over their repetitions (a disturbed run shows here).
+    v["core.cv_1h"] = join_and(f"{r.cv('BM_Notify_Sigreg', 1):.1f} %" for r in core)
+    v["core.loop_cv_1h"] = join_and(f"{r.cv('BM_Notify_FunctionLoop', 1):.1f} %" for r in core)
     v["core.ratio_4_16"] = span(ratios(4) + ratios(16))
     v["core.over_loop_1h"] = span_ns([r.t("BM_Notify_Sigreg", 1) - r.t("BM_Notify_FunctionLoop", 1) for r in core])
     for h in (1, 4, 16):
