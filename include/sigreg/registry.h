@@ -28,8 +28,11 @@
 // Writers (add, remove, clear, batches) serialise on a mutex, build a new
 // block and swap the head (copy-then-swap). One exception keeps registration
 // cheap: a handler whose priority does not exceed the last one's is appended
-// in place when the block has room — the entry is written past `count` (no
-// reader looks there) and then `count` is increased with release.
+// in place when the block has room, and one whose priority exceeds the first
+// one's is prepended likewise. The block's entries are the cells [first,
+// first + count), both in one atomic word: the entry is written in a free
+// cell next to them (no reader looks there), then the word is stored with
+// release. Blocks that reclamation frees are reused for the next copies.
 //
 // A reader protects what it reads with hazard slots in a per-thread record
 // (one pair per nesting level): it stores the block pointer in its slot,
