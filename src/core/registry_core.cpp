@@ -297,6 +297,7 @@ void RegistryCore::reclaim(Garbage &garbage) noexcept
             });
         }
     } catch (const std::bad_alloc &) {
+        trimSpares(); // needs no hazards; the registry may have shrunk
         return;
     }
     std::sort(hazards.begin(), hazards.end());
@@ -446,9 +447,9 @@ HandlerId RegistryCore::add(Node *node, int priority)
             // First position whose priority is lower: ties stay in registration order.
             Node **pos = std::upper_bound(e, e + n, priority,
                                           [](int p, const Node *x) { return p > x->priority; });
-            if (pos == e && n != 0)
-                m_prepends = true;
             Block *b = allocateBlock(std::size_t(n) + 1, grownCapacity(std::size_t(n) + 1));
+            if (pos == e && n != 0)
+                m_prepends = true; // after the last allocation: a failed add changes nothing
             const std::uint32_t at = firstSlot(b->capacity, std::size_t(n) + 1);
             Node **out = std::copy(e, pos, b->cells() + at);
             *out++ = node;

@@ -84,6 +84,9 @@ struct Node {
 /// order. The entries are cells()[first, first + count) of `capacity` cells,
 /// so that both a handler of the lowest priority (appended) and one of a
 /// priority above all others (prepended) are added in place.
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free,
+              "Sigreg needs lock-free 64-bit atomics (a block's first + count is read by notify in one load); on "
+              "this target std::atomic<std::uint64_t> would take a lock");
 struct Block {
     /// first | count << 32, read by a notify in one load. Changed only while
     /// the block is the registry's current one, and only to take in one more
