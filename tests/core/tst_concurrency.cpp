@@ -130,6 +130,7 @@ private Q_SLOTS:
     void notifyDuringThreadExit_data();
     void notifyDuringThreadExit();
     void moduleCopyFollowsTheRecord();
+    void inPlaceAddsAtBothEndsWhileNotifying();
 };
 
 // ===========================================================================
@@ -1557,4 +1558,77 @@ void tst_RegistryConcurrency::moduleCopyFollowsTheRecord()
 }
 
 QTEST_GUILESS_MAIN(tst_RegistryConcurrency)
+namespace {
+// What the notifying thread's handlers saw in its current notify: (priority,
+// registration index) per call.
+thread_local std::vector<std::pair<int, int>> t_seen;
+} // namespace
+
+void tst_RegistryConcurrency::inPlaceAddsAtBothEndsWhileNotifying()
+{
+    // One writer adds handlers above all others (prepended in place once the
+    // snapshot has free cells in front), below all others (appended in place)
+    // and at priority 0, between the two (a copy, tying with earlier ones),
+    // while readers notify. Each notify must see its handlers in priority
+    // order, ties in registration order, each at most once, and at least
+    // every handler whose add() returned before the notify began.
+    sigreg::Registry<int> reg;
+    constexpr int kAdds = 3000;
+    constexpr int kReaders = 2;
+    std::atomic<int> registered{0};
+    std::atomic<bool> done{false};
+    std::atomic<int> violations{0};
+
+    const auto check = [&](int before) {
+        const auto &seen = t_seen;
+        bool ok = int(seen.size()) >= before;
+        std::vector<bool> once(std::size_t(kAdds), false);
+        for (std::size_t k = 0; k < seen.size() && ok; ++k) {
+            const auto [priority, index] = seen[k];
+            ok = index >= 0 && index < kAdds && !once[std::size_t(index)];
+            if (ok)
+                once[std::size_t(index)] = true;
+            if (ok && k > 0) {
+                const auto [prevPriority, prevIndex] = seen[k - 1];
+                ok = prevPriority > priority || (prevPriority == priority && prevIndex < index);
+            }
+        }
+        if (!ok)
+            violations.fetch_add(1);
+    };
+    std::latch running(kReaders); // the adds start once every reader notifies
+    std::vector<std::thread> readers;
+    for (int r = 0; r < kReaders; ++r) {
+        readers.emplace_back([&] {
+            t_seen.reserve(std::size_t(kAdds));
+            reg.notify(0);
+            running.count_down();
+            while (!done.load(std::memory_order_acquire)) {
+                const int before = registered.load(std::memory_order_acquire);
+                t_seen.clear();
+                reg.notify(0);
+                check(before);
+            }
+        });
+    }
+    running.wait();
+    int top = 0;
+    int bottom = 0;
+    for (int i = 0; i < kAdds; ++i) {
+        const int priority = i % 3 == 0 ? ++top : i % 3 == 1 ? --bottom : 0;
+        reg.add(priority, [priority, i](const int &) { t_seen.emplace_back(priority, i); });
+        registered.store(i + 1, std::memory_order_release);
+    }
+    done.store(true, std::memory_order_release);
+    for (std::thread &t : readers)
+        t.join();
+
+    QCOMPARE(violations.load(), 0);
+    t_seen.clear();
+    reg.notify(0);
+    check(kAdds);
+    QCOMPARE(violations.load(), 0);
+    QCOMPARE(int(t_seen.size()), kAdds);
+}
+
 #include "tst_concurrency.moc"
