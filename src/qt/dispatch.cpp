@@ -12,17 +12,7 @@
 #include <QtCore/QPromise>
 #include <QtCore/QThread>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SIGREG_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SIGREG_LSAN 1
-#endif
-#endif
-#ifndef SIGREG_LSAN
-#define SIGREG_LSAN 0
-#endif
-#if SIGREG_LSAN
+#ifdef SIGREG_ASAN
 #include <sanitizer/lsan_interface.h>
 #endif
 
@@ -1127,7 +1117,7 @@ void keepForUnawaited(Parcel *parcel) noexcept
     if (!parcel)
         return;
     parcel->ref();
-#if SIGREG_LSAN
+#ifdef SIGREG_ASAN
     __lsan_ignore_object(parcel); // leaked on purpose, not lost
 #endif
 }

@@ -19,6 +19,16 @@
 #endif
 #endif
 
+// AddressSanitizer (and with it LeakSanitizer): the library tells it about
+// memory it keeps on purpose (spare snapshot blocks, parcels kept alive).
+#if defined(__SANITIZE_ADDRESS__)
+#define SIGREG_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SIGREG_ASAN 1
+#endif
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define SIGREG_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SIGREG_UNLIKELY(x) __builtin_expect(!!(x), 0)
