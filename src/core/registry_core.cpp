@@ -12,14 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SIGREG_CORE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SIGREG_CORE_ASAN 1
-#endif
-#endif
-#ifdef SIGREG_CORE_ASAN
+#ifdef SIGREG_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
 
@@ -59,13 +52,13 @@ void freeBlock(const Block *b) noexcept
 // free().
 void poisonSpare([[maybe_unused]] Block *b) noexcept
 {
-#ifdef SIGREG_CORE_ASAN
+#ifdef SIGREG_ASAN
     ASAN_POISON_MEMORY_REGION(b, blockBytes(b->capacity));
 #endif
 }
 void unpoisonSpare([[maybe_unused]] Block *b, [[maybe_unused]] std::uint32_t capacity) noexcept
 {
-#ifdef SIGREG_CORE_ASAN
+#ifdef SIGREG_ASAN
     ASAN_UNPOISON_MEMORY_REGION(b, blockBytes(capacity));
 #endif
 }
@@ -165,10 +158,8 @@ RegistryCore::~RegistryCore()
         n->destroy(n);
     for (Node *n : m_removed)
         n->destroy(n);
-    for (std::size_t i = 0; i < m_spareCount; ++i) {
-        unpoisonSpare(m_spare[i], m_spareCapacity[i]);
-        freeBlock(m_spare[i]);
-    }
+    while (m_spareCount != 0)
+        freeBlock(takeSpare(0));
     if (ErrorSink *s = m_errorSink.load(std::memory_order_relaxed))
         s->destroy(s);
 }
@@ -180,16 +171,12 @@ Block *RegistryCore::allocateBlock(std::size_t needed, std::uint32_t wanted)
     const std::size_t fits = std::max<std::size_t>(8, needed + needed / 4);
     std::size_t best = m_spareCount;
     for (std::size_t i = 0; i < m_spareCount; ++i) {
-        if (m_spareCapacity[i] >= fits && (best == m_spareCount || m_spareCapacity[i] < m_spareCapacity[best]))
+        if (m_spare[i].capacity >= fits && (best == m_spareCount || m_spare[i].capacity < m_spare[best].capacity))
             best = i;
     }
     if (best != m_spareCount) {
-        Block *const mem = m_spare[best];
-        const std::uint32_t capacity = m_spareCapacity[best];
-        --m_spareCount;
-        m_spare[best] = m_spare[m_spareCount];
-        m_spareCapacity[best] = m_spareCapacity[m_spareCount];
-        unpoisonSpare(mem, capacity);
+        Block *const mem = takeSpare(best);
+        const std::uint32_t capacity = mem->capacity;
         mem->~Block();
         Block *b = new (mem) Block;
         b->capacity = capacity;
@@ -202,30 +189,31 @@ Block *RegistryCore::allocateBlock(std::size_t needed, std::uint32_t wanted)
     return b;
 }
 
+Block *RegistryCore::takeSpare(std::size_t i) noexcept
+{
+    Block *const block = m_spare[i].block;
+    unpoisonSpare(block, m_spare[i].capacity);
+    m_spare[i] = m_spare[--m_spareCount];
+    return block;
+}
+
 void RegistryCore::recycleBlock(const Block *retired) noexcept
 {
     if (retired == &g_emptyBlock)
         return;
     auto *block = const_cast<Block *>(retired);
-    std::uint32_t capacity = block->capacity;
     if (m_spareCount == kSpareBlocks) {
         // Full: keep the larger of the two (a growing registry needs it).
-        const std::size_t smallest = static_cast<std::size_t>(
-            std::min_element(m_spareCapacity.begin(), m_spareCapacity.end()) - m_spareCapacity.begin());
-        if (m_spareCapacity[smallest] >= capacity) {
+        const auto smallest = std::min_element(m_spare.begin(), m_spare.end(), [](const Spare &x, const Spare &y) {
+            return x.capacity < y.capacity;
+        });
+        if (smallest->capacity >= block->capacity) {
             freeBlock(block);
             return;
         }
-        std::swap(block, m_spare[smallest]);
-        std::swap(capacity, m_spareCapacity[smallest]);
-        unpoisonSpare(block, capacity);
-        freeBlock(block);
-        poisonSpare(m_spare[smallest]);
-        return;
+        freeBlock(takeSpare(static_cast<std::size_t>(smallest - m_spare.begin())));
     }
-    m_spare[m_spareCount] = block;
-    m_spareCapacity[m_spareCount] = capacity;
-    ++m_spareCount;
+    m_spare[m_spareCount++] = Spare{block, block->capacity};
     poisonSpare(block);
 }
 
@@ -243,15 +231,10 @@ void RegistryCore::trimSpares() noexcept
         4 * std::size_t(Block::countOf(m_head.load(std::memory_order_relaxed)->range.load(std::memory_order_relaxed)))
         + 64;
     for (std::size_t i = 0; i < m_spareCount;) {
-        if (m_spareCapacity[i] > limit) {
-            unpoisonSpare(m_spare[i], m_spareCapacity[i]);
-            freeBlock(m_spare[i]);
-            --m_spareCount;
-            m_spare[i] = m_spare[m_spareCount];
-            m_spareCapacity[i] = m_spareCapacity[m_spareCount];
-        } else {
+        if (m_spare[i].capacity > limit)
+            freeBlock(takeSpare(i)); // the last spare moved to i
+        else
             ++i;
-        }
     }
 }
 
@@ -765,7 +748,7 @@ std::size_t RegistryCore::spareCapacity() const
     std::lock_guard lock(m_mutex);
     std::size_t total = 0;
     for (std::size_t i = 0; i < m_spareCount; ++i)
-        total += m_spareCapacity[i];
+        total += m_spare[i].capacity;
     return total;
 }
 

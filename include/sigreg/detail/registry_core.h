@@ -409,6 +409,9 @@ private:
     Block *allocateBlock(std::size_t needed, std::uint32_t wanted);
     /// A block no reader holds any more: kept as a spare, or freed.
     void recycleBlock(const Block *block) noexcept;
+    /// Removes spare `i` from the spares and returns its block, unpoisoned
+    /// (header intact), for reuse or freeBlock().
+    Block *takeSpare(std::size_t i) noexcept;
     /// Frees spares too large for the current handler count.
     void trimSpares() noexcept;
     /// Where a new block of `capacity` cells puts its first of `count`
@@ -439,9 +442,14 @@ private:
     std::vector<Retired> m_retired;
     std::vector<const void *> m_hazards; // reclaim() scratch, kept to avoid reallocation
     std::vector<std::uint64_t> m_keptVersions; // reclaim() scratch: versions of retained blocks
-    /// Reclaimed blocks kept for the next copies (see kSpareBlocks).
-    std::array<Block *, kSpareBlocks> m_spare{};
-    std::array<std::uint32_t, kSpareBlocks> m_spareCapacity{}; // readable while poisoned (ASan)
+    /// Reclaimed blocks kept for the next copies (see kSpareBlocks), the
+    /// first m_spareCount of m_spare. The capacity is kept here too: a spare
+    /// block is poisoned under ASan, its header included.
+    struct Spare {
+        Block *block;
+        std::uint32_t capacity;
+    };
+    std::array<Spare, kSpareBlocks> m_spare{};
     std::size_t m_spareCount = 0;
     /// A handler was added in front of all others (priorities rising): new
     /// blocks keep free cells at both ends, so that the next ones are
