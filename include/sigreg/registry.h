@@ -92,8 +92,9 @@
 // ------------------
 // Sigreg optimises notify at the expense of writes: each removal (and each
 // add that lands between two handlers' priorities) copies the handler array,
-// and a removal costs a system call (~0.3 µs). With millions of registrations per second and few notifications,
-// a mutex-protected vector is simpler and faster.
+// and a removal costs a system call (~0.3 µs). With millions of
+// registrations per second and few notifications, a mutex-protected vector
+// is simpler and faster.
 //
 // See docs/ARCHITECTURE.md for the proof sketch.
 // ============================================================================
