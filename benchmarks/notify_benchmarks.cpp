@@ -10,7 +10,8 @@
 // differ on purpose: the Mixed rows register kHandler's body in four closure
 // types in turn, BM_Notify_QtDirectSlot runs it as a member slot of one
 // receiver object per handler (Qt's usual form), and BM_Notify_HandlersOnly
-// is no peer but a reference (the body called N times, with no dispatch).
+// and BM_Notify_DirectCalls are no peers but references (the body called N
+// times inline, and as N direct out-of-line calls: no dispatch in either).
 //
 // Argument: number of handlers (1, 4, 16, 64; 64 so that the chart of
 // docs/PERFORMANCE.md shows the per-handler slope; the Mixed rows start at
@@ -123,6 +124,30 @@ struct HandlersOnlyPeer {
     }
 };
 
+/// kHandler's body as a function of its own that is never inlined.
+SIGREG_NOINLINE void handlerWorkOutOfLine(const int &value) noexcept
+{
+    handlerWork(value);
+}
+
+/// Not a peer either: a floor for every dispatcher that calls each handler
+/// out of line. The body is called `count` times in a loop, as a direct call
+/// to a function the compiler knows: nothing is looked up, nothing is type
+/// erased, nothing is announced. Whatever a dispatcher keeps per handler (an
+/// entry to read, a target to load, an indirect call, Sigreg's announcement)
+/// comes on top of this, so a target below this row's time is out of reach
+/// for every design that makes one call per handler.
+struct DirectCallsPeer {
+    int count;
+
+    explicit DirectCallsPeer(int c) : count(c) {}
+    void notify(const int &event) noexcept
+    {
+        for (int i = 0; i < count; ++i)
+            handlerWorkOutOfLine(event);
+    }
+};
+
 #ifdef SIGREG_BENCH_HAVE_QT
 /// Direct connections only: the handlers run on the emitting thread, which is
 /// what the other peers do. No QCoreApplication is needed for that.
@@ -211,6 +236,10 @@ void BM_Notify_HandlersOnly(benchmark::State &state)
 {
     notifyBenchmark<HandlersOnlyPeer>(state);
 }
+void BM_Notify_DirectCalls(benchmark::State &state)
+{
+    notifyBenchmark<DirectCallsPeer>(state);
+}
 #ifdef SIGREG_BENCH_HAVE_QT
 void BM_Notify_QtDirect(benchmark::State &state)
 {
@@ -241,6 +270,7 @@ BENCHMARK(BM_Notify_FunctionLoop)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1)-
 BENCHMARK(BM_Notify_SigregMixed)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
 BENCHMARK(BM_Notify_FunctionLoopMixed)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
 BENCHMARK(BM_Notify_HandlersOnly)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
+BENCHMARK(BM_Notify_DirectCalls)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
 #ifdef SIGREG_BENCH_HAVE_QT
 BENCHMARK(BM_Notify_QtDirect)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
 BENCHMARK(BM_Notify_QtDirectSlot)->Arg(1)->Arg(4)->Arg(16)->Arg(64)->Threads(1)->Threads(2);
