@@ -958,6 +958,47 @@ def typeruns_table(groups):
                     ("Sigreg, handlers", "without runs", "with runs", "loop"))
 
 
+FLOOR_ROWS = (("BM_Notify_QtDirect", "Qt, direct connections"),
+              ("BM_Notify_SigregQt", "Sigreg's facade (`QtRegistry`)"),
+              ("BM_Notify_Sigreg", "Sigreg's core (`Registry`)"),
+              ("BM_Notify_FunctionLoop", "`std::function` loop"),
+              ("BM_Notify_DirectCalls", "direct calls to the body, no dispatch"))
+
+
+def floor_table(runs):
+    """Inline notify against Qt's direct emit, with the direct-calls floor: each row's median in each run (the
+    range over the runs) and its ratio to Qt's direct emit in the same run."""
+    qt = "BM_Notify_QtDirect"
+    lines = ["| row (range over the runs; ÷ Qt direct in the same run) | 1 handler | 4 handlers | 16 handlers |",
+             "|---|---:|---:|---:|"]
+    for base, label in FLOOR_ROWS:
+        cells = []
+        for h in (1, 4, 16):
+            cell = span([r.t(base, h) for r in runs], unit=" ns")
+            if base != qt:
+                cell += f" ({span([r.ratio(base, qt, h) for r in runs])})"
+            cells.append(cell)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def unroll_table(groups):
+    """The dropped experiment of unrolling the walk by four."""
+    rows = [("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h, f"core, {handlers_word(h)} (÷ loop)") for h in (1, 4, 16)]
+    rows += [("BM_Notify_SigregMixed", "BM_Notify_FunctionLoopMixed", h,
+              f"core, {h} handlers of four types in turn (÷ loop over the same)") for h in (4, 16)]
+    rows += [("BM_Notify_SigregQt", "BM_Notify_QtDirect", h, f"facade, {handlers_word(h)} (÷ Qt direct)")
+             for h in (1, 4, 16)]
+    rows += [(b, None, h, f"({label}, {handlers_word(h)}: the same source in both)") for b, label in UNROLL_CONTROLS
+             for h in (1, 4, 16)]
+    return ab_table(groups["unroll_without"], groups["unroll_with"], rows,
+                    ("row", "as committed", "unrolled", "reference"))
+
+
+UNROLL_CONTROLS = (("BM_Notify_FunctionLoop", "loop"), ("BM_Notify_DirectCalls", "direct calls"),
+                   ("BM_Notify_QtDirect", "Qt direct"))
+
+
 def loopalign_table(groups, prefix="loopalign", with_label="loop aligned", without_label="loops as placed"):
     """An alignment experiment (`prefix`: the walk's loop aligned from the header, or "alignloops": every loop
     aligned by the compiler): the facade's rows against the core's, and the core's against the loop's."""
@@ -1287,6 +1328,39 @@ def compute_values(manifest, perf_dir):
             for base, key in (("BM_BusEmit_Handlers", "emit"), ("BM_Notify_Sigreg", "notify")):
                 change = pooled_quantile(with_, base, 0.5, h) / pooled_quantile(without, base, 0.5, h)
                 v[f"busrange.{key}_{h}h_change"] = f"{change:.2f}×"
+    if "unroll_without" in groups and "unroll_with" in groups:
+        without, with_ = groups["unroll_without"], groups["unroll_with"]
+        qt = "BM_Notify_QtDirect"
+        v["tables.floor"] = floor_table(without)
+        v["floor.commit"] = without[0].entry["commit"]
+        v["floor.runs"] = word(len(without))
+        for h in (1, 4, 16):
+            for base, key in (("BM_Notify_DirectCalls", "direct"), ("BM_Notify_FunctionLoop", "loop"),
+                              ("BM_Notify_Sigreg", "core"), ("BM_Notify_SigregQt", "facade")):
+                v[f"floor.{key}_qt_{h}h"] = span([r.ratio(base, qt, h) for r in without])
+            v[f"floor.facade_direct_{h}h"] = span([r.ratio("BM_Notify_SigregQt", "BM_Notify_DirectCalls", h)
+                                                   for r in without])
+            v[f"floor.qt_{h}h_ns"] = span([r.t(qt, h) for r in without], unit=" ns")
+            v[f"floor.direct_{h}h_ns"] = span([r.t("BM_Notify_DirectCalls", h) for r in without], unit=" ns")
+            v[f"floor.target_{h}h_ns"] = span([targets["facade_vs_qt_direct"] * r.t(qt, h) for r in without],
+                                              unit=" ns")
+        v["floor.direct_per_call_ns"] = span(
+            [(r.t("BM_Notify_DirectCalls", 16) - r.t("BM_Notify_DirectCalls", 4)) / 12 for r in without], unit=" ns")
+        v["floor.direct_misses_4h"] = all(r.ratio("BM_Notify_DirectCalls", qt, 4) > targets["facade_vs_qt_direct"]
+                                          for r in without)
+        v["tables.unroll"] = unroll_table(groups)
+        ab_counts(v, "unroll", without, with_, [(b, h) for b, _ in UNROLL_CONTROLS for h in (1, 4, 16)])
+        for tag, build in (("without", without), ("with", with_)):
+            pooled = lambda base, h: pooled_quantile(build, base, 0.5, h)
+            for h in (1, 4, 16):
+                v[f"unroll.core_{h}h_{tag}_vs_loop"] = f"{pooled('BM_Notify_Sigreg', h) / pooled('BM_Notify_FunctionLoop', h):.2f}×"
+                for base, key in (("BM_Notify_Sigreg", "core"), ("BM_Notify_SigregQt", "facade")):
+                    v[f"unroll.{key}_{h}h_{tag}_ns"] = f"{pooled(base, h):.2f} ns"
+                    v[f"unroll.{key}_{h}h_{tag}_vs_qt"] = f"{pooled(base, h) / pooled(qt, h):.3f}×"
+            for h in (4, 16):
+                v[f"unroll.mixed_{h}h_{tag}_ns"] = f"{pooled('BM_Notify_SigregMixed', h):.2f} ns"
+                v[f"unroll.mixed_{h}h_{tag}_vs_loop"] = (
+                    f"{pooled('BM_Notify_SigregMixed', h) / pooled('BM_Notify_FunctionLoopMixed', h):.2f}×")
     if "typeruns_without" in groups and "typeruns_with" in groups:
         v["tables.typeruns"] = typeruns_table(groups)
         v["typeruns.rounds"] = word(len(groups["typeruns_without"]))
