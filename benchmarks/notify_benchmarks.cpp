@@ -108,43 +108,40 @@ struct FunctionLoopPeer {
     }
 };
 
-/// Not a peer: a reference. The handler's own work, called `count` times
-/// with no dispatch at all (the calls inline, nothing is looked up), so that
-/// a row shows how much of every peer's time is the handlers themselves. Each
-/// call still makes its own load and store of the counter: GCC and Clang do
-/// not merge relaxed atomic accesses (the standard would allow it).
-struct HandlersOnlyPeer {
-    int count;
-
-    explicit HandlersOnlyPeer(int c) : count(c) {}
-    void notify(const int &event) noexcept
-    {
-        for (int i = 0; i < count; ++i)
-            kHandler(event);
-    }
-};
-
 /// kHandler's body as a function of its own that is never inlined.
 SIGREG_NOINLINE void handlerWorkOutOfLine(const int &value) noexcept
 {
     handlerWork(value);
 }
 
-/// Not a peer either: a floor for every dispatcher that calls each handler
-/// out of line. The body is called `count` times in a loop, as a direct call
-/// to a function the compiler knows: nothing is looked up, nothing is type
-/// erased, nothing is announced. Whatever a dispatcher keeps per handler (an
-/// entry to read, a target to load, an indirect call, Sigreg's announcement)
-/// comes on top of this, so a target below this row's time is out of reach
-/// for every design that makes one call per handler.
-struct DirectCallsPeer {
+/// How a BodyOnlyPeer calls the handler's body.
+enum class Body { Inline, OutOfLine };
+
+/// Not a peer: a reference. The handler's own work, called `count` times
+/// with no dispatch at all: nothing is looked up, nothing is type-erased,
+/// nothing is announced.
+/// * Body::Inline (BM_Notify_HandlersOnly): the calls inline, so that a row
+///   shows how much of every peer's time is the handlers themselves. Each
+///   call still makes its own load and store of the counter: GCC and Clang
+///   do not merge relaxed atomic accesses (the standard would allow it).
+/// * Body::OutOfLine (BM_Notify_DirectCalls): each a direct call to a
+///   function the compiler knows but does not inline. A floor for every
+///   dispatcher that calls its handlers out of line, one by one in a loop:
+///   whatever it keeps per handler (an entry to read, a target to load, an
+///   indirect call, Sigreg's announcement) comes on top of this.
+template <Body body>
+struct BodyOnlyPeer {
     int count;
 
-    explicit DirectCallsPeer(int c) : count(c) {}
+    explicit BodyOnlyPeer(int c) : count(c) {}
     void notify(const int &event) noexcept
     {
-        for (int i = 0; i < count; ++i)
-            handlerWorkOutOfLine(event);
+        for (int i = 0; i < count; ++i) {
+            if constexpr (body == Body::Inline)
+                kHandler(event);
+            else
+                handlerWorkOutOfLine(event);
+        }
     }
 };
 
@@ -234,11 +231,11 @@ void BM_Notify_FunctionLoopMixed(benchmark::State &state)
 }
 void BM_Notify_HandlersOnly(benchmark::State &state)
 {
-    notifyBenchmark<HandlersOnlyPeer>(state);
+    notifyBenchmark<BodyOnlyPeer<Body::Inline>>(state);
 }
 void BM_Notify_DirectCalls(benchmark::State &state)
 {
-    notifyBenchmark<DirectCallsPeer>(state);
+    notifyBenchmark<BodyOnlyPeer<Body::OutOfLine>>(state);
 }
 #ifdef SIGREG_BENCH_HAVE_QT
 void BM_Notify_QtDirect(benchmark::State &state)
