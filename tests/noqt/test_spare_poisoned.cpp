@@ -8,11 +8,12 @@
 // The program keeps the address of the registry's current block (through a
 // mirror word, the way the typed bus reads blocks), makes a write replace
 // that block, checks that it went to the spares rather than back to the
-// allocator, and then reads it. Under ASan the read must stop the program
-// with a "use-after-poison" report: CTest passes the test on that output
-// (PASS_REGULAR_EXPRESSION; tests/CMakeLists.txt registers it only in builds
-// with -fsanitize=address). If the read goes through, the program says so
-// and exits 1, and the output does not match: the test fails.
+// allocator and that ASan sees it poisoned, and then reads it. Under ASan
+// the read must stop the program with a "use-after-poison" report: CTest
+// passes the test on that output (PASS_REGULAR_EXPRESSION; tests/CMakeLists.txt
+// registers it only in builds with -fsanitize=address). If the read goes
+// through, the program says so and exits 1, and the output does not match:
+// the test fails.
 #include <sigreg/detail/hazard.h>
 #include <sigreg/detail/registry_core.h>
 #include <sigreg/registry.h> // detail::makeNode
@@ -20,6 +21,10 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+
+#if defined(SIGREG_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
 
 namespace {
 
@@ -71,6 +76,10 @@ int main()
         return 1;
     }
 
+    if (!__asan_address_is_poisoned(old)) {
+        std::fprintf(stderr, "test_spare_poisoned: the spare block is not poisoned\n");
+        return 1;
+    }
     std::fprintf(stderr, "test_spare_poisoned: reading the spare block (AddressSanitizer must stop this)\n");
     const volatile std::uint32_t capacity = old->capacity;
     std::fprintf(stderr, "test_spare_poisoned: read a spare block (capacity %u) unreported: it is not poisoned\n",
