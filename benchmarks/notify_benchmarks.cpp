@@ -125,10 +125,11 @@ enum class Body { Inline, OutOfLine };
 ///   call still makes its own load and store of the counter: GCC and Clang
 ///   do not merge relaxed atomic accesses (the standard would allow it).
 /// * Body::OutOfLine (BM_Notify_DirectCalls): each a direct call to a
-///   function the compiler knows but does not inline. A floor for every
-///   dispatcher that calls its handlers out of line, one by one in a loop:
-///   whatever it keeps per handler (an entry to read, a target to load, an
-///   indirect call, Sigreg's announcement) comes on top of this.
+///   function the compiler knows but does not inline: what a loop of calls
+///   costs before any dispatch. A reference for dispatchers that call their
+///   handlers out of line one by one, not a strict bound: on the project's
+///   host the std::function loop, which loads its targets, ran within a few
+///   per cent of it, on either side (docs/PERFORMANCE.md).
 template <Body body>
 struct BodyOnlyPeer {
     int count;

@@ -976,7 +976,7 @@ def floor_table(runs):
         for h in (1, 4, 16):
             cell = span([r.t(base, h) for r in runs], unit=" ns")
             if base != qt:
-                cell += f" ({span([r.ratio(base, qt, h) for r in runs])})"
+                cell += f" ({span([r.ratio(base, qt, h) for r in runs], 3)})"
             cells.append(cell)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -989,14 +989,17 @@ def unroll_table(groups):
               f"core, {h} handlers of four types in turn (÷ loop over the same)") for h in (4, 16)]
     rows += [("BM_Notify_SigregQt", "BM_Notify_QtDirect", h, f"facade, {handlers_word(h)} (÷ Qt direct)")
              for h in (1, 4, 16)]
-    rows += [(b, None, h, f"({label}, {handlers_word(h)}: the same source in both)") for b, label in UNROLL_CONTROLS
-             for h in (1, 4, 16)]
+    rows += [(b, None, h, f"({label}, {h_word(h)}: the same source in both)") for b, label, h_word, hs in UNROLL_CONTROLS
+             for h in hs]
     return ab_table(groups["unroll_without"], groups["unroll_with"], rows,
                     ("row", "as committed", "unrolled", "reference"))
 
 
-UNROLL_CONTROLS = (("BM_Notify_FunctionLoop", "loop"), ("BM_Notify_DirectCalls", "direct calls"),
-                   ("BM_Notify_QtDirect", "Qt direct"))
+# (row, label, how its handler counts read, the counts): the rows whose source is the same in both builds.
+UNROLL_CONTROLS = (("BM_Notify_FunctionLoop", "loop", lambda h: handlers_word(h), (1, 4, 16)),
+                   ("BM_Notify_FunctionLoopMixed", "loop", lambda h: f"{h} handlers of four types", (4, 16)),
+                   ("BM_Notify_DirectCalls", "direct calls", lambda h: handlers_word(h), (1, 4, 16)),
+                   ("BM_Notify_QtDirect", "Qt direct", lambda h: handlers_word(h), (1, 4, 16)))
 
 
 def loopalign_table(groups, prefix="loopalign", with_label="loop aligned", without_label="loops as placed"):
@@ -1337,7 +1340,11 @@ def compute_values(manifest, perf_dir):
         for h in (1, 4, 16):
             for base, key in (("BM_Notify_DirectCalls", "direct"), ("BM_Notify_FunctionLoop", "loop"),
                               ("BM_Notify_Sigreg", "core"), ("BM_Notify_SigregQt", "facade")):
-                v[f"floor.{key}_qt_{h}h"] = span([r.ratio(base, qt, h) for r in without])
+                v[f"floor.{key}_qt_{h}h"] = span([r.ratio(base, qt, h) for r in without], 3)
+            v[f"floor.loop_direct_{h}h"] = span([r.ratio("BM_Notify_FunctionLoop", "BM_Notify_DirectCalls", h)
+                                                 for r in without])
+            v[f"floor.facade_over_direct_{h}h_ns"] = span(
+                [r.t("BM_Notify_SigregQt", h) - r.t("BM_Notify_DirectCalls", h) for r in without], unit=" ns")
             v[f"floor.facade_direct_{h}h"] = span([r.ratio("BM_Notify_SigregQt", "BM_Notify_DirectCalls", h)
                                                    for r in without])
             v[f"floor.qt_{h}h_ns"] = span([r.t(qt, h) for r in without], unit=" ns")
@@ -1348,8 +1355,15 @@ def compute_values(manifest, perf_dir):
             [(r.t("BM_Notify_DirectCalls", 16) - r.t("BM_Notify_DirectCalls", 4)) / 12 for r in without], unit=" ns")
         v["floor.direct_misses_4h"] = all(r.ratio("BM_Notify_DirectCalls", qt, 4) > targets["facade_vs_qt_direct"]
                                           for r in without)
+        v["floor.facade_misses_4h"] = all(r.ratio("BM_Notify_SigregQt", qt, 4) > targets["facade_vs_qt_direct"]
+                                          for r in without)
+        v["floor.all_miss_4h"] = all(r.ratio(base, qt, 4) > targets["facade_vs_qt_direct"] for r in without
+                                     for base in ("BM_Notify_DirectCalls", "BM_Notify_FunctionLoop",
+                                                  "BM_Notify_Sigreg", "BM_Notify_SigregQt"))
         v["tables.unroll"] = unroll_table(groups)
-        ab_counts(v, "unroll", without, with_, [(b, h) for b, _ in UNROLL_CONTROLS for h in (1, 4, 16)])
+        ab_counts(v, "unroll", without, with_, [(b, h) for b, _, _, hs in UNROLL_CONTROLS for h in hs])
+        v["unroll.facade_1h_with_vs_core"] = (
+            f"{pooled_quantile(with_, 'BM_Notify_SigregQt', 0.5, 1) / pooled_quantile(with_, 'BM_Notify_Sigreg', 0.5, 1):.2f}×")
         for tag, build in (("without", without), ("with", with_)):
             pooled = lambda base, h: pooled_quantile(build, base, 0.5, h)
             for h in (1, 4, 16):
@@ -1370,6 +1384,11 @@ def compute_values(manifest, perf_dir):
         ratio = lambda a, b, h: pooled_quantile(w, a, 0.5, h) / pooled_quantile(w, b, 0.5, h)
         mixed = [ratio("BM_Notify_SigregMixed", "BM_Notify_FunctionLoopMixed", h) for h in (4, 16)]
         same = [ratio("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h) for h in (4, 16)]
+        for h in (4, 16):
+            for base, key in (("BM_Notify_Sigreg", "same"), ("BM_Notify_SigregMixed", "mixed")):
+                change = (pooled_quantile(groups["typeruns_with"], base, 0.5, h)
+                          / pooled_quantile(groups["typeruns_without"], base, 0.5, h))
+                v[f"typeruns.{key}_{h}h_change"] = f"{change:.2f}×"
         v["typeruns.mixed_vs_same"] = (f"{mixed[0]:.2f}× and {mixed[1]:.2f}× the loop with 4 and 16 handlers of four "
                                        f"types, against {same[0]:.2f}× and {same[1]:.2f}× with one type")
     if "asyncbatch_before" in groups and "asyncbatch_after" in groups:
