@@ -909,9 +909,19 @@ def ab_table(without, with_, rows, head):
     return "\n".join(lines)
 
 
+def pooled_ratio(runs, a, b, h):
+    """Row `a` over row `b`, with `h` handlers: the medians of their repetitions pooled over `runs`."""
+    return pooled_quantile(runs, a, 0.5, h) / pooled_quantile(runs, b, 0.5, h)
+
+
+def pooled_change(before, after, base, h):
+    """A row's pooled median in the runs `after` over that in the runs `before`."""
+    return pooled_quantile(after, base, 0.5, h) / pooled_quantile(before, base, 0.5, h)
+
+
 def control_drift(without, with_, rows):
     """The largest change, in per cent, of rows whose source is the same in both builds."""
-    return max(abs(pooled_quantile(with_, b, 0.5, h) / pooled_quantile(without, b, 0.5, h) - 1) * 100 for b, h in rows)
+    return max(abs(pooled_change(without, with_, b, h) - 1) * 100 for b, h in rows)
 
 
 REGMIX_ROWS = (("BM_AddOneByOne_Sigreg", "10,000 single adds, equal priorities"),
@@ -1306,9 +1316,7 @@ def compute_values(manifest, perf_dir):
         if f"{prefix}_without" in groups and f"{prefix}_with" in groups:
             without, with_ = groups[f"{prefix}_without"], groups[f"{prefix}_with"]
             v[f"tables.{prefix}"] = loopalign_table(groups, prefix, with_label)
-            v[f"{prefix}.rounds"] = word(len(without))
-            drift = control_drift(without, with_, [("BM_Notify_FunctionLoop", h) for h in (1, 4, 16)])
-            v[f"{prefix}.drift_pct"] = f"{drift:.0f} %"
+            ab_counts(v, prefix, without, with_, [("BM_Notify_FunctionLoop", h) for h in (1, 4, 16)])
     if all(f"regmix_{b}" in groups for b in ("none", "spares", "range")):
         v["tables.regmix"] = regmix_table(groups, targets["single_adds_10000_ns"])
         ab_counts(v, "regmix", groups["regmix_none"])
@@ -1317,78 +1325,64 @@ def compute_values(manifest, perf_dir):
         v["tables.range"] = loopalign_table(groups, "range", "with the range", "without")
         ab_counts(v, "range", without, with_, [("BM_Notify_FunctionLoop", h) for h in (1, 4, 16)])
         for tag, build in (("without", without), ("with", with_)):
+            v[f"range.facade_4h_{tag}_ns"] = f"{pooled_quantile(build, 'BM_Notify_SigregQt', 0.5, 4):.2f} ns"
+            v[f"range.facade_4h_{tag}_vs_core"] = fx(pooled_ratio(build, "BM_Notify_SigregQt", "BM_Notify_Sigreg", 4))
             for h in (1, 4):
-                facade = pooled_quantile(build, "BM_Notify_SigregQt", 0.5, h)
-                v[f"range.facade_{h}h_{tag}_ns"] = f"{facade:.2f} ns"
-                v[f"range.facade_{h}h_{tag}_vs_core"] = (
-                    f"{facade / pooled_quantile(build, 'BM_Notify_Sigreg', 0.5, h):.2f}×")
-                v[f"range.core_{h}h_{tag}_vs_loop"] = (
-                    f"{pooled_quantile(build, 'BM_Notify_Sigreg', 0.5, h) / pooled_quantile(build, 'BM_Notify_FunctionLoop', 0.5, h):.2f}×")
+                v[f"range.core_{h}h_{tag}_vs_loop"] = fx(pooled_ratio(build, "BM_Notify_Sigreg",
+                                                                      "BM_Notify_FunctionLoop", h))
     if "busrange_without" in groups and "busrange_with" in groups:
         without, with_ = groups["busrange_without"], groups["busrange_with"]
         ab_counts(v, "busrange", without)
         for h in (1, 4, 16):
             for base, key in (("BM_BusEmit_Handlers", "emit"), ("BM_Notify_Sigreg", "notify")):
-                change = pooled_quantile(with_, base, 0.5, h) / pooled_quantile(without, base, 0.5, h)
-                v[f"busrange.{key}_{h}h_change"] = f"{change:.2f}×"
+                v[f"busrange.{key}_{h}h_change"] = fx(pooled_change(without, with_, base, h))
     if "unroll_without" in groups and "unroll_with" in groups:
         without, with_ = groups["unroll_without"], groups["unroll_with"]
-        qt = "BM_Notify_QtDirect"
+        qt, direct, loop = "BM_Notify_QtDirect", "BM_Notify_DirectCalls", "BM_Notify_FunctionLoop"
+        core, facade = "BM_Notify_Sigreg", "BM_Notify_SigregQt"
+        limit = targets["facade_vs_qt_direct"]
+        # The floor: each run of the build as committed on its own (a range over the runs).
         v["tables.floor"] = floor_table(without)
         v["floor.commit"] = without[0].entry["commit"]
         v["floor.runs"] = word(len(without))
+        per_run = lambda f, prec=2, unit="×": span([f(r) for r in without], prec, unit)
+        misses = {}
+        for base, key in ((direct, "direct"), (loop, "loop"), (core, "core"), (facade, "facade")):
+            v[f"floor.{key}_qt_4h"] = per_run(lambda r: r.ratio(base, qt, 4), 3)
+            misses[key] = all(r.ratio(base, qt, 4) > limit for r in without)
+        v["floor.direct_misses_4h"] = misses["direct"]
+        v["floor.facade_misses_4h"] = misses["facade"]
+        v["floor.all_miss_4h"] = all(misses.values())
+        v["floor.qt_4h_ns"] = per_run(lambda r: r.t(qt, 4), unit=" ns")
+        v["floor.target_4h_ns"] = per_run(lambda r: limit * r.t(qt, 4), unit=" ns")
+        v["floor.direct_4h_ns"] = per_run(lambda r: r.t(direct, 4), unit=" ns")
+        v["floor.direct_per_call_ns"] = per_run(lambda r: (r.t(direct, 16) - r.t(direct, 4)) / 12, unit=" ns")
+        v["floor.facade_over_direct_1h_ns"] = per_run(lambda r: r.t(facade, 1) - r.t(direct, 1), unit=" ns")
         for h in (1, 4, 16):
-            for base, key in (("BM_Notify_DirectCalls", "direct"), ("BM_Notify_FunctionLoop", "loop"),
-                              ("BM_Notify_Sigreg", "core"), ("BM_Notify_SigregQt", "facade")):
-                v[f"floor.{key}_qt_{h}h"] = span([r.ratio(base, qt, h) for r in without], 3)
-            v[f"floor.loop_direct_{h}h"] = span([r.ratio("BM_Notify_FunctionLoop", "BM_Notify_DirectCalls", h)
-                                                 for r in without])
-            v[f"floor.facade_over_direct_{h}h_ns"] = span(
-                [r.t("BM_Notify_SigregQt", h) - r.t("BM_Notify_DirectCalls", h) for r in without], unit=" ns")
-            v[f"floor.facade_direct_{h}h"] = span([r.ratio("BM_Notify_SigregQt", "BM_Notify_DirectCalls", h)
-                                                   for r in without])
-            v[f"floor.qt_{h}h_ns"] = span([r.t(qt, h) for r in without], unit=" ns")
-            v[f"floor.direct_{h}h_ns"] = span([r.t("BM_Notify_DirectCalls", h) for r in without], unit=" ns")
-            v[f"floor.target_{h}h_ns"] = span([targets["facade_vs_qt_direct"] * r.t(qt, h) for r in without],
-                                              unit=" ns")
-        v["floor.direct_per_call_ns"] = span(
-            [(r.t("BM_Notify_DirectCalls", 16) - r.t("BM_Notify_DirectCalls", 4)) / 12 for r in without], unit=" ns")
-        v["floor.direct_misses_4h"] = all(r.ratio("BM_Notify_DirectCalls", qt, 4) > targets["facade_vs_qt_direct"]
-                                          for r in without)
-        v["floor.facade_misses_4h"] = all(r.ratio("BM_Notify_SigregQt", qt, 4) > targets["facade_vs_qt_direct"]
-                                          for r in without)
-        v["floor.all_miss_4h"] = all(r.ratio(base, qt, 4) > targets["facade_vs_qt_direct"] for r in without
-                                     for base in ("BM_Notify_DirectCalls", "BM_Notify_FunctionLoop",
-                                                  "BM_Notify_Sigreg", "BM_Notify_SigregQt"))
+            v[f"floor.facade_direct_{h}h"] = per_run(lambda r: r.ratio(facade, direct, h))
+        for h in (4, 16):
+            v[f"floor.loop_direct_{h}h"] = per_run(lambda r: r.ratio(loop, direct, h))
+        # The unrolling experiment: each build's rounds pooled.
         v["tables.unroll"] = unroll_table(groups)
         ab_counts(v, "unroll", without, with_, [(b, h) for b, _, _, hs in UNROLL_CONTROLS for h in hs])
-        v["unroll.facade_1h_with_vs_core"] = (
-            f"{pooled_quantile(with_, 'BM_Notify_SigregQt', 0.5, 1) / pooled_quantile(with_, 'BM_Notify_Sigreg', 0.5, 1):.2f}×")
+        v["unroll.facade_1h_with_vs_core"] = fx(pooled_ratio(with_, facade, core, 1))
         for tag, build in (("without", without), ("with", with_)):
-            pooled = lambda base, h: pooled_quantile(build, base, 0.5, h)
-            for h in (1, 4, 16):
-                v[f"unroll.core_{h}h_{tag}_vs_loop"] = f"{pooled('BM_Notify_Sigreg', h) / pooled('BM_Notify_FunctionLoop', h):.2f}×"
-                for base, key in (("BM_Notify_Sigreg", "core"), ("BM_Notify_SigregQt", "facade")):
-                    v[f"unroll.{key}_{h}h_{tag}_ns"] = f"{pooled(base, h):.2f} ns"
-                    v[f"unroll.{key}_{h}h_{tag}_vs_qt"] = f"{pooled(base, h) / pooled(qt, h):.3f}×"
+            v[f"unroll.core_1h_{tag}_vs_loop"] = fx(pooled_ratio(build, core, loop, 1))
+            v[f"unroll.core_4h_{tag}_vs_qt"] = fx(pooled_ratio(build, core, qt, 4), 3)
+            for h in (1, 4):
+                v[f"unroll.facade_{h}h_{tag}_vs_qt"] = fx(pooled_ratio(build, facade, qt, h), 3)
             for h in (4, 16):
-                v[f"unroll.mixed_{h}h_{tag}_ns"] = f"{pooled('BM_Notify_SigregMixed', h):.2f} ns"
-                v[f"unroll.mixed_{h}h_{tag}_vs_loop"] = (
-                    f"{pooled('BM_Notify_SigregMixed', h) / pooled('BM_Notify_FunctionLoopMixed', h):.2f}×")
+                v[f"unroll.mixed_{h}h_{tag}_vs_loop"] = fx(pooled_ratio(build, "BM_Notify_SigregMixed",
+                                                                       "BM_Notify_FunctionLoopMixed", h))
     if "typeruns_without" in groups and "typeruns_with" in groups:
+        w, with_ = groups["typeruns_without"], groups["typeruns_with"]
         v["tables.typeruns"] = typeruns_table(groups)
-        v["typeruns.rounds"] = word(len(groups["typeruns_without"]))
-        v["typeruns.samples"] = str(sum(r.repetitions()[0] for r in groups["typeruns_without"]))
-        v["typeruns.drift_pct"] = f"{control_drift(groups['typeruns_without'], groups['typeruns_with'], [('BM_Notify_FunctionLoop', h) for h in (1, 4, 16)] + [('BM_Notify_FunctionLoopMixed', h) for h in (4, 16)]):.0f} %"
-        w = groups["typeruns_without"]
-        ratio = lambda a, b, h: pooled_quantile(w, a, 0.5, h) / pooled_quantile(w, b, 0.5, h)
-        mixed = [ratio("BM_Notify_SigregMixed", "BM_Notify_FunctionLoopMixed", h) for h in (4, 16)]
-        same = [ratio("BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h) for h in (4, 16)]
-        for h in (4, 16):
-            for base, key in (("BM_Notify_Sigreg", "same"), ("BM_Notify_SigregMixed", "mixed")):
-                change = (pooled_quantile(groups["typeruns_with"], base, 0.5, h)
-                          / pooled_quantile(groups["typeruns_without"], base, 0.5, h))
-                v[f"typeruns.{key}_{h}h_change"] = f"{change:.2f}×"
+        ab_counts(v, "typeruns", w, with_, [("BM_Notify_FunctionLoop", h) for h in (1, 4, 16)]
+                  + [("BM_Notify_FunctionLoopMixed", h) for h in (4, 16)])
+        mixed = [pooled_ratio(w, "BM_Notify_SigregMixed", "BM_Notify_FunctionLoopMixed", h) for h in (4, 16)]
+        same = [pooled_ratio(w, "BM_Notify_Sigreg", "BM_Notify_FunctionLoop", h) for h in (4, 16)]
+        for base, key in (("BM_Notify_Sigreg", "same"), ("BM_Notify_SigregMixed", "mixed")):
+            v[f"typeruns.{key}_4h_change"] = fx(pooled_change(w, with_, base, 4))
         v["typeruns.mixed_vs_same"] = (f"{mixed[0]:.2f}× and {mixed[1]:.2f}× the loop with 4 and 16 handlers of four "
                                        f"types, against {same[0]:.2f}× and {same[1]:.2f}× with one type")
     if "asyncbatch_before" in groups and "asyncbatch_after" in groups:
@@ -1407,7 +1401,7 @@ def compute_values(manifest, perf_dir):
         v["tables.futalloc"] = asyncbatch_table(groups, "futalloc")
         ab_counts(v, "futalloc", before, after, [(ref, h) for _, ref, _, hs in ASYNC_ROWS for h in hs])
         for h in (1, 4):
-            change = lambda row: pooled_quantile(after, row, 0.5, h) / pooled_quantile(before, row, 0.5, h)
+            change = lambda row: pooled_change(before, after, row, h)
             v[f"futalloc.pending_{h}h_change"] = f"{change('BM_NotifyAsyncPending_Sigreg'):.2f}×"
             v[f"futalloc.pending_ref_{h}h_change_pct"] = f"{(change('BM_NotifyAsyncPending_HandWritten') - 1) * 100:+.0f} %".replace("-", "−")
         for tag, build in (("before", before), ("after", after)):
