@@ -217,9 +217,9 @@ void RegistryCore::recycleBlock(const Block *retired) noexcept
     poisonSpare(block);
 }
 
-std::uint32_t RegistryCore::firstSlot(std::uint32_t capacity, std::size_t count) const noexcept
+Node **RegistryCore::firstSlot(Block *b, std::size_t count) const noexcept
 {
-    return m_prepends ? static_cast<std::uint32_t>((capacity - count) / 2) : 0;
+    return b->cells() + (m_prepends ? (b->capacity - count) / 2 : 0);
 }
 
 void RegistryCore::trimSpares() noexcept
@@ -413,7 +413,7 @@ HandlerId RegistryCore::add(Node *node, int priority)
         const std::uint64_t range = cur->range.load(std::memory_order_relaxed);
         const std::uint32_t first = Block::firstOf(range);
         const std::uint32_t n = Block::countOf(range);
-        Node **e = cur->cells() + first;
+        Node **e = cur->entries(range);
         if (first + n < cur->capacity && (n == 0 || e[n - 1]->priority >= priority)) {
             // Append in place: readers of this block loaded a count <= n and never
             // look at slot n; the release store publishes it to later readers.
@@ -433,11 +433,10 @@ HandlerId RegistryCore::add(Node *node, int priority)
             Block *b = allocateBlock(std::size_t(n) + 1, grownCapacity(std::size_t(n) + 1));
             if (pos == e && n != 0)
                 m_prepends = true; // after the last allocation: a failed add changes nothing
-            const std::uint32_t at = firstSlot(b->capacity, std::size_t(n) + 1);
-            Node **out = std::copy(e, pos, b->cells() + at);
+            Node **const begin = firstSlot(b, std::size_t(n) + 1);
+            Node **out = std::copy(e, pos, begin);
             *out++ = node;
-            std::copy(pos, e + n, out);
-            b->range.store(Block::pack(at, n + 1), std::memory_order_relaxed);
+            b->setEntries(begin, std::copy(pos, e + n, out));
             publish(b, garbage);
             node->addedVersion = b->version;
         }
@@ -556,10 +555,9 @@ bool RegistryCore::removeInto(HandlerId id, bool wait, Garbage &garbage)
         // n + n / 2 overflows 32 bits from n = 2^32 / 1.5 on.
         Block *b = allocateBlock(n - 1, static_cast<std::uint32_t>(std::min<std::size_t>(
             std::numeric_limits<std::uint32_t>::max(), std::max<std::size_t>(8, std::size_t(n) + n / 2))));
-        const std::uint32_t at = firstSlot(b->capacity, n - 1);
-        Node *const *e = cur->cells() + Block::firstOf(range);
-        Node **out = std::remove_copy(e, e + n, b->cells() + at, node);
-        b->range.store(Block::pack(at, static_cast<std::uint32_t>(out - (b->cells() + at))), std::memory_order_relaxed);
+        Node **const begin = firstSlot(b, n - 1);
+        Node *const *e = cur->entries(range);
+        b->setEntries(begin, std::remove_copy(e, e + n, begin, node));
 
         markRemoved(node);
         m_live.erase(std::lower_bound(m_live.begin(), m_live.end(), node, byId));
@@ -643,9 +641,9 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
             if (earlier.empty())
                 return 0;
         } else {
-            const std::uint32_t at = firstSlot(b->capacity, total);
-            Node **out = b->cells() + at;
-            Node *const *e = cur->cells() + Block::firstOf(range);
+            Node **const begin = firstSlot(b, total);
+            Node **out = begin;
+            Node *const *e = cur->entries(range);
             auto add = ops.adds.begin();
             for (std::uint32_t i = 0; i < n; ++i) {
                 if (std::binary_search(removed.begin(), removed.end(), e[i]))
@@ -656,8 +654,7 @@ std::size_t RegistryCore::apply(BatchOps &ops, bool wait)
                 *out++ = e[i];
             }
             out = std::copy(add, ops.adds.end(), out);
-            b->range.store(Block::pack(at, static_cast<std::uint32_t>(out - (b->cells() + at))),
-                           std::memory_order_relaxed);
+            b->setEntries(begin, out);
 
             for (const Node *r : removed)
                 markRemoved(const_cast<Node *>(r));

@@ -108,6 +108,16 @@ struct Block {
     }
     Node *const *cells() const noexcept { return reinterpret_cast<Node *const *>(this + 1); }
     Node **cells() noexcept { return reinterpret_cast<Node **>(this + 1); }
+    /// The first entry of `word`, a value of `range` loaded before.
+    Node *const *entries(std::uint64_t word) const noexcept { return cells() + firstOf(word); }
+    Node **entries(std::uint64_t word) noexcept { return cells() + firstOf(word); }
+    /// Sets the entries of a block no reader can see yet to the cells
+    /// [begin, end), which the writer filled.
+    void setEntries(Node *const *begin, Node *const *end) noexcept
+    {
+        range.store(pack(static_cast<std::uint32_t>(begin - cells()), static_cast<std::uint32_t>(end - begin)),
+                    std::memory_order_relaxed);
+    }
 };
 static_assert(sizeof(Block) % alignof(Node *) == 0);
 static_assert(alignof(Block) > 1, "a mirror word keeps a flag in bit 0 of a block's address");
@@ -321,7 +331,7 @@ private:
     SIGREG_ALWAYS_INLINE static void walk(HazardScope &scope, const Block *block, const void *event) noexcept
     {
         const std::uint64_t range = block->range.load(std::memory_order_acquire);
-        Node *const *it = block->cells() + Block::firstOf(range);
+        Node *const *it = block->entries(range);
         Node *const *const end = it + Block::countOf(range);
         if (SIGREG_UNLIKELY(it == end)) {
             // Nothing to announce, so withdraw what an earlier read on this
@@ -414,10 +424,10 @@ private:
     Block *takeSpare(std::size_t i) noexcept;
     /// Frees spares too large for the current handler count.
     void trimSpares() noexcept;
-    /// Where a new block of `capacity` cells puts its first of `count`
-    /// entries: at the start, or, once a handler was added in front of all
-    /// others (see m_prepends), in the middle of the free cells.
-    std::uint32_t firstSlot(std::uint32_t capacity, std::size_t count) const noexcept;
+    /// The cell of a new block `b` where its first of `count` entries goes:
+    /// the first cell, or, once a handler was added in front of all others
+    /// (see m_prepends), the middle of the free cells.
+    Node **firstSlot(Block *b, std::size_t count) const noexcept;
 
 public:
     /// Bits a layer above the core may set (rarely) and test on its notify
