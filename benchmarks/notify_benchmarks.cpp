@@ -128,8 +128,9 @@ enum class Body { Inline, OutOfLine };
 ///   function the compiler knows but does not inline: what a loop of calls
 ///   costs before any dispatch. A reference for dispatchers that call their
 ///   handlers out of line one by one, not a strict bound: on the project's
-///   host the std::function loop, which loads its targets, ran within a few
-///   per cent of it, on either side (docs/PERFORMANCE.md).
+///   host the std::function loop, which loads its targets, ran at or a
+///   little below this row's time (docs/PERFORMANCE.md, "What 0.15× of Qt
+///   with four handlers would take").
 template <Body body>
 struct BodyOnlyPeer {
     int count;
